@@ -1,0 +1,28 @@
+"""The shell every stage runs in: logging, params loading, and readable errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from image_classifier.params import Params, ParamsError, load_params
+from image_classifier.preprocessing import ImageError
+from image_classifier.scan import DataError
+
+# Errors caused by the user's data or params: one line is more useful than a traceback.
+USER_ERRORS = (ParamsError, DataError, ImageError, FileNotFoundError)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_stage(fn: Callable[[Params], Any]) -> None:
+    setup_logging()
+    try:
+        fn(load_params())
+    except USER_ERRORS as exc:
+        logging.getLogger(fn.__module__).error("%s", exc)
+        sys.exit(1)

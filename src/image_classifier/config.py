@@ -1,0 +1,25 @@
+"""Where everything lives. Paths are relative to the repository root, where DVC runs stages."""
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+SAMPLE_DIR = Path("data/raw")
+SPLITS_DIR = Path("data/splits")
+SPLIT_NAMES = ("train", "val", "test")
+
+MODELS_DIR = Path("saved_models")
+KERAS_MODEL = MODELS_DIR / "model.keras"
+TFLITE_MODEL = MODELS_DIR / "model.tflite"
+MODEL_CARD = MODELS_DIR / "model.json"
+CLASSES_FILE = MODELS_DIR / "classes.json"
+
+REPORTS_DIR = Path("reports")
+SPLIT_REPORT = REPORTS_DIR / "split.json"
+TRAIN_LIVE_DIR = REPORTS_DIR / "train"
+METRICS_FILE = REPORTS_DIR / "metrics.json"
+EVAL_DIR = REPORTS_DIR / "eval"
+
+
+def manifest_path(split: str) -> Path:
+    return SPLITS_DIR / f"{split}.csv"

@@ -1,0 +1,39 @@
+"""Split manifests: one `path,label` CSV per split, UTF-8, paths in POSIX form."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from image_classifier import atomic
+
+FIELDS = ("path", "label")
+
+
+def format_manifest(rows: Iterable[tuple[str, str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(FIELDS)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_manifest(path: Path, rows: Iterable[tuple[str, str]]) -> None:
+    atomic.write_text(path, format_manifest(rows))
+
+
+def read_manifest(path: Path) -> list[tuple[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the split stage first (dvc repro)")
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise ValueError(f"{path}: expected columns {FIELDS}, found {reader.fieldnames}")
+        return [(row["path"], row["label"]) for row in reader]
+
+
+def class_names(rows: Iterable[tuple[str, str]]) -> list[str]:
+    """Classes in model-output order: sorted, so the order never depends on file order."""
+    return sorted({label for _, label in rows})

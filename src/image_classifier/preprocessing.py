@@ -1,0 +1,110 @@
+"""The one preprocessing function shared by training, evaluation, prediction and the web app.
+
+It imports no TensorFlow on purpose: the web app and the predict CLI run without it. Its output is
+float32 pixels in [0, 255]; scaling to what a network expects happens inside the model, so the
+exported model and this function are the whole contract between training and serving.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Bump when the function's output changes for the same input; model.json records it and
+# loaders refuse a model made with another version.
+PREPROCESSING_VERSION = 1
+
+# Transparent pixels are laid on white: most uploads with alpha are drawings on "nothing".
+BACKGROUND = (255, 255, 255)
+
+ImageSource = str | Path | bytes | BinaryIO
+
+
+class ImageError(ValueError):
+    """The input cannot be turned into a model input; the message says why."""
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise ImageError("empty file")
+        source = io.BytesIO(source)
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large: {exc}") from None
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float images: Pillow's convert() clips them to 255, so rescale by hand."""
+    arr = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+    if img.mode == "F":
+        top = max(float(arr.max(initial=0)), 1.0)
+    return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8), "L")
+
+
+def _normalise_mode(img: Image.Image, color_mode: str) -> Image.Image:
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
+    if img.mode == "P":
+        # Palette images may carry transparency in their info; RGBA makes it explicit.
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        img = Image.alpha_composite(background, rgba)
+    target = "RGB" if color_mode == "rgb" else "L"
+    return img.convert(target)  # CMYK, YCbCr, LAB, 1, ... all convert here
+
+
+def load_image(
+    source: ImageSource,
+    size: int,
+    color_mode: str = "rgb",
+    max_pixels: int = 40_000_000,
+) -> np.ndarray:
+    """Turn a file path, bytes or a binary file object into a (size, size, channels) float32 array.
+
+    Applies EXIF orientation, uses the first frame of animations, lays transparency on white,
+    converts any Pillow mode to RGB or grayscale and resizes with bilinear filtering.
+    Raises ImageError with a readable reason for anything it cannot use.
+    """
+    if color_mode not in ("rgb", "grayscale"):
+        raise ValueError(f"color_mode must be 'rgb' or 'grayscale', not {color_mode!r}")
+    with warnings.catch_warnings():
+        # Pillow warns (then errors) on huge images with its own global limit; ours comes first.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        opened = _open(source)
+        img = opened
+        try:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image too large: {width}x{height} pixels is over the limit of {max_pixels}"
+                )
+            if width == 0 or height == 0:
+                raise ImageError("image has no pixels")
+            img.seek(0)
+            img = ImageOps.exif_transpose(img) or img
+            img.load()
+            img = _normalise_mode(img, color_mode)
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        except ImageError:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # Truncated or corrupt data surfaces here, when the pixels are actually read.
+            raise ImageError(f"corrupt or truncated image: {exc}") from None
+        finally:
+            opened.close()
+    arr = np.asarray(img, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[..., np.newaxis]
+    return arr

@@ -1,0 +1,88 @@
+"""Find the usable images in a folder of class sub-folders.
+
+Real folders are messy: hidden files (.DS_Store, ._x.jpg) are ignored silently; anything the
+preprocessing function cannot read is skipped with a warning that names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from image_classifier.preprocessing import ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: str  # POSIX form, as the manifests store it
+    label: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    files: tuple[ImageFile, ...]
+    skipped: tuple[Skipped, ...]
+    classes: tuple[str, ...]  # every class folder, including ones left with no usable image
+
+
+class DataError(ValueError):
+    """The image folder cannot give a usable dataset; the message names the folder or class."""
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def list_candidates(root: Path) -> tuple[list[str], list[tuple[Path, str]], list[Path]]:
+    """Class names, (file, class) candidates, and stray files lying outside any class folder."""
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist (set data.raw_dir in params.yaml)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"image folder {root} has no class sub-folders (expected {root}/<class>/*)")
+    candidates = []
+    for name in classes:
+        for path in sorted((root / name).rglob("*")):
+            if path.is_file() and not _hidden(path, root):
+                candidates.append((path, name))
+    strays = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return classes, candidates, strays
+
+
+def check_file(path: Path, max_pixels: int) -> tuple[str | None, str | None]:
+    """(sha256, None) for a usable image, (None, reason) otherwise."""
+    try:
+        data = path.read_bytes()
+        # A tiny decode proves that training will be able to read the file.
+        load_image(data, size=8, color_mode="rgb", max_pixels=max_pixels)
+    except (ImageError, OSError) as exc:
+        return None, str(exc)
+    return hashlib.sha256(data).hexdigest(), None
+
+
+def scan_folder(root: Path, max_pixels: int, progress: bool = True) -> ScanResult:
+    classes, candidates, strays = list_candidates(root)
+    files: list[ImageFile] = []
+    skipped = [Skipped(p.as_posix(), "not inside a class folder") for p in strays]
+    for path, label in tqdm(candidates, desc=f"scanning {root}", unit="file", disable=not progress):
+        digest, reason = check_file(path, max_pixels)
+        if digest is None:
+            skipped.append(Skipped(path.as_posix(), reason or "unreadable"))
+        else:
+            files.append(ImageFile(path.as_posix(), label, digest))
+    for item in skipped:
+        log.warning("skipped %s: %s", item.path, item.reason)
+    return ScanResult(tuple(files), tuple(skipped), tuple(classes))
