@@ -29,7 +29,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path.chmod(0o666 & ~_UMASK)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        tmp_path.replace(target)
     finally:
         tmp_path.unlink(missing_ok=True)
 

@@ -1,4 +1,4 @@
-"""The shell every stage runs in: logging, params loading, and readable errors instead of tracebacks."""
+"""The shell every stage runs in: logging, params, and one-line errors instead of tracebacks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import ImageError
 from image_classifier.scan import DataError
 
-# Errors caused by the user's data or params: one line is more useful than a traceback.
-USER_ERRORS = (ParamsError, DataError, ImageError, FileNotFoundError)
+
+class StageError(RuntimeError):
+    """A stage cannot go on; the message says why and what to do."""
+
+
+# Errors caused by data, params or a failed check: one line is more useful than a traceback.
+USER_ERRORS = (ParamsError, DataError, ImageError, FileNotFoundError, StageError)
 
 
 def setup_logging() -> None:

@@ -27,7 +27,9 @@ def _caffe_input(channels: int) -> layers.Layer:
 
 
 # name -> (constructor, input scaling layer factory)
-TRANSFER_BASES: dict[str, tuple[Callable[..., keras.Model], Callable[[int], layers.Layer | None]]] = {
+TRANSFER_BASES: dict[
+    str, tuple[Callable[..., keras.Model], Callable[[int], layers.Layer | None]]
+] = {
     "mobilenet_v2": (
         keras.applications.MobileNetV2,
         lambda c: layers.Rescaling(1 / 127.5, offset=-1, name="scale_to_pm1"),
@@ -46,7 +48,7 @@ def simple_cnn(num_classes: int, image: ImageParams, dropout: float) -> keras.Mo
     for filters in (32, 64, 128):
         for _ in range(2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)  # small data: settle fast
             x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -58,17 +60,18 @@ def simple_cnn(num_classes: int, image: ImageParams, dropout: float) -> keras.Mo
 def set_trainable(base: keras.Model, fine_tune_layers: int, pretrained: bool) -> None:
     """Freeze a pretrained base except its top `fine_tune_layers` (-1: all).
 
-    BatchNormalization layers stay frozen when fine-tuning, as the Keras transfer-learning guide
-    advises; a base with random weights is always trained whole (there is nothing to keep)."""
-    if not pretrained or fine_tune_layers == -1:
-        base.trainable = True
-        return
-    base.trainable = fine_tune_layers > 0
-    if fine_tune_layers == 0:
-        return
+    BatchNormalization layers stay frozen when fine-tuning part of a base, as the Keras
+    transfer-learning guide advises; a base with random weights is always trained whole
+    (there is nothing to keep)."""
+    train_all = not pretrained or fine_tune_layers == -1
+    first = len(base.layers) - fine_tune_layers
+    base.trainable = True
     for i, layer in enumerate(base.layers):
-        top = i >= len(base.layers) - fine_tune_layers
-        layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = train_all or (
+            i >= first and not isinstance(layer, layers.BatchNormalization)
+        )
+    if not train_all and fine_tune_layers == 0:
+        base.trainable = False
 
 
 def transfer_model(num_classes: int, image: ImageParams, train: TrainParams) -> keras.Model:

@@ -61,12 +61,14 @@ class SplitParams:
             value = getattr(self, name)
             _require(0 < value < 1, f"split.{name}", "must be between 0 and 1", value)
         total = self.val_ratio + self.test_ratio
-        _require(total < 1, "split.val_ratio + split.test_ratio", "must leave room for train", total)
+        _require(
+            total < 1, "split.val_ratio + split.test_ratio", "must leave room for train", total
+        )
 
 
 @dataclass(frozen=True)
 class ImageParams:
-    size: int = 32
+    size: int = 16
     color_mode: ColorMode = "grayscale"
     # Decompression-bomb guard: images with more pixels are refused before decoding.
     max_pixels: int = 40_000_000
@@ -173,7 +175,10 @@ class ExportParams:
 
     def __post_init__(self) -> None:
         _require(
-            0 < self.max_prob_diff < 1, "export.max_prob_diff", "must be in (0, 1)", self.max_prob_diff
+            0 < self.max_prob_diff < 1,
+            "export.max_prob_diff",
+            "must be in (0, 1)",
+            self.max_prob_diff,
         )
 
 
@@ -204,7 +209,9 @@ class Params:
 
     def model_hash(self) -> str:
         """Short hash of every parameter the trained model depends on."""
-        relevant = {k: dataclasses.asdict(getattr(self, k)) for k in ("data", "split", "image", "train")}
+        relevant = {
+            k: dataclasses.asdict(getattr(self, k)) for k in ("data", "split", "image", "train")
+        }
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -213,7 +220,9 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if isinstance(tp, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+        return " or ".join(
+            "null" if a is type(None) else _type_name(a) for a in typing.get_args(tp)
+        )
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(

@@ -1,6 +1,6 @@
 """Stage `split`: scan the image folder and write seeded, stratified train/val/test manifests.
 
-    python -m image_classifier.split
+python -m image_classifier.split
 """
 
 from __future__ import annotations

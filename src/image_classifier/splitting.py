@@ -102,7 +102,7 @@ def assign_splits(
 
 
 def find_duplicates(splits: dict[str, list[ImageFile]]) -> list[Duplicate]:
-    """Byte-identical files; those spanning splits have conflicting labels (same image, 2 classes)."""
+    """Byte-identical files; any spanning splits carry conflicting labels (one image, 2 classes)."""
     where: dict[str, list[tuple[ImageFile, str]]] = defaultdict(list)
     for split, files in splits.items():
         for f in files:

@@ -1,6 +1,6 @@
 """Stage `train`: fit the model chosen in params.yaml and write saved_models/model.keras.
 
-    python -m image_classifier.train
+python -m image_classifier.train
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ from image_classifier.models import augmentation, build_model
 from image_classifier.params import Params, ParamsError, TrainParams
 
 log = logging.getLogger(__name__)
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
 
 
 def seed_everything(seed: int) -> None:
@@ -64,7 +71,9 @@ def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
     if not path.is_file():
         raise ParamsError(f"train.init_from: {path} is not a file")
     if not classes_file.is_file():
-        raise ParamsError(f"train.init_from: {classes_file} not found (it names the model's classes)")
+        raise ParamsError(
+            f"train.init_from: {classes_file} not found (it names the model's classes)"
+        )
     previous = json.loads(classes_file.read_text(encoding="utf-8"))
     if list(previous) != list(classes):
         raise ParamsError(
@@ -75,9 +84,7 @@ def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
 
 
 def compile_model(model: keras.Model, params: TrainParams) -> None:
-    optimizer = keras.optimizers.get(
-        {"class_name": params.optimizer, "config": {"learning_rate": params.learning_rate}}
-    )
+    optimizer = OPTIMIZERS[params.optimizer](learning_rate=params.learning_rate)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -115,6 +122,7 @@ def fit(
         train_ds,
         validation_data=val_ds,
         epochs=params.train.epochs,
+        shuffle=False,  # the dataset shuffles itself, with the seed
         callbacks=callbacks(params.train, live),
         verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
     )
@@ -131,7 +139,9 @@ def run(params: Params) -> None:
     classes = class_names(read_manifest(config.manifest_path("train")))
     train = load_split("train", classes, params.image)
     val = load_split("val", classes, params.image)
-    log.info("training %s on %d images, validating on %d", params.train.model, len(train.y), len(val.y))
+    log.info(
+        "training %s on %d images, validating on %d", params.train.model, len(train.y), len(val.y)
+    )
     with Live(dir=str(config.TRAIN_LIVE_DIR), dvcyaml=None, save_dvc_exp=False) as live:
         model = fit(params, train, val, classes, live)
     save_model(model, classes)

@@ -1,0 +1,52 @@
+# `make help` lists the targets. Everything runs inside .venv, created on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# DVC stages call `python -m ...`: put the venv first on PATH so they use its interpreter.
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv data repro run test test-fast lint format bench clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-pipeline.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the pipeline, serving and test requirements
+
+data: venv ## Write the bundled sample (scikit-learn digits) into data/raw
+	python -m image_classifier.sample_data
+
+repro: venv ## Run the DVC pipeline: sample -> split -> train -> evaluate -> export
+	dvc repro
+	dvc metrics show
+
+run: repro ## Environment, `dvc repro` on the bundled sample, then predict with the exported model
+	python -m image_classifier.predict --no-progress data/raw/0/digit_0000.png data/raw/7/digit_0007.png
+
+test: lint ## Lint, then every test (unit and end-to-end)
+	pytest
+
+test-fast: venv ## Unit tests only (skips the slow end-to-end runs)
+	pytest -m "not slow"
+
+lint: venv ## ruff check and ruff format --check
+	ruff check .
+	ruff format --check .
+
+format: venv ## Apply ruff's fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+bench: venv ## Time a fresh-clone `dvc repro` and a no-op one; print test accuracy
+	python bench/pipeline.py
+
+clean: ## Remove the virtual environment and caches (DVC outputs are kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""Run the exported model with the LiteRT runtime, without TensorFlow.
+
+Everything downstream of the pipeline (predict CLI, web app) loads exactly two files:
+saved_models/model.tflite and saved_models/model.json.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from image_classifier import config
+from image_classifier.preprocessing import PREPROCESSING_VERSION, ImageSource, load_image
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What model.json says about the model: enough to preprocess input and read output."""
+
+    classes: tuple[str, ...]
+    image_size: int
+    color_mode: str
+    preprocessing_version: int
+    version: str = "unknown"
+    params_hash: str = ""
+    created: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
+        try:
+            return cls(
+                classes=tuple(raw["classes"]),
+                image_size=int(raw["input"]["size"]),
+                color_mode=str(raw["input"]["color_mode"]),
+                preprocessing_version=int(raw["preprocessing_version"]),
+                version=str(raw.get("version", "unknown")),
+                params_hash=str(raw.get("params_hash", "")),
+                created=str(raw.get("created", "")),
+                metrics=dict(raw.get("metrics", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"model.json is missing or has a bad field: {exc}") from None
+
+
+def load_card(path: Path = config.MODEL_CARD) -> ModelCard:
+    try:
+        card = ModelCard.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} not found: run `dvc repro` (or `dvc pull`) first") from None
+    if card.preprocessing_version != PREPROCESSING_VERSION:
+        raise ModelLoadError(
+            f"{path}: model was exported with preprocessing v{card.preprocessing_version}, "
+            f"this code has v{PREPROCESSING_VERSION}; re-run `dvc repro`"
+        )
+    return card
+
+
+class Classifier:
+    """A LiteRT interpreter plus its model card. Thread-safe: one invoke at a time."""
+
+    def __init__(self, model: Path | bytes, card: ModelCard, num_threads: int = 1) -> None:
+        self.card = card
+        kwargs: dict[str, Any] = {"num_threads": num_threads}
+        if isinstance(model, bytes):
+            kwargs["model_content"] = model
+        else:
+            if not Path(model).is_file():
+                raise ModelLoadError(f"{model} not found: run `dvc repro` (or `dvc pull`) first")
+            kwargs["model_path"] = str(model)
+        self._interpreter = Interpreter(**kwargs)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._batch = 0
+        self._lock = threading.Lock()
+        out_shape = self._interpreter.get_output_details()[0]["shape"]
+        if out_shape[-1] != len(card.classes):
+            raise ModelLoadError(
+                f"model outputs {out_shape[-1]} classes but model.json names {len(card.classes)}"
+            )
+
+    @classmethod
+    def from_dir(cls, directory: Path = config.MODELS_DIR, num_threads: int = 1) -> Classifier:
+        card = load_card(directory / config.MODEL_CARD.name)
+        return cls(directory / config.TFLITE_MODEL.name, card, num_threads)
+
+    def preprocess(self, source: ImageSource, max_pixels: int = 40_000_000) -> np.ndarray:
+        return load_image(source, self.card.image_size, self.card.color_mode, max_pixels)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(n, size, size, channels) float32 pixels -> (n, classes) probabilities."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with self._lock:
+            if batch.shape[0] != self._batch:
+                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = batch.shape[0]
+            self._interpreter.set_tensor(self._input, batch)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output).copy()
+
+    def top_k(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
+        order = np.argsort(-probs, kind="stable")[: min(k, len(probs))]
+        return [(self.card.classes[i], float(probs[i])) for i in order]
+
+
+def predict_in_batches(clf: Classifier, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return np.concatenate(
+        [clf.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        or [np.empty((0, len(clf.card.classes)), dtype=np.float32)]
+    )
+
+
+def describe(card: ModelCard) -> dict[str, Any]:
+    return {
+        "version": card.version,
+        "classes": list(card.classes),
+        "input": {"size": card.image_size, "color_mode": card.color_mode},
+        "metrics": card.metrics,
+        "created": card.created,
+        "params_hash": card.params_hash,
+    }

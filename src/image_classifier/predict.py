@@ -1,0 +1,145 @@
+"""Predict with the exported model (LiteRT, no TensorFlow).
+
+    python -m image_classifier.predict PATH... [--top-k 3] [--csv predictions.csv]
+
+PATHs are image files or folders (searched recursively, hidden files ignored). Images are read
+in batches, so memory stays bounded however many there are. Unreadable files are reported and
+skipped; the exit status is 1 if any were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import logging
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from image_classifier import atomic, config
+from image_classifier.cli import setup_logging
+from image_classifier.inference import Classifier, ModelLoadError
+from image_classifier.preprocessing import ImageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given; folders walked recursively in sorted order, hidden entries skipped."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path).parts
+                if child.is_file() and not any(p.startswith(".") for p in rel):
+                    yield child
+        else:
+            yield path
+
+
+def predict_paths(
+    clf: Classifier, paths: Iterable[Path], top_k: int, batch_size: int, errors: list[str]
+) -> Iterator[Prediction]:
+    """Stream predictions; a file that cannot be read is appended to `errors` and skipped."""
+    batch: list[np.ndarray] = []
+    names: list[str] = []
+
+    def flush() -> Iterator[Prediction]:
+        probs = clf.predict(np.stack(batch))
+        for name, p in zip(names, probs, strict=True):
+            yield Prediction(name, clf.top_k(p, top_k))
+        batch.clear()
+        names.clear()
+
+    for path in paths:
+        try:
+            batch.append(clf.preprocess(path))
+        except (ImageError, OSError) as exc:
+            errors.append(f"{path}: {exc}")
+            log.warning("skipped %s: %s", path, exc)
+            continue
+        names.append(path.as_posix())
+        if len(batch) == batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def csv_header(top_k: int) -> list[str]:
+    return ["path"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "prob")]
+
+
+def csv_row(pred: Prediction, top_k: int) -> list[str]:
+    cells = [pred.path]
+    for label, prob in pred.top:
+        cells += [label, f"{prob:.6f}"]
+    return cells + [""] * (1 + 2 * top_k - len(cells))
+
+
+def table_line(pred: Prediction) -> str:
+    return f"{pred.path}\t" + "\t".join(f"{label} ({prob:.3f})" for label, prob in pred.top)
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    clf = Classifier.from_dir(Path(args.model_dir), num_threads=args.threads)
+    paths = list(expand_paths(Path(p) for p in args.paths))  # names only: memory stays small
+    progress = tqdm(paths, unit="img", file=sys.stderr, disable=not args.progress)
+    errors: list[str] = []
+    count = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if args.csv:
+            tmp = stack.enter_context(atomic.atomic_path(args.csv))
+            writer = csv.writer(stack.enter_context(tmp.open("w", encoding="utf-8", newline="")))
+            writer.writerow(csv_header(args.top_k))
+        for pred in predict_paths(clf, progress, args.top_k, args.batch_size, errors):
+            count += 1
+            if writer:
+                writer.writerow(csv_row(pred, args.top_k))
+            if not args.quiet:
+                print(table_line(pred), file=out)
+    log.info("predicted %d images; %d could not be read", count, len(errors))
+    return 1 if errors else 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m image_classifier.predict", description=__doc__)
+    parser.add_argument("paths", nargs="+", help="image files or folders")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--csv", type=Path, help="also write predictions to this CSV file")
+    parser.add_argument("--model-dir", default=str(config.MODELS_DIR))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: all)")
+    parser.add_argument("--quiet", action="store_true", help="no table on stdout")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    args = parser.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        parser.error("--top-k and --batch-size must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging()
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from image_classifier import metrics
+
+Y = np.array([0, 0, 1, 1, 2, 2])
+P = np.array(
+    [
+        [0.8, 0.1, 0.1],
+        [0.3, 0.6, 0.1],  # wrong: 0 -> 1 (0.6)
+        [0.1, 0.8, 0.1],
+        [0.2, 0.7, 0.1],
+        [0.1, 0.1, 0.8],
+        [0.9, 0.07, 0.03],  # wrong: 2 -> 0 (0.9), and not in the top 2
+    ]
+)
+
+
+def test_headline_metrics_match_hand_computed_values():
+    m = metrics.compute_metrics(Y, P, top_k=2)
+    assert m["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
+    assert m["recall_macro"] == pytest.approx((0.5 + 1 + 0.5) / 3, abs=1e-6)
+    assert m["top_2_accuracy"] == pytest.approx(5 / 6, abs=1e-6)
+    assert m["n_test"] == 6
+    assert 0 < m["cohen_kappa"] < 1 and 0 < m["roc_auc_ovr"] <= 1
+
+
+def test_perfect_predictions_score_one():
+    m = metrics.compute_metrics(Y, np.eye(3)[Y], top_k=5)
+    assert m["accuracy"] == m["f1_macro"] == m["cohen_kappa"] == m["roc_auc_ovr"] == 1.0
+    assert m["top_5_accuracy"] == 1.0
+
+
+def test_tables_keep_input_order():
+    table = metrics.predictions_table([f"f{i}" for i in range(6)], Y, P, ["a", "b", "c"])
+    assert table["path"].tolist() == [f"f{i}" for i in range(6)]
+    assert table["predicted"].tolist() == ["a", "b", "b", "b", "c", "a"]
+    report = metrics.class_report(Y, P, ["a", "b", "c"])
+    assert report["support"].tolist() == [2, 2, 2]
+    assert report.loc[1, "recall"] == 1.0
+
+
+def test_worst_errors_most_confident_first():
+    assert metrics.worst_errors(Y, P, limit=5) == [5, 1]
+    assert metrics.worst_errors(Y, P, limit=1) == [5]
+
+
+def test_roc_curves_have_each_class_and_micro_average():
+    roc = metrics.roc_curves(Y, P, ["a", "b", "c"])
+    assert set(roc["class"]) == {"a", "b", "c", "(micro)"}
+    assert roc["fpr"].between(0, 1).all() and roc["tpr"].between(0, 1).all()

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+
+from image_classifier.params import Params, ParamsError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.train.model == "simple_cnn"
+    assert params.image.channels in (1, 3)
+
+
+def test_empty_mapping_gives_defaults():
+    assert parse_params({}) == Params()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"train": {"learning_rte": 0.1}}, "train.learning_rte: unknown key"),
+        ({"train": {"learning_rte": 0.1}}, "did you mean 'learning_rate'"),
+        ({"trian": {}}, "trian: unknown key"),
+        ({"train": {"epochs": "ten"}}, "train.epochs: must be an integer"),
+        ({"train": {"epochs": True}}, "train.epochs: must be an integer"),
+        ({"train": {"epochs": 0}}, "train.epochs: must be >= 1"),
+        ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0"),
+        ({"train": {"model": "resnet"}}, "train.model: must be one of"),
+        ({"train": {"augment": {"zoom": 2}}}, "train.augment.zoom: must be in [0, 1)"),
+        ({"train": {"augment": 3}}, "train.augment: must be a mapping"),
+        ({"split": {"val_ratio": 0.5, "test_ratio": 0.5}}, "must leave room for train"),
+        ({"image": {"color_mode": "RGB"}}, "image.color_mode: must be one of 'rgb', 'grayscale'"),
+        ({"train": {"weights": "imagenet"}}, "train.weights: must be null for simple_cnn"),
+        (
+            {"train": {"model": "mobilenet_v2", "weights": "imagenet"}, "image": {"size": 96}},
+            "image.color_mode: must be rgb for ImageNet weights",
+        ),
+        ({"train": {"model": "resnet50"}, "image": {"size": 16}}, "image.size: must be >= 32"),
+        (
+            {"train": {"model": "vgg19", "weights": "missing.weights.h5"}, "image": {"size": 32}},
+            "train.weights: must be imagenet, null or the path of an existing weights file",
+        ),
+    ],
+)
+def test_bad_values_name_the_key(raw, fragment):
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert fragment in str(err.value)
+
+
+def test_int_is_accepted_for_float_and_frozen():
+    params = parse_params({"train": {"learning_rate": 1}})
+    assert params.train.learning_rate == 1.0
+    assert isinstance(params.train.learning_rate, float)
+    with pytest.raises(AttributeError):
+        params.train.learning_rate = 2.0
+
+
+def test_load_params_reports_file_and_yaml_errors(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: {epochs: [1, 2}\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    bad.write_text("evaluate:\n  top_k: 0\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: evaluate.top_k: must be >= 1"):
+        load_params(bad)
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_model_hash_tracks_training_params_only():
+    base = parse_params({})
+    assert base.model_hash() == parse_params({"evaluate": {"top_k": 5}}).model_hash()
+    assert base.model_hash() != parse_params({"train": {"epochs": 3}}).model_hash()

@@ -1,0 +1,128 @@
+"""End to end: `dvc repro` in a temporary copy of the repository, on a tiny messy dataset.
+
+Follows the README's "your own images" path (drop the sample stage, `dvc add data/raw`), then
+checks the outputs, that DVC re-runs only what a params edit touches, determinism, and
+`dvc exp run -S`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import pattern, png
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src"]
+TINY = {
+    "image": {"size": 12},
+    "train": {"epochs": 3, "batch_size": 8, "early_stopping_patience": 2},
+    "evaluate": {"gallery_size": 4},
+}
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def write_tiny_dataset(raw: Path) -> None:
+    for label, name in enumerate(["circle", "square", "triangle ▲"]):
+        (raw / name).mkdir(parents=True)
+        for i in range(12):
+            (raw / name / f"img {i}.png").write_bytes(png(pattern(label, i)))
+    (raw / "circle" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (raw / "square" / ".DS_Store").write_bytes(b"junk")
+
+
+def set_params(repo: Path, overrides: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("repo")
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, repo / name)
+    (repo / ".dvc").mkdir()
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    set_params(repo, TINY)
+    write_tiny_dataset(repo / "data" / "raw")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.email", "test@example.com")
+    sh(repo, "git", "config", "user.name", "test")
+    sh(repo, "dvc", "remove", "sample")
+    sh(repo, "dvc", "add", "-q", "data/raw")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny dataset")
+    sh(repo, "dvc", "repro")
+    return repo
+
+
+def test_repro_writes_every_output(repo):
+    report = json.loads((repo / "reports/split.json").read_text())
+    assert report["skipped_count"] == 1 and report["skipped"][0]["path"].endswith("corrupt.png")
+    assert report["totals"] == {"train": 24, "val": 6, "test": 6}
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    for key in ("accuracy", "f1_macro", "f1_weighted", "cohen_kappa", "roc_auc_ovr"):
+        assert 0 <= metrics[key] <= 1
+    card = json.loads((repo / "saved_models/model.json").read_text())
+    assert card["classes"] == ["circle", "square", "triangle ▲"]
+    assert card["keras_agreement"]["max_prob_diff"] <= 1e-4
+    for name in ("confusion.png", "roc.png", "misclassified.png", "predictions.csv"):
+        assert (repo / "reports/eval" / name).stat().st_size > 0
+    assert (repo / "reports/train/plots/metrics/eval/loss.tsv").is_file()
+    assert "up to date" in sh(repo, "dvc", "status")
+    shows = sh(repo, "dvc", "plots", "show", "--json")
+    assert "Confusion matrix" in shows
+
+
+def test_predict_uses_the_exported_model(repo):
+    out = sh(repo, "python", "-m", "image_classifier.predict", "--no-progress",
+             "data/raw/square/img 0.png")  # fmt: skip
+    assert "img 0.png" in out
+
+
+def test_evaluate_only_param_reruns_evaluate_alone(repo):
+    set_params(repo, {"evaluate": {"gallery_size": 2}})
+    status = json.loads(sh(repo, "dvc", "status", "--json"))
+    assert list(status) == ["evaluate"]
+    set_params(repo, TINY)
+    assert "up to date" in sh(repo, "dvc", "status")
+
+
+def test_forced_rerun_is_deterministic(repo):
+    manifests = {p.name: p.read_bytes() for p in (repo / "data/splits").iterdir()}
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    sh(repo, "dvc", "repro", "--force")
+    assert {p.name: p.read_bytes() for p in (repo / "data/splits").iterdir()} == manifests
+    again = json.loads((repo / "reports/metrics.json").read_text())
+    assert abs(again["accuracy"] - metrics["accuracy"]) <= 0.005
+
+
+def test_dvc_exp_run_with_set_param(repo):
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    sh(repo, "dvc", "exp", "run", "-S", "train.learning_rate=0.01")
+    rows = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
+    experiments = [exp for row in rows for exp in row.get("experiments") or []]
+    assert experiments, rows
+    assert "0.01" in json.dumps(experiments)

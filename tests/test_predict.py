@@ -1,0 +1,67 @@
+import csv
+import io
+import subprocess
+import sys
+
+import pytest
+
+from image_classifier import predict
+from image_classifier.inference import Classifier, ModelLoadError, load_card
+
+from conftest import pattern, png
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.png").write_bytes(png(pattern(0, 200)))
+    (folder / "sub" / "b.png").write_bytes(png(pattern(1, 201)))
+    (folder / ".hidden.png").write_bytes(b"ignored")
+    (folder / "broken.jpg").write_bytes(b"not really")
+    return folder
+
+
+def test_folder_prediction_table_csv_and_errors(model_dir, images, tmp_path):
+    out_csv = tmp_path / "preds.csv"
+    args = predict.parse_args(
+        [str(images), "--model-dir", str(model_dir), "--csv", str(out_csv), "--top-k", "2",
+         "--batch-size", "1", "--no-progress"]
+    )  # fmt: skip
+    stdout = io.StringIO()
+    status = predict.run(args, out=stdout)
+    assert status == 1  # broken.jpg could not be read
+    lines = stdout.getvalue().splitlines()
+    assert [line.split("\t")[0].rsplit("/", 1)[-1] for line in lines] == ["a.png", "b.png"]
+    rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
+    assert list(rows[0]) == ["path", "label_1", "prob_1", "label_2", "prob_2"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["label_1"] in ("cat", "crème brûlée", "dog")
+        assert 1.0 >= float(row["prob_1"]) >= float(row["prob_2"]) >= 0.0
+
+
+def test_batching_does_not_change_results(model_dir, images):
+    clf = Classifier.from_dir(model_dir)
+    paths = sorted(p for p in images.rglob("*.png") if not p.name.startswith("."))
+    one = list(predict.predict_paths(clf, paths, 3, 1, []))
+    many = list(predict.predict_paths(clf, paths, 3, 64, []))
+    for a, b in zip(one, many, strict=True):
+        assert a.path == b.path and a.top[0][0] == b.top[0][0]
+        assert abs(a.top[0][1] - b.top[0][1]) < 1e-6
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="run `dvc repro`"):
+        load_card(tmp_path / "model.json")
+
+
+def test_cli_runs_without_tensorflow(model_dir, images):
+    code = (
+        "import sys; from image_classifier import predict; "
+        f"status = predict.main([{str(images / 'a.png')!r}, '--model-dir', {str(model_dir)!r}]); "
+        "assert status == 0, status; assert 'tensorflow' not in sys.modules, 'tensorflow loaded'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "a.png" in result.stdout

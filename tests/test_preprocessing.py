@@ -1,0 +1,97 @@
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from image_classifier.preprocessing import ImageError, load_image
+
+from conftest import png
+
+
+def test_outputs_float_pixels_of_the_requested_shape():
+    img = Image.new("RGB", (40, 20), (10, 20, 30))
+    rgb = load_image(png(img), 16, "rgb")
+    gray = load_image(png(img), 16, "grayscale")
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.float32
+    assert gray.shape == (16, 16, 1)
+    assert rgb[0, 0].tolist() == [10, 20, 30]
+
+
+def test_path_bytes_and_file_object_agree(tmp_path):
+    data = png(Image.linear_gradient("L").resize((33, 17)))
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    a = load_image(path, 8, "grayscale")
+    b = load_image(data, 8, "grayscale")
+    c = load_image(io.BytesIO(data), 8, "grayscale")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "YCbCr"]
+)
+def test_every_mode_loads(mode):
+    img = Image.new("RGB", (10, 10), (200, 100, 50)).convert(mode)
+    fmt = "TIFF" if mode in ("CMYK", "I", "F", "YCbCr") else "PNG"
+    out = load_image(png(img, fmt), 4, "rgb")
+    assert out.shape == (4, 4, 3)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 255
+
+
+def test_sixteen_bit_is_rescaled_not_clipped():
+    arr = np.full((4, 4), 32768, dtype=np.uint16)  # half of full scale
+    out = load_image(png(Image.fromarray(arr)), 4, "grayscale")
+    assert abs(float(out.mean()) - 127.5) < 1.0
+
+
+def test_transparency_is_laid_on_white():
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    img.putpixel((0, 0), (0, 0, 0, 255))
+    out = load_image(png(img), 4, "grayscale")
+    assert out[0, 0, 0] == 0 and out[3, 3, 0] == 255
+
+
+def test_exif_orientation_is_applied():
+    img = Image.new("L", (20, 10), 255)
+    img.paste(0, (0, 0, 10, 10))  # left half black
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: displays with the black half on top
+    data = png(img.convert("RGB"), "JPEG", exif=exif.tobytes(), quality=95)
+    out = load_image(data, 10, "grayscale")
+    assert out[1, 5, 0] < 60 and out[8, 5, 0] > 200
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("L", (8, 8), 0), Image.new("L", (8, 8), 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    out = load_image(buf.getvalue(), 8, "grayscale")
+    assert out.max() == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello, I am text", "not an image"),
+        (png(Image.new("RGB", (64, 64)))[:60], "corrupt or truncated"),
+    ],
+)
+def test_bad_input_raises_image_error(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        load_image(data, 8)
+
+
+def test_pixel_limit_refuses_before_decoding():
+    with pytest.raises(ImageError, match="over the limit of 100"):
+        load_image(png(Image.new("L", (11, 10))), 8, max_pixels=100)
+
+
+def test_module_imports_no_tensorflow():
+    code = "import sys, image_classifier.preprocessing, image_classifier.inference; "
+    code += "sys.exit('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

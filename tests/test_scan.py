@@ -1,0 +1,40 @@
+import logging
+
+import pytest
+
+from image_classifier.scan import DataError, scan_folder
+
+from conftest import pattern, png
+
+
+def test_finds_images_with_unicode_and_space_class_names(image_tree):
+    result = scan_folder(image_tree, max_pixels=10**6, progress=False)
+    assert result.classes == ("cat", "crème brûlée", "dog")
+    assert len(result.files) == 36
+    assert not result.skipped
+    assert {f.label for f in result.files} == set(result.classes)
+
+
+def test_hidden_files_ignored_bad_files_skipped_with_names(image_tree, caplog):
+    (image_tree / "cat" / ".DS_Store").write_bytes(b"junk")
+    (image_tree / ".hidden_class").mkdir()
+    (image_tree / ".hidden_class" / "a.png").write_bytes(png(pattern(0, 0)))
+    (image_tree / "cat" / "notes.txt").write_text("not an image")
+    (image_tree / "dog" / "broken.png").write_bytes(png(pattern(1, 99))[:50])
+    (image_tree / "stray.png").write_bytes(png(pattern(0, 1)))
+    with caplog.at_level(logging.WARNING):
+        result = scan_folder(image_tree, max_pixels=10**6, progress=False)
+    skipped = {s.path.rsplit("/", 1)[-1]: s.reason for s in result.skipped}
+    assert set(skipped) == {"notes.txt", "broken.png", "stray.png"}
+    assert "not an image" in skipped["notes.txt"]
+    assert "truncated" in skipped["broken.png"]
+    assert "notes.txt" in caplog.text and "broken.png" in caplog.text
+    assert len(result.files) == 36
+
+
+def test_missing_or_flat_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        scan_folder(tmp_path / "nope", 10**6, progress=False)
+    (tmp_path / "a.png").write_bytes(png(pattern(0, 0)))
+    with pytest.raises(DataError, match="no class sub-folders"):
+        scan_folder(tmp_path, 10**6, progress=False)

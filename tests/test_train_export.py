@@ -1,0 +1,70 @@
+"""Training, continuing from a model, and LiteRT export on tiny in-memory data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from image_classifier import export, train
+from image_classifier.dataset import Arrays
+from image_classifier.inference import Classifier, ModelCard
+from image_classifier.params import ParamsError, parse_params
+
+from conftest import pattern
+
+CLASSES = ["a", "b", "c"]
+PARAMS = parse_params(
+    {
+        "image": {"size": 12},
+        "train": {"epochs": 3, "batch_size": 8, "augment": {"rotation": 0.02, "zoom": 0.05}},
+    }
+)
+
+
+def arrays(n_per_class: int, offset: int = 0) -> Arrays:
+    imgs, ys = [], []
+    for label in range(3):
+        for i in range(n_per_class):
+            imgs.append(np.asarray(pattern(label, i + offset), dtype="float32")[..., None])
+            ys.append(label)
+    return Arrays(np.stack(imgs), np.array(ys), tuple(str(i) for i in range(len(ys))))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
+
+
+def test_fit_is_seeded_and_deterministic(trained):
+    again = train.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
+    x = arrays(3, offset=80).x
+    np.testing.assert_array_equal(trained.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_tflite_agrees_with_keras(trained):
+    x = arrays(4, offset=100).x
+    card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
+    lite = Classifier(export.to_tflite(trained), card).predict(x)
+    assert export.agreement(trained.predict(x, verbose=0), lite) <= 1e-4
+
+
+def test_init_from_checks_classes(trained, tmp_path):
+    path = tmp_path / "model.keras"
+    trained.save(path)
+    (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
+    loaded = train.load_initial_model(path, CLASSES)
+    x = arrays(1).x
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.predict(x, verbose=0))
+    with pytest.raises(ParamsError, match=r"trained on classes \['a', 'b', 'c'\].*'d'"):
+        train.load_initial_model(path, ["a", "b", "d"])
+
+
+def test_model_card_records_what_serving_needs(trained):
+    card = export.model_card(CLASSES, PARAMS, b"tflite", {"accuracy": 0.9, "x": 1}, 1e-7)
+    assert card["classes"] == CLASSES
+    assert card["input"] == {
+        "size": 12, "color_mode": "grayscale", "channels": 1, "dtype": "float32", "range": [0, 255]
+    }  # fmt: skip
+    assert card["metrics"] == {"accuracy": 0.9}
+    assert card["params_hash"] == PARAMS.model_hash()
+    assert ModelCard.from_dict(card).classes == tuple(CLASSES)
