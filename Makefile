@@ -5,8 +5,10 @@ BIN := $(abspath $(VENV))/bin
 # DVC stages call `python -m ...`: put the venv first on PATH so they use its interpreter.
 export PATH := $(BIN):$(PATH)
 
+PORT ?= 8000
+
 .DEFAULT_GOAL := help
-.PHONY: help venv data repro run test test-fast lint format bench clean
+.PHONY: help venv data repro run serve test test-fast lint format bench bench-serve clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -28,8 +30,13 @@ repro: venv ## Run the DVC pipeline: sample -> split -> train -> evaluate -> exp
 	dvc repro
 	dvc metrics show
 
-run: repro ## Environment, `dvc repro` on the bundled sample, then predict with the exported model
+run: repro ## Environment, `dvc repro` on the bundled sample, then the web app on $(PORT)
 	python -m image_classifier.predict --no-progress data/raw/0/digit_0000.png data/raw/7/digit_0007.png
+	@echo "Web app: http://localhost:$(PORT)  (Ctrl-C stops it)"
+	$(MAKE) --no-print-directory serve
+
+serve: venv ## Serve the exported model with gunicorn, as the Procfile does (PORT=8000)
+	PORT=$(PORT) gunicorn --config webapp/gunicorn.conf.py --pythonpath src "webapp:create_app()"
 
 test: lint ## Lint, then every test (unit and end-to-end)
 	pytest
@@ -47,6 +54,9 @@ format: venv ## Apply ruff's fixes and formatting
 
 bench: venv ## Time a fresh-clone `dvc repro` and a no-op one; print test accuracy
 	python bench/pipeline.py
+
+bench-serve: venv ## Latency, throughput and memory of gunicorn serving the exported model
+	python bench/serve.py
 
 clean: ## Remove the virtual environment and caches (DVC outputs are kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -35,6 +35,7 @@ def test_tables_keep_input_order():
     table = metrics.predictions_table([f"f{i}" for i in range(6)], Y, P, ["a", "b", "c"])
     assert table["path"].tolist() == [f"f{i}" for i in range(6)]
     assert table["predicted"].tolist() == ["a", "b", "b", "b", "c", "a"]
+    assert table["prob_c"].tolist() == P[:, 2].tolist()
     report = metrics.class_report(Y, P, ["a", "b", "c"])
     assert report["support"].tolist() == [2, 2, 2]
     assert report.loc[1, "recall"] == 1.0

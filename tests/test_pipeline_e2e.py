@@ -126,3 +126,30 @@ def test_dvc_exp_run_with_set_param(repo):
     experiments = [exp for row in rows for exp in row.get("experiments") or []]
     assert experiments, rows
     assert "0.01" in json.dumps(experiments)
+
+
+def test_web_app_matches_the_pipeline_evaluation(repo, monkeypatch):
+    """Train/serve parity: for every test-split file, the web app's probabilities (LiteRT)
+    equal the evaluate stage's (Keras) within the export tolerance, and so does the top-1."""
+    import base64
+    import io
+
+    import pandas as pd
+
+    from webapp import create_app
+
+    monkeypatch.chdir(repo)  # manifest paths are relative to the repository root
+    app = create_app(model_dir=repo / "saved_models", params_file=repo / "params.yaml")
+    client = app.test_client()
+    evaluation = pd.read_csv(repo / "reports/eval/predictions.csv")
+    classes = json.loads((repo / "saved_models/model.json").read_text())["classes"]
+    assert len(evaluation) == 6
+    for _, row in evaluation.iterrows():
+        data = Path(row["path"]).read_bytes()
+        body = {"instances": [{"b64": base64.b64encode(data).decode()}]}
+        probs = client.post("/v1/models/image-classifier:predict", json=body).json["predictions"][0]
+        expected = [row[f"prob_{name}"] for name in classes]
+        assert max(abs(a - b) for a, b in zip(probs, expected, strict=True)) <= 1e-4
+        form = {"image": (io.BytesIO(data), "x.png")}
+        served = client.post("/api/v1/predict", data=form).json["predictions"][0]
+        assert served["label"] == row["predicted"], row["path"]

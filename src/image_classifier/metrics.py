@@ -55,9 +55,9 @@ def class_report(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) 
 def predictions_table(
     paths: Sequence[str], y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]
 ) -> pd.DataFrame:
-    """One row per test image: what it is, what the model said, and how sure it was."""
+    """One row per test image: what it is, what the model said, and every class probability."""
     y_pred = probs.argmax(axis=1)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "path": list(paths),
             "actual": [classes[i] for i in y_true],
@@ -65,6 +65,9 @@ def predictions_table(
             "confidence": probs.max(axis=1).astype(float),
         }
     )
+    for i, name in enumerate(classes):
+        table[f"prob_{name}"] = probs[:, i].astype(float)
+    return table
 
 
 def roc_curves(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -183,6 +184,35 @@ class ExportParams:
 
 
 @dataclass(frozen=True)
+class ServeParams:
+    """The web app's settings; no pipeline stage reads them."""
+
+    top_k: int = 3
+    # Below this top-1 probability the page says the model is unsure and shows alternatives.
+    unsure_threshold: float = 0.6
+    max_upload_mb: float = 8.0  # whole request body; larger gets 413
+    max_files: int = 16  # images per API request
+    model_name: str = "image-classifier"  # for /v1/models/<name>:predict
+
+    def __post_init__(self) -> None:
+        _require(self.top_k >= 1, "serve.top_k", "must be >= 1", self.top_k)
+        _require(
+            0 <= self.unsure_threshold <= 1,
+            "serve.unsure_threshold",
+            "must be in [0, 1]",
+            self.unsure_threshold,
+        )
+        _require(self.max_upload_mb > 0, "serve.max_upload_mb", "must be > 0", self.max_upload_mb)
+        _require(self.max_files >= 1, "serve.max_files", "must be >= 1", self.max_files)
+        _require(
+            bool(re.fullmatch(r"[A-Za-z0-9._-]+", self.model_name)),
+            "serve.model_name",
+            "must be letters, digits, '.', '_' or '-'",
+            self.model_name,
+        )
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
@@ -190,6 +220,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     export: ExportParams = field(default_factory=ExportParams)
+    serve: ServeParams = field(default_factory=ServeParams)
 
     def __post_init__(self) -> None:
         if self.train.model != "simple_cnn":

@@ -1,0 +1,47 @@
+"""schemathesis (its CLI) against /openapi.json of a live server: no 5xx, no schema violation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from webapp import create_app
+
+pytestmark = pytest.mark.slow
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(model_dir):
+    server = make_server("127.0.0.1", 0, create_app(model_dir=model_dir), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_api_conforms_to_its_openapi_document(base_url, tmp_path):
+    st = Path(sys.executable).parent / "schemathesis"
+    cmd = [
+        str(st), "run", f"{base_url}/openapi.json", "--checks", CHECKS,
+        "--max-examples", "60", "--workers", "1", "--seed", "1",
+        "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all",
+    ]  # fmt: skip
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "passed" in result.stdout.lower()

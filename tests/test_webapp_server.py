@@ -1,0 +1,121 @@
+"""The real thing: gunicorn started from the Procfile by honcho, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from conftest import pattern, png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gunicorn_workers(proc: subprocess.Popen) -> list[psutil.Process]:
+    procs = psutil.Process(proc.pid).children(recursive=True)
+    masters = [p for p in procs if p.name() == "gunicorn" and p.children()]
+    return masters[0].children() if masters else []
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "3",
+        "MODEL_DIR": str(model_dir),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    proc = subprocess.Popen(
+        ["honcho", "start", "-f", "Procfile", "web"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("server did not become ready:\n" + proc.communicate(timeout=10)[0].decode())
+    yield url, proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_procfile_serves_predictions_over_http(server):
+    url, _ = server
+    files = {"image": ("a.png", png(pattern(0, 1)), "image/png")}
+    res = requests.post(f"{url}/api/v1/predict", files=files, timeout=10)
+    assert res.status_code == 200
+    assert res.json()["predictions"][0]["label"] in ("cat", "crème brûlée", "dog")
+
+
+def test_web_concurrency_sets_worker_count(server):
+    _, proc = server
+    assert len(gunicorn_workers(proc)) == 3
+
+
+def test_workers_survive_bad_input(server):
+    url, proc = server
+    before = sorted(p.pid for p in gunicorn_workers(proc))
+    for body in (b"", b"text", png(pattern(0, 0))[:100]):
+        res = requests.post(f"{url}/api/v1/predict", files={"image": ("x", body)}, timeout=10)
+        assert 400 <= res.status_code < 500
+    big = requests.post(
+        f"{url}/api/v1/predict", files={"image": ("x", b"0" * (9 << 20))}, timeout=30
+    )
+    assert big.status_code == 413
+    assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+    assert sorted(p.pid for p in gunicorn_workers(proc)) == before
+
+
+def test_metrics_aggregate_across_workers(server):
+    url, _ = server
+    for i in range(6):
+        requests.post(
+            f"{url}/api/v1/predict", files={"image": ("a", png(pattern(1, i)))}, timeout=10
+        )
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    line = next(x for x in text.splitlines() if x.startswith("http_requests_total{") and
+                'route="/api/v1/predict",status="200"' in x)  # fmt: skip
+    assert float(line.rsplit(" ", 1)[1]) >= 6
+
+
+def test_serving_path_never_imports_tensorflow(model_dir):
+    code = f"""
+import io, sys
+from webapp import create_app
+client = create_app(model_dir={str(model_dir)!r}).test_client()
+from PIL import Image
+buf = io.BytesIO()
+Image.new("L", (12, 12), 255).save(buf, format="PNG")
+form = {{"image": (io.BytesIO(buf.getvalue()), "a.png")}}
+res = client.post("/api/v1/predict?explain=1", data=form)
+assert res.status_code == 200, res.data
+assert "tensorflow" not in sys.modules, "tensorflow was imported"
+assert "keras" not in sys.modules, "keras was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,98 @@
+"""Flask web app serving the exported model with LiteRT. Use the factory:
+
+    gunicorn "webapp:create_app()"      (see Procfile and webapp/gunicorn.conf.py)
+
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from image_classifier import config
+from image_classifier.params import Params, load_params
+from webapp import api, observability, ops, pages, security
+from webapp.errors import ClientError
+from webapp.openapi import SPEC
+from webapp.service import ModelState
+from webapp.uploads import InMemoryRequest
+
+log = logging.getLogger(__name__)
+
+JSON_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz", "/openapi.json")
+
+
+def _params(path: Path) -> Params:
+    # A deploy without params.yaml still starts, with the documented defaults.
+    return load_params(path) if path.is_file() else Params()
+
+
+def _setup_logging() -> None:
+    """JSON request lines go to stdout, where Heroku and Docker collect them."""
+    logger = logging.getLogger("webapp")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def create_app(model_dir: str | Path | None = None, params_file: str | Path | None = None) -> Flask:
+    """Build the app and load the model once, in this process (each gunicorn worker, after fork).
+
+    model_dir defaults to $MODEL_DIR or saved_models/; params_file to $PARAMS_FILE or params.yaml.
+    """
+    model_dir = Path(model_dir or os.environ.get("MODEL_DIR", config.MODELS_DIR))
+    params = _params(Path(params_file or os.environ.get("PARAMS_FILE", config.PARAMS_FILE)))
+    _setup_logging()
+    app = Flask(__name__)
+    app.request_class = InMemoryRequest
+    app.json.sort_keys = False  # keep responses in the documented field order
+    app.config.update(
+        MAX_CONTENT_LENGTH=int(params.serve.max_upload_mb * 1024 * 1024),
+    )
+    # Heroku's router (one proxy hop) sets X-Forwarded-For/-Proto; trust exactly that one.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    state = ModelState(model_dir, params.serve, params.image.max_pixels)
+    app.extensions["model_state"] = state
+    for blueprint in (pages.bp, api.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(SPEC))
+    security.init_app(app)
+    version = state.classifier.card.version if state.classifier else "none"
+    observability.init_app(app, version)
+    _register_errors(app)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ClientError)
+    def client_error(err: ClientError):
+        return (jsonify(err.to_json()), err.status) if _wants_json() else pages.error_page(err)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException):
+        message = err.description or err.name
+        if err.code == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024
+            message = f"upload too large: the limit is {limit:g} MB per request"
+        return client_error(ClientError(err.code or 500, message))
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        failure = ClientError(500, "internal error")
+        if _wants_json():
+            return jsonify(failure.to_json()), 500
+        return pages.error_page(failure)

@@ -1,0 +1,78 @@
+"""JSON API: /api/v1/* and the TensorFlow Serving / KServe V1 REST shape. Cookie-less, no CSRF."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from image_classifier.inference import describe
+from webapp.errors import ClientError
+from webapp.observability import record
+from webapp.service import ModelState, Result, Upload
+from webapp.uploads import b64_instances, form_uploads
+
+bp = Blueprint("api", __name__)
+
+TRUE = ("1", "true", "yes")
+
+
+def state() -> ModelState:
+    return current_app.extensions["model_state"]
+
+
+def prediction_json(result: Result) -> dict:
+    label, confidence = result.top[0]
+    return {
+        "filename": result.name,
+        "label": label,
+        "confidence": confidence,
+        "unsure": result.unsure,
+        "top": [{"label": name, "probability": p} for name, p in result.top],
+    }
+
+
+@bp.post("/api/v1/predict")
+def predict():
+    st = state()
+    uploads = form_uploads(request, "image", st.settings.max_files)
+    results = st.classify(uploads)
+    record(results)
+    body = [prediction_json(r) for r in results]
+    if request.args.get("explain", "").lower() in TRUE:
+        for item, upload, result in zip(body, uploads, results, strict=True):
+            item["heatmap"] = st.explain(upload, result)[1]
+    return jsonify(model_version=st.require().card.version, predictions=body)
+
+
+@bp.get("/api/v1/model")
+def model():
+    st = state()
+    info = describe(st.require().card)
+    info.update(top_k=st.settings.top_k, unsure_threshold=st.settings.unsure_threshold)
+    return jsonify(info)
+
+
+def _model_name(name: str) -> None:
+    expected = state().settings.model_name
+    if name != expected:
+        raise ClientError(404, f"no model named {name!r} (this server serves {expected!r})")
+
+
+@bp.get("/v1/models/<name>")
+def kserve_status(name: str):
+    _model_name(name)
+    st = state()
+    return jsonify(name=name, ready=st.ready, version=st.require().card.version)
+
+
+@bp.post("/v1/models/<path:target>")
+def kserve_predict(target: str):
+    name, _, verb = target.rpartition(":")
+    if verb != "predict" or "/" in name:
+        raise ClientError(404, "expected POST /v1/models/<name>:predict")
+    _model_name(name)
+    st = state()
+    body = request.get_json(silent=True)
+    uploads: list[Upload] = b64_instances(body, st.settings.max_files)
+    results = st.classify(uploads)
+    record(results)
+    return jsonify(predictions=[[float(p) for p in r.probs] for r in results])

@@ -1,0 +1,92 @@
+"""The model as the web app holds it: loaded once per worker, warmed up, shared by all routes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from image_classifier.inference import Classifier, ModelLoadError
+from image_classifier.params import ServeParams
+from image_classifier.preprocessing import ImageError, load_image
+from webapp import saliency
+from webapp.errors import ClientError
+
+log = logging.getLogger(__name__)
+
+DISPLAY_SIZE = 256  # side of the square preview and heat map shown on the page
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    top: list[tuple[str, float]]
+    probs: np.ndarray
+    unsure: bool
+    pixels: np.ndarray  # the model's input, kept for the heat map
+
+
+class ModelState:
+    """The classifier, or why there is none; `ready` flips only after a warm-up inference."""
+
+    def __init__(self, model_dir: Path, settings: ServeParams, max_pixels: int) -> None:
+        self.settings = settings
+        self.max_pixels = max_pixels
+        self.classifier: Classifier | None = None
+        self.error = "not loaded"
+        try:
+            clf = Classifier.from_dir(model_dir, num_threads=1)
+            size, channels = clf.card.image_size, 1 if clf.card.color_mode == "grayscale" else 3
+            clf.predict(np.zeros((1, size, size, channels), dtype=np.float32))  # warm-up
+        except (ModelLoadError, ValueError, RuntimeError) as exc:
+            self.error = str(exc)
+            log.error("model not loaded: %s", exc)
+            return
+        self.classifier = clf
+        self.error = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.classifier is not None
+
+    def require(self) -> Classifier:
+        if self.classifier is None:
+            raise ClientError(503, f"model not loaded: {self.error}")
+        return self.classifier
+
+    def classify(self, uploads: list[Upload]) -> list[Result]:
+        """Preprocess every upload (the pipeline's own function), then one batched inference."""
+        clf = self.require()
+        pixels = []
+        for i, upload in enumerate(uploads):
+            try:
+                pixels.append(clf.preprocess(upload.data, self.max_pixels))
+            except ImageError as exc:
+                status = 413 if "too large" in str(exc) else 422
+                where = f"file {i + 1}" + (f" ({upload.name})" if upload.name else "")
+                raise ClientError(status, f"{where}: {exc}") from None
+        probs = clf.predict(np.stack(pixels))
+        results = []
+        for upload, x, p in zip(uploads, pixels, probs, strict=True):
+            top = clf.top_k(p, self.settings.top_k)
+            results.append(
+                Result(upload.name, top, p, top[0][1] < self.settings.unsure_threshold, x)
+            )
+        return results
+
+    def explain(self, upload: Upload, result: Result) -> tuple[str, str]:
+        """(preview, heat-map overlay) of an upload as PNG data: URIs, for the page."""
+        clf = self.require()
+        target = clf.card.classes.index(result.top[0][0])
+        heat = saliency.occlusion_map(clf, result.pixels, target)
+        display = load_image(upload.data, DISPLAY_SIZE, "rgb", self.max_pixels).astype(np.uint8)
+        preview = saliency.data_uri(saliency.png_bytes(display))
+        return preview, saliency.data_uri(saliency.overlay_png(display, heat))
