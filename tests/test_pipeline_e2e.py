@@ -96,8 +96,14 @@ def test_repro_writes_every_output(repo):
 
 
 def test_predict_uses_the_exported_model(repo):
-    out = sh(repo, "python", "-m", "image_classifier.predict", "--no-progress",
-             "data/raw/square/img 0.png")  # fmt: skip
+    out = sh(
+        repo,
+        "python",
+        "-m",
+        "image_classifier.predict",
+        "--no-progress",
+        "data/raw/square/img 0.png",
+    )
     assert "img 0.png" in out
 
 

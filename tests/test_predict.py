@@ -25,9 +25,19 @@ def images(tmp_path):
 def test_folder_prediction_table_csv_and_errors(model_dir, images, tmp_path):
     out_csv = tmp_path / "preds.csv"
     args = predict.parse_args(
-        [str(images), "--model-dir", str(model_dir), "--csv", str(out_csv), "--top-k", "2",
-         "--batch-size", "1", "--no-progress"]
-    )  # fmt: skip
+        [
+            str(images),
+            "--model-dir",
+            str(model_dir),
+            "--csv",
+            str(out_csv),
+            "--top-k",
+            "2",
+            "--batch-size",
+            "1",
+            "--no-progress",
+        ]
+    )
     stdout = io.StringIO()
     status = predict.run(args, out=stdout)
     assert status == 1  # broken.jpg could not be read

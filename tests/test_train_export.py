@@ -63,8 +63,12 @@ def test_model_card_records_what_serving_needs(trained):
     card = export.model_card(CLASSES, PARAMS, b"tflite", {"accuracy": 0.9, "x": 1}, 1e-7)
     assert card["classes"] == CLASSES
     assert card["input"] == {
-        "size": 12, "color_mode": "grayscale", "channels": 1, "dtype": "float32", "range": [0, 255]
-    }  # fmt: skip
+        "size": 12,
+        "color_mode": "grayscale",
+        "channels": 1,
+        "dtype": "float32",
+        "range": [0, 255],
+    }
     assert card["metrics"] == {"accuracy": 0.9}
     assert card["params_hash"] == PARAMS.model_hash()
     assert ModelCard.from_dict(card).classes == tuple(CLASSES)

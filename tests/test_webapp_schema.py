@@ -37,10 +37,22 @@ def base_url(model_dir):
 def test_api_conforms_to_its_openapi_document(base_url, tmp_path):
     st = Path(sys.executable).parent / "schemathesis"
     cmd = [
-        str(st), "run", f"{base_url}/openapi.json", "--checks", CHECKS,
-        "--max-examples", "60", "--workers", "1", "--seed", "1",
-        "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all",
-    ]  # fmt: skip
+        str(st),
+        "run",
+        f"{base_url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        "60",
+        "--workers",
+        "1",
+        "--seed",
+        "1",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--suppress-health-check",
+        "all",
+    ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -45,9 +45,12 @@ def server(model_dir):
     }
     proc = subprocess.Popen(
         ["honcho", "start", "-f", "Procfile", "web"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -98,8 +101,11 @@ def test_metrics_aggregate_across_workers(server):
             f"{url}/api/v1/predict", files={"image": ("a", png(pattern(1, i)))}, timeout=10
         )
     text = requests.get(f"{url}/metrics", timeout=5).text
-    line = next(x for x in text.splitlines() if x.startswith("http_requests_total{") and
-                'route="/api/v1/predict",status="200"' in x)  # fmt: skip
+    line = next(
+        x
+        for x in text.splitlines()
+        if x.startswith("http_requests_total{") and 'route="/api/v1/predict",status="200"' in x
+    )
     assert float(line.rsplit(" ", 1)[1]) >= 6
 
 
@@ -119,3 +125,16 @@ assert "keras" not in sys.modules, "keras was imported"
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_deploy_smoke_check_passes_against_a_live_server(server, tmp_path):
+    url, _ = server
+    image = tmp_path / "a.png"
+    image.write_bytes(png(pattern(2, 5)))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/smoke.py"), url, str(image), "--wait", "20"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: predicted" in result.stdout

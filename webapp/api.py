@@ -64,10 +64,11 @@ def kserve_status(name: str):
     return jsonify(name=name, ready=st.ready, version=st.require().card.version)
 
 
-@bp.post("/v1/models/<path:target>")
+@bp.post("/v1/models/<target>")
 def kserve_predict(target: str):
+    # One rule with the same converter as the GET route: "<name>:predict" is a single segment.
     name, _, verb = target.rpartition(":")
-    if verb != "predict" or "/" in name:
+    if verb != "predict":
         raise ClientError(404, "expected POST /v1/models/<name>:predict")
     _model_name(name)
     st = state()

@@ -21,9 +21,12 @@ class InMemoryRequest(Request):
     MAX_CONTENT_LENGTH bounds the memory this can take."""
 
     def _get_file_stream(  # type: ignore[override]
-        self, total_content_length: Any, content_type: Any, filename: Any = None,
+        self,
+        total_content_length: Any,
+        content_type: Any,
+        filename: Any = None,
         content_length: Any = None,
-    ) -> IO[bytes]:  # fmt: skip
+    ) -> IO[bytes]:
         return io.BytesIO()
 
 

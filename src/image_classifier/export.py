@@ -98,8 +98,12 @@ def run(params: Params) -> dict:
     card = model_card(classes, params, tflite, scores, diff)
     atomic.write_bytes(config.TFLITE_MODEL, tflite)
     atomic.write_json(config.MODEL_CARD, card)
-    log.info("wrote %s (%d KiB), max |p_tflite - p_keras| = %.2e", config.TFLITE_MODEL,
-             len(tflite) // 1024, diff)  # fmt: skip
+    log.info(
+        "wrote %s (%d KiB), max |p_tflite - p_keras| = %.2e",
+        config.TFLITE_MODEL,
+        len(tflite) // 1024,
+        diff,
+    )
     return card
 
 

@@ -213,6 +213,19 @@ class ServeParams:
 
 
 @dataclass(frozen=True)
+class GateParams:
+    """The deploy quality gate (python -m image_classifier.gate); no pipeline stage reads it."""
+
+    metric: str = "accuracy"  # a key of reports/metrics.json
+    min_value: float = 0.95
+    max_drop: float = 0.01  # largest allowed fall against the baseline (metrics on main)
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.min_value <= 1, "gate.min_value", "must be in [0, 1]", self.min_value)
+        _require(0 <= self.max_drop <= 1, "gate.max_drop", "must be in [0, 1]", self.max_drop)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
@@ -221,6 +234,7 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     export: ExportParams = field(default_factory=ExportParams)
     serve: ServeParams = field(default_factory=ServeParams)
+    gate: GateParams = field(default_factory=GateParams)
 
     def __post_init__(self) -> None:
         if self.train.model != "simple_cnn":

@@ -29,9 +29,15 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[s
     side = max(4.0, 0.45 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(side + 1, side))
     sns.heatmap(
-        matrix, annot=len(classes) <= 30, fmt="d", cmap="Blues", cbar=True, ax=ax,
-        xticklabels=list(classes), yticklabels=list(classes),
-    )  # fmt: skip
+        matrix,
+        annot=len(classes) <= 30,
+        fmt="d",
+        cmap="Blues",
+        cbar=True,
+        ax=ax,
+        xticklabels=list(classes),
+        yticklabels=list(classes),
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title("Confusion matrix (test split)")

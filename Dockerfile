@@ -1,0 +1,30 @@
+# The web app for targets other than Heroku. Serving dependencies only (no TensorFlow).
+# Build after `dvc pull` (or `dvc repro`) so that saved_models/ holds the exported model:
+#   docker build -t image-classifier . && docker run -p 8000:8000 image-classifier
+FROM python:3.11.14-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORT=8000 \
+    WEB_CONCURRENCY=2
+
+RUN useradd --create-home --uid 10001 app
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY --chown=10001:10001 Procfile params.yaml ./
+COPY --chown=10001:10001 src/image_classifier ./src/image_classifier
+COPY --chown=10001:10001 webapp ./webapp
+COPY --chown=10001:10001 saved_models/model.tflite saved_models/model.json ./saved_models/
+
+USER 10001
+EXPOSE 8000
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz\", timeout=4)"]
+
+CMD ["gunicorn", "--config", "webapp/gunicorn.conf.py", "--pythonpath", "src", "webapp:create_app()"]

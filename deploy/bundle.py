@@ -1,0 +1,52 @@
+"""Assemble what the web app needs to run into one folder: the Heroku slug's source.
+
+    python deploy/bundle.py OUT_DIR
+
+DVC keeps the model out of git, so a plain `git push heroku` would ship a web app with no model.
+The deploy workflow instead pulls (or rebuilds) the model with DVC, runs this script, and pushes
+OUT_DIR as a one-commit repository to Heroku. No data, tests or pipeline code go along.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FILES = ["Procfile", "requirements.txt", ".python-version", "params.yaml"]
+TREES = ["webapp", "src/image_classifier"]
+MODEL = ["saved_models/model.tflite", "saved_models/model.json"]
+
+
+def bundle(out: Path, root: Path = ROOT) -> list[str]:
+    missing = [m for m in MODEL if not (root / m).is_file()]
+    if missing:
+        raise SystemExit(f"missing {missing}: run `dvc pull` or `dvc repro` first")
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is not empty")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in FILES + MODEL:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, out / name)
+    for tree in TREES:
+        shutil.copytree(root / tree, out / tree, ignore=ignore)
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    files = bundle(out)
+    version = json.loads((out / "saved_models/model.json").read_text())["version"]
+    size = sum((out / f).stat().st_size for f in files)
+    print(f"bundled {len(files)} files, {size / 2**20:.1f} MiB, model {version} -> {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

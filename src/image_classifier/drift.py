@@ -1,0 +1,157 @@
+"""Has what the web app sees drifted away from the test split?
+
+    python -m image_classifier.drift [--db var/drift.sqlite | --url https://my-app] [--version V]
+
+Compares the live distribution of predictions for one model version (default: the exported
+model's) with the same model's predictions on the test split (reports/eval/predictions.csv):
+the population stability index (PSI) of the predicted classes, the PSI of the top-1 confidence
+histogram, and the shift of the mean confidence. Prints a table; exits 1 when a threshold in
+params.yaml `drift:` is crossed (so a scheduled job can open a retraining issue), 0 otherwise,
+including when there are too few live predictions to judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from image_classifier import config
+from image_classifier.drift_store import BUCKETS, DriftStore, Profile
+from image_classifier.params import DriftParams, ParamsError, load_params
+
+EPS = 1e-4  # floor for empty bins, so PSI stays finite
+
+
+def psi(expected: Sequence[float], actual: Sequence[float]) -> list[float]:
+    """Per-bin PSI terms (actual - expected) * ln(actual / expected) of two count vectors."""
+    e_total, a_total = sum(expected) or 1, sum(actual) or 1
+    terms = []
+    for e, a in zip(expected, actual, strict=True):
+        pe, pa = max(e / e_total, EPS), max(a / a_total, EPS)
+        terms.append((pa - pe) * math.log(pa / pe))
+    return terms
+
+
+def mean_confidence(histogram: Sequence[int]) -> float:
+    """Mean top-1 confidence estimated from bucket midpoints (same estimate on both sides)."""
+    total = sum(histogram)
+    mids = [(i + 0.5) / BUCKETS for i in range(BUCKETS)]
+    return sum(m * n for m, n in zip(mids, histogram, strict=True)) / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    rows: list[tuple[str, float, float, float]]  # class, expected share, live share, PSI term
+    class_psi: float
+    confidence_psi: float
+    confidence_shift: float  # live mean - reference mean
+    live_total: int
+    problems: list[str]
+    enough_data: bool
+
+    @property
+    def drifted(self) -> bool:
+        return self.enough_data and bool(self.problems)
+
+
+def compare(reference: Profile, live: Profile, params: DriftParams) -> DriftReport:
+    classes = sorted(set(reference.labels) | set(live.labels))
+    expected = [reference.labels.get(c, 0) for c in classes]
+    actual = [live.labels.get(c, 0) for c in classes]
+    terms = psi(expected, actual)
+    e_total, a_total = sum(expected) or 1, sum(actual) or 1
+    rows = [
+        (c, e / e_total, a / a_total, t)
+        for c, e, a, t in zip(classes, expected, actual, terms, strict=True)
+    ]
+    class_psi = sum(terms)
+    confidence_psi = sum(psi(reference.confidence, live.confidence))
+    shift = mean_confidence(live.confidence) - mean_confidence(reference.confidence)
+    problems = []
+    if class_psi > params.max_class_psi:
+        problems.append(f"class PSI {class_psi:.3f} > {params.max_class_psi}")
+    if confidence_psi > params.max_confidence_psi:
+        problems.append(f"confidence PSI {confidence_psi:.3f} > {params.max_confidence_psi}")
+    if -shift > params.max_confidence_drop:
+        problems.append(f"mean confidence fell {-shift:.3f} > {params.max_confidence_drop}")
+    enough = live.total >= params.min_samples
+    return DriftReport(rows, class_psi, confidence_psi, shift, live.total, problems, enough)
+
+
+def reference_profile(predictions_csv: Path) -> Profile:
+    """The model's own predictions on the test split, as the evaluate stage wrote them."""
+    profile = Profile()
+    with predictions_csv.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            profile.add(row["predicted"], float(row["confidence"]))
+    return profile
+
+
+def live_profile(db: Path | None, url: str | None, version: str) -> Profile:
+    if url:
+        query = f"{url.rstrip('/')}/api/v1/drift?version={urllib.parse.quote(version)}"
+        with urllib.request.urlopen(query, timeout=30) as res:
+            return Profile.from_json(json.loads(res.read())["profile"])
+    if db is None or not db.is_file():
+        raise FileNotFoundError(
+            f"no drift database at {db} (the web app writes it: serve.drift_db)"
+        )
+    store = DriftStore(db)
+    try:
+        return store.profile(version)
+    finally:
+        store.close()
+
+
+def format_report(report: DriftReport, version: str) -> str:
+    lines = [
+        f"model {version}: {report.live_total} live predictions",
+        f"{'class':<24} {'test split':>10} {'live':>8} {'PSI term':>9}",
+    ]
+    lines += [f"{c[:24]:<24} {e:>10.1%} {a:>8.1%} {t:>9.4f}" for c, e, a, t in report.rows]
+    lines.append(
+        f"class PSI {report.class_psi:.4f}; confidence PSI {report.confidence_psi:.4f}; "
+        f"mean confidence shift {report.confidence_shift:+.3f}"
+    )
+    if not report.enough_data:
+        lines.append("not enough live predictions to judge yet")
+    elif report.problems:
+        lines.append("DRIFT: " + "; ".join(report.problems))
+    else:
+        lines.append("no drift above the thresholds")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image_classifier.drift", description=__doc__)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--db", type=Path, help="the web app's drift database")
+    source.add_argument("--url", help="a running web app (reads its /api/v1/drift)")
+    parser.add_argument("--version", help="model version (default: saved_models/model.json's)")
+    parser.add_argument("--reference", type=Path, default=config.EVAL_DIR / "predictions.csv")
+    parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        version = args.version or json.loads(config.MODEL_CARD.read_text())["version"]
+        reference = reference_profile(args.reference)
+        db = args.db or Path(params.serve.drift_db)
+        live = live_profile(None if args.url else db, args.url, version)
+    except (ParamsError, FileNotFoundError, OSError, ValueError, KeyError) as exc:
+        print(f"drift: {exc}", file=sys.stderr)
+        return 2
+    report = compare(reference, live, params.drift)
+    print(format_report(report, version))
+    return 1 if report.drifted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
