@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# The web app records prediction counts (drift check); keep the tests' counts out of the repo.
+os.environ.setdefault("DRIFT_DB", str(Path(tempfile.mkdtemp(prefix="drift-")) / "drift.sqlite"))
 
 
 def png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -38,6 +38,7 @@ def test_empty_mapping_gives_defaults():
             "image.color_mode: must be rgb for ImageNet weights",
         ),
         ({"train": {"model": "resnet50"}, "image": {"size": 16}}, "image.size: must be >= 32"),
+        ({"train": {"init_from": "saved_models/model.keras"}}, "copy it and its classes.json"),
         (
             {"train": {"model": "vgg19", "weights": "missing.weights.h5"}, "image": {"size": 32}},
             "train.weights: must be imagenet, null or the path of an existing weights file",

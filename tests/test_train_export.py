@@ -59,6 +59,20 @@ def test_init_from_checks_classes(trained, tmp_path):
         train.load_initial_model(path, ["a", "b", "d"])
 
 
+def test_training_continues_from_an_earlier_model(trained, tmp_path):
+    path = tmp_path / "base.keras"
+    trained.save(path)
+    (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
+    raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8}}
+    raw["train"].update(init_from=str(path), learning_rate=1e-12)
+    continued = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
+    # With a vanishing learning rate the weights are the earlier model's, not a fresh init.
+    np.testing.assert_allclose(continued.get_weights()[0], trained.get_weights()[0], atol=1e-6)
+    raw["train"]["init_from"] = str(tmp_path / "missing.keras")
+    with pytest.raises(ParamsError, match="is not a file"):
+        train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
+
+
 def test_model_card_records_what_serving_needs(trained):
     card = export.model_card(CLASSES, PARAMS, b"tflite", {"accuracy": 0.9, "x": 1}, 1e-7)
     assert card["classes"] == CLASSES

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from image_classifier import config
+from image_classifier.drift_store import DriftStore
 from image_classifier.params import Params, load_params
 from webapp import api, observability, ops, pages, security
 from webapp.errors import ClientError
@@ -62,6 +63,8 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     state = ModelState(model_dir, params.serve, params.image.max_pixels)
     app.extensions["model_state"] = state
+    drift_db = os.environ.get("DRIFT_DB", params.serve.drift_db)
+    app.extensions["drift_store"] = DriftStore(drift_db) if drift_db else None
     for blueprint in (pages.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(SPEC))

@@ -51,6 +51,17 @@ def model():
     return jsonify(info)
 
 
+@bp.get("/api/v1/drift")
+def drift():
+    """Live prediction counts for a model version (default: the served one), for
+    `python -m image_classifier.drift --url ...`. Counts only: no images, no inputs."""
+    store = current_app.extensions.get("drift_store")
+    if store is None:
+        raise ClientError(404, "drift recording is off (serve.drift_db is empty)")
+    version = request.args.get("version") or state().require().card.version
+    return jsonify(model_version=version, profile=store.profile(version).to_json())
+
+
 def _model_name(name: str) -> None:
     expected = state().settings.model_name
     if name != expected:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 
 from flask import Flask, Response, g, request
@@ -66,6 +67,12 @@ def init_app(app: Flask, model_version: str) -> None:
         for label, confidence in predictions:
             PREDICTIONS.labels(label, model_version).inc()
             CONFIDENCE.labels(model_version).observe(confidence)
+        store = app.extensions.get("drift_store")
+        if store is not None and predictions and response.status_code < 400:
+            try:
+                store.record(model_version, predictions)
+            except sqlite3.Error as exc:  # the drift counts must never fail a prediction
+                logging.getLogger(__name__).warning("drift counts not saved: %s", exc)
         line = {
             "method": request.method,
             "path": request.path,

@@ -116,6 +116,23 @@ SPEC: dict = {
                 "responses": {"200": _json("Model", "The model card"), **_errors(503)},
             }
         },
+        "/api/v1/drift": {
+            "get": {
+                "summary": "Live prediction counts per model version (for the drift check)",
+                "parameters": [
+                    {
+                        "name": "version",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json("DriftResponse", "Counts of top-1 classes and confidences"),
+                    **_errors(404, 503),
+                },
+            }
+        },
         "/v1/models/{name}:predict": {
             "post": {
                 "summary": "TensorFlow Serving / KServe V1 REST predict",
@@ -209,6 +226,30 @@ SPEC: dict = {
                     "params_hash": {"type": "string"},
                     "top_k": {"type": "integer"},
                     "unsure_threshold": {"type": "number"},
+                },
+            },
+            "DriftResponse": {
+                "type": "object",
+                "required": ["model_version", "profile"],
+                "properties": {
+                    "model_version": {"type": "string"},
+                    "profile": {
+                        "type": "object",
+                        "required": ["total", "labels", "confidence"],
+                        "properties": {
+                            "total": {"type": "integer"},
+                            "labels": {
+                                "type": "object",
+                                "additionalProperties": {"type": "integer"},
+                            },
+                            "confidence": {
+                                "type": "array",
+                                "items": {"type": "integer"},
+                                "minItems": 10,
+                                "maxItems": 10,
+                            },
+                        },
+                    },
                 },
             },
             "InstancesRequest": {

@@ -95,14 +95,20 @@ def reference_profile(predictions_csv: Path) -> Profile:
     return profile
 
 
-def live_profile(db: Path | None, url: str | None, version: str) -> Profile:
-    if url:
-        query = f"{url.rstrip('/')}/api/v1/drift?version={urllib.parse.quote(version)}"
-        with urllib.request.urlopen(query, timeout=30) as res:
-            return Profile.from_json(json.loads(res.read())["profile"])
-    if db is None or not db.is_file():
+def fetch_profile(url: str, version: str | None) -> tuple[str, Profile]:
+    """From a running web app; without a version, the one it serves."""
+    query = f"{url.rstrip('/')}/api/v1/drift"
+    if version:
+        query += f"?version={urllib.parse.quote(version)}"
+    with urllib.request.urlopen(query, timeout=30) as res:
+        body = json.loads(res.read())
+    return body["model_version"], Profile.from_json(body["profile"])
+
+
+def read_profile(db: Path, version: str) -> Profile:
+    if not db.is_file():
         raise FileNotFoundError(
-            f"no drift database at {db} (the web app writes it: serve.drift_db)"
+            f"no drift database at {db} (serve.drift_db: the web app writes it)"
         )
     store = DriftStore(db)
     try:
@@ -135,16 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--db", type=Path, help="the web app's drift database")
     source.add_argument("--url", help="a running web app (reads its /api/v1/drift)")
-    parser.add_argument("--version", help="model version (default: saved_models/model.json's)")
+    parser.add_argument(
+        "--version", help="model version (default: the served one, or saved_models/model.json's)"
+    )
     parser.add_argument("--reference", type=Path, default=config.EVAL_DIR / "predictions.csv")
     parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
-        version = args.version or json.loads(config.MODEL_CARD.read_text())["version"]
         reference = reference_profile(args.reference)
-        db = args.db or Path(params.serve.drift_db)
-        live = live_profile(None if args.url else db, args.url, version)
+        if args.url:
+            version, live = fetch_profile(args.url, args.version)
+        else:
+            version = args.version or json.loads(config.MODEL_CARD.read_text())["version"]
+            live = read_profile(args.db or Path(params.serve.drift_db), version)
     except (ParamsError, FileNotFoundError, OSError, ValueError, KeyError) as exc:
         print(f"drift: {exc}", file=sys.stderr)
         return 2

@@ -55,8 +55,10 @@ def model_card(
     classes: list[str], params: Params, tflite: bytes, scores: dict, max_diff: float
 ) -> dict:
     model_sha = hashlib.sha256(tflite).hexdigest()
+    # DVC identifies a file by the MD5 of its bytes: this prefix matches dvc.lock's entry.
+    dvc_md5 = hashlib.md5(tflite, usedforsecurity=False).hexdigest()
     return {
-        "version": f"{git_commit()}-{model_sha[:8]}",
+        "version": f"{git_commit()}-{dvc_md5[:8]}",
         "classes": classes,
         "input": {
             "size": params.image.size,
@@ -70,6 +72,7 @@ def model_card(
         "architecture": params.train.model,
         "metrics": {k: scores[k] for k in HEADLINE_METRICS if k in scores},
         "tflite_sha256": model_sha,
+        "tflite_md5": dvc_md5,
         "keras_agreement": {"max_prob_diff": max_diff},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

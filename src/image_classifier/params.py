@@ -143,6 +143,15 @@ class TrainParams:
             "must be in (0, 1)",
             self.reduce_lr_factor,
         )
+        if self.init_from is not None:
+            # DVC deletes a stage's outputs before running it: the model must be a copy.
+            _require(
+                Path(self.init_from) != config.KERAS_MODEL,
+                "train.init_from",
+                f"must not be {config.KERAS_MODEL} itself (the train stage replaces it); "
+                "copy it and its classes.json elsewhere first",
+                self.init_from,
+            )
         if self.model == "simple_cnn":
             _require(
                 self.weights is None,
@@ -193,6 +202,8 @@ class ServeParams:
     max_upload_mb: float = 8.0  # whole request body; larger gets 413
     max_files: int = 16  # images per API request
     model_name: str = "image-classifier"  # for /v1/models/<name>:predict
+    # Prediction counts per model version for the drift check ("" turns recording off).
+    drift_db: str = "var/drift.sqlite"
 
     def __post_init__(self) -> None:
         _require(self.top_k >= 1, "serve.top_k", "must be >= 1", self.top_k)
@@ -226,6 +237,22 @@ class GateParams:
 
 
 @dataclass(frozen=True)
+class DriftParams:
+    """Thresholds of python -m image_classifier.drift; no pipeline stage reads them."""
+
+    max_class_psi: float = 0.2  # PSI above 0.2 is the usual "significant shift"
+    max_confidence_psi: float = 0.2
+    max_confidence_drop: float = 0.1  # mean top-1 confidence, live vs test split
+    min_samples: int = 200  # fewer live predictions: too early to judge
+
+    def __post_init__(self) -> None:
+        for name in ("max_class_psi", "max_confidence_psi", "max_confidence_drop"):
+            value = getattr(self, name)
+            _require(value > 0, f"drift.{name}", "must be > 0", value)
+        _require(self.min_samples >= 1, "drift.min_samples", "must be >= 1", self.min_samples)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
@@ -235,6 +262,7 @@ class Params:
     export: ExportParams = field(default_factory=ExportParams)
     serve: ServeParams = field(default_factory=ServeParams)
     gate: GateParams = field(default_factory=GateParams)
+    drift: DriftParams = field(default_factory=DriftParams)
 
     def __post_init__(self) -> None:
         if self.train.model != "simple_cnn":

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import csv
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,15 +38,18 @@ class Prediction:
 
 
 def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files as given; folders walked recursively in sorted order, hidden entries skipped."""
+    """Files as given; folders walked lazily, in sorted order, hidden entries skipped.
+
+    Lazy so that a folder of millions of images never sits in memory as a list."""
     for path in paths:
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                rel = child.relative_to(path).parts
-                if child.is_file() and not any(p.startswith(".") for p in rel):
-                    yield child
-        else:
+        if not path.is_dir():
             yield path
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    yield Path(folder) / name
 
 
 def predict_paths(
@@ -93,8 +97,12 @@ def table_line(pred: Prediction) -> str:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     clf = Classifier.from_dir(Path(args.model_dir), num_threads=args.threads)
-    paths = list(expand_paths(Path(p) for p in args.paths))  # names only: memory stays small
-    progress = tqdm(paths, unit="img", file=sys.stderr, disable=not args.progress)
+    roots = [Path(p) for p in args.paths]
+    # Count first (a cheap walk) so the progress bar has a total without holding every path.
+    total = sum(1 for _ in expand_paths(roots)) if args.progress else None
+    progress = tqdm(
+        expand_paths(roots), total=total, unit="img", file=sys.stderr, disable=not args.progress
+    )
     errors: list[str] = []
     count = 0
     with contextlib.ExitStack() as stack:

@@ -1,0 +1,125 @@
+import csv
+import io
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from image_classifier import drift
+from image_classifier.drift_store import DriftStore, Profile, bucket
+from image_classifier.params import DriftParams
+from webapp import create_app
+
+from conftest import pattern, png
+
+LOOSE = DriftParams(min_samples=10)
+
+
+def profile(labels: dict[str, int], confidence: float = 0.95) -> Profile:
+    p = Profile()
+    for label, n in labels.items():
+        p.add(label, confidence, n)
+    return p
+
+
+def test_psi_is_zero_for_identical_and_grows_with_shift():
+    assert sum(drift.psi([10, 20, 30], [20, 40, 60])) == pytest.approx(0, abs=1e-12)
+    small = sum(drift.psi([50, 50], [55, 45]))
+    large = sum(drift.psi([50, 50], [90, 10]))
+    assert 0 < small < 0.05 < large
+    # (0.9 - 0.5) ln(0.9/0.5) + (0.1 - 0.5) ln(0.1/0.5)
+    assert large == pytest.approx(0.4 * 0.5877867 + 0.4 * 1.6094379, rel=1e-6)
+
+
+def test_same_distribution_is_not_drift():
+    report = drift.compare(profile({"a": 50, "b": 50}), profile({"a": 48, "b": 52}), LOOSE)
+    assert not report.drifted and report.class_psi < 0.01
+
+
+def test_class_shift_and_confidence_drop_are_drift():
+    ref = profile({"a": 50, "b": 50})
+    shifted = drift.compare(ref, profile({"a": 95, "b": 5}), LOOSE)
+    assert shifted.drifted and "class PSI" in shifted.problems[0]
+    unsure = drift.compare(ref, profile({"a": 50, "b": 50}, confidence=0.45), LOOSE)
+    assert unsure.drifted
+    assert unsure.confidence_shift == pytest.approx(0.45 - 0.95, abs=1e-9)
+    assert any("mean confidence fell" in p for p in unsure.problems)
+
+
+def test_too_few_samples_is_not_judged():
+    report = drift.compare(profile({"a": 50}), profile({"b": 5}), DriftParams(min_samples=100))
+    assert report.problems and not report.drifted
+    assert "not enough" in drift.format_report(report, "v1")
+
+
+def test_store_is_shared_between_workers_and_survives_restart(tmp_path):
+    db = tmp_path / "drift.sqlite"
+    worker_a, worker_b = DriftStore(db), DriftStore(db)
+    worker_a.record("v1", [("cat", 0.91), ("dog", 0.55)])
+    worker_b.record("v1", [("cat", 0.99)])
+    worker_b.record("v2", [("dog", 0.2)])
+    worker_a.close()
+    worker_b.close()
+    restarted = DriftStore(db).profile("v1")
+    assert restarted.labels == {"cat": 2, "dog": 1}
+    assert restarted.confidence[bucket(0.91)] == 2 and restarted.confidence[5] == 1
+    assert bucket(1.0) == 9
+
+
+def write_reference(path, rows):
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "actual", "predicted", "confidence"])
+        writer.writerows(rows)
+
+
+def test_cli_reads_the_database_and_exits_1_on_drift(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("drift:\n  min_samples: 10\n")
+    reference = tmp_path / "predictions.csv"
+    write_reference(reference, [(f"{i}.png", "a", "a" if i % 2 else "b", 0.97) for i in range(40)])
+    db = tmp_path / "drift.sqlite"
+    store = DriftStore(db)
+    store.record("v1", [("a", 0.96)] * 10 + [("b", 0.95)] * 10)
+    store.record("v2", [("a", 0.5)] * 20)
+    store.close()
+    args = ["--db", str(db), "--reference", str(reference), "--params", str(params)]
+    assert drift.main([*args, "--version", "v1"]) == 0
+    assert "no drift" in capsys.readouterr().out
+    assert drift.main([*args, "--version", "v2"]) == 1
+    out = capsys.readouterr().out
+    assert "DRIFT" in out and "class PSI" in out
+    assert drift.main([*args[2:], "--db", str(tmp_path / "none.sqlite"), "--version", "v1"]) == 2
+
+
+def test_web_app_records_counts_and_cli_reads_them_over_http(model_dir, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"serve:\n  drift_db: {tmp_path / 'live.sqlite'}\ndrift:\n  min_samples: 5\n")
+    app = create_app(model_dir=model_dir, params_file=params)
+    app.extensions["drift_store"] = DriftStore(tmp_path / "live.sqlite")  # DRIFT_DB overrides
+    client = app.test_client()
+    for i in range(6):
+        data = {"image": (io.BytesIO(png(pattern(0, i))), "a.png")}
+        assert client.post("/api/v1/predict", data=data).status_code == 200
+    client.post("/api/v1/predict", data={"image": (io.BytesIO(b"bad"), "x")})  # 422: not counted
+    body = client.get("/api/v1/drift").get_json()
+    assert body["profile"]["total"] == 6
+    version, live = body["model_version"], body["profile"]
+    labels = [name for name, n in live["labels"].items() for _ in range(n)]
+    confs = [(b + 0.5) / 10 for b, n in enumerate(live["confidence"]) for _ in range(n)]
+    same = tmp_path / "same.csv"
+    pairs = zip(labels, confs, strict=True)
+    write_reference(same, [(i, x, x, c) for i, (x, c) in enumerate(pairs)])
+    other = tmp_path / "other.csv"
+    write_reference(other, [(i, "elsewhere", "elsewhere", 0.99) for i in range(30)])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        args = ["--url", f"http://127.0.0.1:{server.server_port}", "--version", version]
+        args += ["--params", str(params)]
+        assert drift.main([*args, "--reference", str(same)]) == 0
+        assert f"model {version}: 6 live predictions" in capsys.readouterr().out
+        assert drift.main([*args, "--reference", str(other)]) == 1
+        assert "elsewhere" in capsys.readouterr().out
+    finally:
+        server.shutdown()
