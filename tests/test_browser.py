@@ -6,15 +6,13 @@ Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from webapp import create_app
 
-from conftest import pattern, png
+from conftest import live_server, pattern, png
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -27,11 +25,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def base_url(model_dir):
-    server = make_server("127.0.0.1", 0, create_app(model_dir=model_dir), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with live_server(create_app(model_dir=model_dir)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,14 @@
 import csv
 import io
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from image_classifier import drift
 from image_classifier.drift_store import DriftStore, Profile, bucket
 from image_classifier.params import DriftParams
 from webapp import create_app
 
-from conftest import pattern, png
+from conftest import live_server, pattern, png
 
 LOOSE = DriftParams(min_samples=10)
 
@@ -112,14 +110,10 @@ def test_web_app_records_counts_and_cli_reads_them_over_http(model_dir, tmp_path
     write_reference(same, [(i, x, x, c) for i, (x, c) in enumerate(pairs)])
     other = tmp_path / "other.csv"
     write_reference(other, [(i, "elsewhere", "elsewhere", 0.99) for i in range(30)])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        args = ["--url", f"http://127.0.0.1:{server.server_port}", "--version", version]
+    with live_server(app) as url:
+        args = ["--url", url, "--version", version]
         args += ["--params", str(params)]
         assert drift.main([*args, "--reference", str(same)]) == 0
         assert f"model {version}: 6 live predictions" in capsys.readouterr().out
         assert drift.main([*args, "--reference", str(other)]) == 1
         assert "elsewhere" in capsys.readouterr().out
-    finally:
-        server.shutdown()

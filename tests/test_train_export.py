@@ -41,6 +41,13 @@ def test_fit_is_seeded_and_deterministic(trained):
     np.testing.assert_array_equal(trained.predict(x, verbose=0), again.predict(x, verbose=0))
 
 
+def test_mirrored_strategy_trains_on_this_machine():
+    """train.distribute: mirrored uses every local device (here: the CPU)."""
+    raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8, "distribute": "mirrored"}}
+    model = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
+    assert model.predict(arrays(1).x, verbose=0).shape == (3, 3)
+
+
 def test_tflite_agrees_with_keras(trained):
     x = arrays(4, offset=100).x
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)

@@ -124,6 +124,10 @@ def test_one_json_log_line_per_request(client, caplog):
     assert "latency_ms" in line and "image" not in line
 
 
+def test_debug_mode_is_off(app):
+    assert not app.debug and not app.testing
+
+
 def test_security_headers(client):
     res = client.get("/")
     assert "frame-ancestors 'none'" in res.headers["Content-Security-Policy"]

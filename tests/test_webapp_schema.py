@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from webapp import create_app
+
+from conftest import live_server
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,8 @@ CHECKS = ",".join(
 
 @pytest.fixture(scope="module")
 def base_url(model_dir):
-    server = make_server("127.0.0.1", 0, create_app(model_dir=model_dir), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with live_server(create_app(model_dir=model_dir)) as url:
+        yield url
 
 
 def test_api_conforms_to_its_openapi_document(base_url, tmp_path):
