@@ -78,8 +78,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, workers: int) -> subprocess.Popen:
+def start_server(port: int, workers: int, drift_db: Path) -> subprocess.Popen:
+    # The drift counts stay on (they are part of the per-request cost), in a scratch file.
     env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    env["DRIFT_DB"] = str(drift_db)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     cmd = (ROOT / "Procfile").read_text().split("web:", 1)[1].strip()
     proc = subprocess.Popen(
@@ -150,7 +152,8 @@ def main() -> None:
         raise SystemExit("gunicorn is not installed in this environment (make venv)")
     body = multipart(jpeg_256())
     port = free_port()
-    proc = start_server(port, args.workers)
+    scratch = tempfile.TemporaryDirectory()
+    proc = start_server(port, args.workers, Path(scratch.name) / "drift.sqlite")
     try:
         for _ in range(20):  # warm-up: every worker has served a few
             post(port, body)
@@ -166,6 +169,7 @@ def main() -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        scratch.cleanup()
     if args.venv_size:
         size = venv_size_mb()
         print(f"fresh venv from requirements.txt: {size:.0f} MB on disk ({size / 500:.0%} of")
