@@ -12,7 +12,7 @@ PORT ?= 8000
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements-pipeline.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ repro: venv ## Run the DVC pipeline: sample -> split -> train -> evaluate -> exp
 	dvc repro
 	dvc metrics show
 
-run: repro ## Environment, `dvc repro` on the bundled sample, then the web app on $(PORT)
+run: repro ## Environment, `dvc repro` on the bundled sample, then the web app (PORT=8000)
 	python -m image_classifier.predict --no-progress data/raw/0/digit_0000.png data/raw/7/digit_0007.png
 	@echo "Web app: http://localhost:$(PORT)  (Ctrl-C stops it)"
 	$(MAKE) --no-print-directory serve
