@@ -10,7 +10,7 @@ import numpy as np
 
 from image_classifier.inference import Classifier, ModelLoadError
 from image_classifier.params import ServeParams
-from image_classifier.preprocessing import ImageError, load_image
+from image_classifier.preprocessing import ImageError, ImageTooLargeError, load_image
 from webapp import saliency
 from webapp.errors import ClientError
 
@@ -70,7 +70,7 @@ class ModelState:
             try:
                 pixels.append(clf.preprocess(upload.data, self.max_pixels))
             except ImageError as exc:
-                status = 413 if "too large" in str(exc) else 422
+                status = 413 if isinstance(exc, ImageTooLargeError) else 422
                 where = f"file {i + 1}" + (f" ({upload.name})" if upload.name else "")
                 raise ClientError(status, f"{where}: {exc}") from None
         probs = clf.predict(np.stack(pixels))

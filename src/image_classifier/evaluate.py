@@ -17,13 +17,10 @@ import numpy as np
 from image_classifier import atomic, config, metrics, plots
 from image_classifier.cli import run_stage
 from image_classifier.dataset import Arrays, load_split
+from image_classifier.manifests import read_classes
 from image_classifier.params import Params
 
 log = logging.getLogger(__name__)
-
-
-def load_classes() -> list[str]:
-    return json.loads(config.CLASSES_FILE.read_text(encoding="utf-8"))
 
 
 def predict_probs(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -54,7 +51,7 @@ def write_reports(test: Arrays, probs: np.ndarray, classes: list[str], params: P
 
 
 def run(params: Params) -> dict:
-    classes = load_classes()
+    classes = read_classes()
     model = keras.models.load_model(config.KERAS_MODEL)
     test = load_split("test", classes, params.image)
     scores = write_reports(test, predict_probs(model, test.x), classes, params)

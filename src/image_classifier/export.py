@@ -22,8 +22,9 @@ import tensorflow as tf
 from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
 from image_classifier.dataset import load_split
-from image_classifier.evaluate import load_classes, predict_probs
+from image_classifier.evaluate import predict_probs
 from image_classifier.inference import Classifier, ModelCard, predict_in_batches
+from image_classifier.manifests import read_classes
 from image_classifier.params import Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
 
@@ -83,7 +84,7 @@ def agreement(keras_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
 
 
 def run(params: Params) -> dict:
-    classes = load_classes()
+    classes = read_classes()
     model = keras.models.load_model(config.KERAS_MODEL)
     tflite = to_tflite(model)
     test = load_split("test", classes, params.image)

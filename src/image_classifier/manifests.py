@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from image_classifier import atomic
+from image_classifier import atomic, config
 
 FIELDS = ("path", "label")
 
@@ -32,6 +33,11 @@ def read_manifest(path: Path) -> list[tuple[str, str]]:
         if tuple(reader.fieldnames or ()) != FIELDS:
             raise ValueError(f"{path}: expected columns {FIELDS}, found {reader.fieldnames}")
         return [(row["path"], row["label"]) for row in reader]
+
+
+def read_classes(path: Path = config.CLASSES_FILE) -> list[str]:
+    """The trained model's classes, in output order (written by the train stage)."""
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def class_names(rows: Iterable[tuple[str, str]]) -> list[str]:

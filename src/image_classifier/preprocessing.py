@@ -29,6 +29,10 @@ class ImageError(ValueError):
     """The input cannot be turned into a model input; the message says why."""
 
 
+class ImageTooLargeError(ImageError):
+    """More pixels than the configured limit (a decompression-bomb guard)."""
+
+
 def _open(source: ImageSource) -> Image.Image:
     if isinstance(source, bytes | bytearray):
         if not source:
@@ -39,7 +43,7 @@ def _open(source: ImageSource) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image too large: {exc}") from None
+        raise ImageTooLargeError(f"image too large: {exc}") from None
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -87,7 +91,7 @@ def load_image(
         try:
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageError(
+                raise ImageTooLargeError(
                     f"image too large: {width}x{height} pixels is over the limit of {max_pixels}"
                 )
             if width == 0 or height == 0:
