@@ -8,20 +8,26 @@ export PATH := $(BIN):$(PATH)
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data repro run serve test test-fast lint format bench bench-serve clean
+.PHONY: help venv data repro run serve test test-fast lint format bench bench-scale bench-serve clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-pipeline.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-pipeline.txt requirements-dev.txt \
+		requirements-gpu.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
+ifdef GPU
+	# Same TensorFlow release with CUDA: both packages provide the `tensorflow` module.
+	$(BIN)/python -m pip uninstall -q -y tensorflow-cpu
+	$(BIN)/python -m pip install -q -r requirements-gpu.txt
+endif
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv with the pipeline, serving and test requirements
+venv: $(VENV)/.installed ## Create .venv (pipeline, serving, tests); GPU=1 for CUDA TensorFlow
 
 data: venv ## Write the bundled sample (scikit-learn digits) into data/raw
 	python -m image_classifier.sample_data
@@ -54,6 +60,9 @@ format: venv ## Apply ruff's fixes and formatting
 
 bench: venv ## Time a fresh-clone `dvc repro` and a no-op one; print test accuracy
 	python bench/pipeline.py
+
+bench-scale: venv ## Photo-sized data vs the Keras guide's pattern (IMAGES=5000)
+	python bench/scale.py --images $(or $(IMAGES),5000)
 
 bench-serve: venv ## Latency, throughput and memory of gunicorn serving the exported model
 	python bench/serve.py

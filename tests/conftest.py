@@ -61,16 +61,13 @@ def image_tree(tmp_path: Path) -> Path:
 def model_dir(tmp_path_factory) -> Path:
     """A tiny exported model (model.tflite + model.json) for classes cat, dog, crème brûlée."""
     from image_classifier import atomic, export, train
-    from image_classifier.dataset import Arrays
+    from image_classifier.input_pipeline import ArraySource
     from image_classifier.params import parse_params
 
     params = parse_params({"image": {"size": 12}, "train": {"epochs": 8, "batch_size": 8}})
     classes = ["cat", "crème brûlée", "dog"]
-    x = np.stack(
-        [np.asarray(pattern(k, i), dtype="float32")[..., None] for k in (0, 2, 1) for i in range(8)]
-    )
-    y = np.repeat(np.arange(3), 8)
-    data = Arrays(x, y, tuple(map(str, range(len(y)))))
+    x = np.stack([np.asarray(pattern(k, i))[..., None] for k in (0, 2, 1) for i in range(8)])
+    data = ArraySource(x, np.repeat(np.arange(3), 8))
     model = train.fit(params, data, data, classes)
     tflite = export.to_tflite(model)
     out = tmp_path_factory.mktemp("model")

@@ -1,11 +1,14 @@
 import pytest
 
 from image_classifier import atomic
-from image_classifier.manifests import class_names, read_manifest, write_manifest
+from image_classifier.manifests import Row, class_names, read_manifest, write_manifest
 
 
 def test_manifest_round_trip_with_awkward_names(tmp_path):
-    rows = [("data/raw/crème brûlée/a, b.png", "crème brûlée"), ('data/raw/x/"q".png', "x")]
+    rows = [
+        Row("data/raw/crème brûlée/a, b.png", "crème brûlée", "ab" * 32),
+        Row('data/raw/x/"q".png', "x", "cd" * 32),
+    ]
     write_manifest(tmp_path / "m.csv", rows)
     assert read_manifest(tmp_path / "m.csv") == rows
     assert class_names(rows) == ["crème brûlée", "x"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from image_classifier import models
-from image_classifier.params import AugmentParams, ImageParams, TrainParams
+from image_classifier.params import ImageParams, TrainParams
 
 RGB32 = ImageParams(size=32, color_mode="rgb")
 
@@ -55,11 +55,17 @@ def test_fine_tune_unfreezes_top_layers_but_not_batchnorm():
     assert all(layer.trainable for layer in base.layers)
 
 
-def test_augmentation_only_when_asked_and_keeps_shape():
-    assert models.augmentation(AugmentParams(), seed=0) is None
-    aug = models.augmentation(
-        AugmentParams(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.2, translation=0.1), 0
-    )
-    assert len(aug.layers) == 5
-    x = np.full((2, 16, 16, 1), 128, dtype="float32")
-    assert tuple(aug(x, training=True).shape) == x.shape
+def test_mixed_precision_model_converts_to_float32_with_same_weights():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = models.build_model(3, RGB32, TrainParams(model="mobilenet_v2", weights=None))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.get_layer("probabilities").dtype_policy.name == "float32"
+    assert any(layer.dtype_policy.name == "mixed_float16" for layer in mixed.layers)
+    plain = models.with_dtype_policy(mixed, "float32")
+    assert {layer.dtype_policy.name for layer in plain.layers} == {"float32"}
+    for a, b in zip(plain.get_weights(), mixed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(plain.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=2e-2)

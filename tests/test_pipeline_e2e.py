@@ -43,6 +43,8 @@ def write_tiny_dataset(raw: Path) -> None:
         for i in range(12):
             (raw / name / f"img {i}.png").write_bytes(png(pattern(label, i)))
     (raw / "circle" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    # A sound header over cut-off pixels: the split keeps it, prepare skips it.
+    (raw / "square" / "cut.png").write_bytes(png(pattern(1, 99))[:60])
     (raw / "square" / ".DS_Store").write_bytes(b"junk")
 
 
@@ -79,8 +81,9 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_writes_every_output(repo):
     report = json.loads((repo / "reports/split.json").read_text())
-    assert report["skipped_count"] == 1 and report["skipped"][0]["path"].endswith("corrupt.png")
-    assert report["totals"] == {"train": 24, "val": 6, "test": 6}
+    skipped = sorted(Path(s["path"]).name for s in report["skipped"])
+    assert report["skipped_count"] == 2 and skipped == ["corrupt.png", "cut.png"]
+    assert sum(report["totals"].values()) == 36
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     for key in ("accuracy", "f1_macro", "f1_weighted", "cohen_kappa", "roc_auc_ovr"):
         assert 0 <= metrics[key] <= 1

@@ -18,7 +18,7 @@ def add_images(root, label, name, start, count):
 
 
 def where(split_name_rows):
-    return {path: name for name, rows in split_name_rows.items() for path, _ in rows}
+    return {row.path: name for name, rows in split_name_rows.items() for row in rows}
 
 
 def read_all():
@@ -33,7 +33,7 @@ def test_stage_writes_manifests_and_report(tmp_path, monkeypatch):
     report = split.run(parse_params({}))
     assert sum(report["totals"].values()) == 40
     assert report["duplicates_across_splits"] <= report["duplicate_groups"] == 1
-    on_disk = json.loads(config.SPLIT_REPORT.read_text())
+    on_disk = json.loads(config.SCAN_REPORT.read_text())
     assert on_disk["counts"] == report["counts"]
     first = {n: config.manifest_path(n).read_bytes() for n in config.SPLIT_NAMES}
     split.run(parse_params({}))

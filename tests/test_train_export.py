@@ -2,12 +2,13 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
 from image_classifier import export, train
-from image_classifier.dataset import Arrays
 from image_classifier.inference import Classifier, ModelCard
+from image_classifier.input_pipeline import ArraySource
 from image_classifier.params import ParamsError, parse_params
 
 from conftest import pattern
@@ -21,13 +22,17 @@ PARAMS = parse_params(
 )
 
 
-def arrays(n_per_class: int, offset: int = 0) -> Arrays:
+def arrays(n_per_class: int, offset: int = 0) -> ArraySource:
     imgs, ys = [], []
     for label in range(3):
         for i in range(n_per_class):
-            imgs.append(np.asarray(pattern(label, i + offset), dtype="float32")[..., None])
+            imgs.append(np.asarray(pattern(label, i + offset))[..., None])
             ys.append(label)
-    return Arrays(np.stack(imgs), np.array(ys), tuple(str(i) for i in range(len(ys))))
+    return ArraySource(np.stack(imgs), np.array(ys))
+
+
+def pixels(n_per_class: int, offset: int = 0) -> np.ndarray:
+    return arrays(n_per_class, offset).x.astype("float32")
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +42,21 @@ def trained():
 
 def test_fit_is_seeded_and_deterministic(trained):
     again = train.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
-    x = arrays(3, offset=80).x
+    x = pixels(3, offset=80)
     np.testing.assert_array_equal(trained.predict(x, verbose=0), again.predict(x, verbose=0))
+    for mine, theirs in zip(trained.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_mirrored_strategy_trains_on_this_machine():
     """train.distribute: mirrored uses every local device (here: the CPU)."""
     raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8, "distribute": "mirrored"}}
     model = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
-    assert model.predict(arrays(1).x, verbose=0).shape == (3, 3)
+    assert model.predict(pixels(1), verbose=0).shape == (3, 3)
 
 
 def test_tflite_agrees_with_keras(trained):
-    x = arrays(4, offset=100).x
+    x = pixels(4, offset=100)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
     lite = Classifier(export.to_tflite(trained), card).predict(x)
     assert export.agreement(trained.predict(x, verbose=0), lite) <= 1e-4
@@ -60,7 +67,7 @@ def test_init_from_checks_classes(trained, tmp_path):
     trained.save(path)
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
     loaded = train.load_initial_model(path, CLASSES)
-    x = arrays(1).x
+    x = pixels(1)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.predict(x, verbose=0))
     with pytest.raises(ParamsError, match=r"trained on classes \['a', 'b', 'c'\].*'d'"):
         train.load_initial_model(path, ["a", "b", "d"])
@@ -93,3 +100,26 @@ def test_model_card_records_what_serving_needs(trained):
     assert card["metrics"] == {"accuracy": 0.9}
     assert card["params_hash"] == PARAMS.model_hash()
     assert ModelCard.from_dict(card).classes == tuple(CLASSES)
+
+
+def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
+    """train.mixed_precision: mixed_float16 while training (a GPU speed-up; run here on the
+    CPU), a float32 model afterwards, and the .tflite export agrees with it as usual."""
+    trained_as = []
+    convert = train.with_dtype_policy
+
+    def spy(model, policy):
+        conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+        trained_as.append(conv.dtype_policy.name)
+        return convert(model, policy)
+
+    monkeypatch.setattr(train, "with_dtype_policy", spy)
+    raw = {"image": {"size": 12}, "train": {"epochs": 2, "batch_size": 8, "mixed_precision": True}}
+    model = train.fit(parse_params(raw), arrays(6), arrays(2, offset=50), CLASSES)
+    assert trained_as == ["mixed_float16"]
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.mixed_precision.global_policy().name == "float32"
+    x = pixels(3, offset=90)
+    card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
+    lite = Classifier(export.to_tflite(model), card).predict(x)
+    assert export.agreement(model.predict(x, verbose=0), lite) <= 1e-4

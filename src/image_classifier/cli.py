@@ -10,6 +10,7 @@ from typing import Any
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import ImageError
 from image_classifier.scan import DataError
+from image_classifier.store import StoreError
 
 
 class StageError(RuntimeError):
@@ -17,7 +18,7 @@ class StageError(RuntimeError):
 
 
 # Errors caused by data, params or a failed check: one line is more useful than a traceback.
-USER_ERRORS = (ParamsError, DataError, ImageError, FileNotFoundError, StageError)
+USER_ERRORS = (ParamsError, DataError, ImageError, StoreError, FileNotFoundError, StageError)
 
 
 def setup_logging() -> None:

@@ -7,6 +7,10 @@ PARAMS_FILE = Path("params.yaml")
 SAMPLE_DIR = Path("data/raw")
 SPLITS_DIR = Path("data/splits")
 SPLIT_NAMES = ("train", "val", "test")
+# What the split scan found (skipped files, duplicates); `prepare` merges it into SPLIT_REPORT.
+SCAN_REPORT = SPLITS_DIR / "scan.json"
+# Decoded uint8 pixels of every split (stage `prepare`); see store.py for the layout.
+PREPARED_DIR = Path("data/prepared")
 
 MODELS_DIR = Path("saved_models")
 KERAS_MODEL = MODELS_DIR / "model.keras"
@@ -19,6 +23,7 @@ SPLIT_REPORT = REPORTS_DIR / "split.json"
 TRAIN_LIVE_DIR = REPORTS_DIR / "train"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 EVAL_DIR = REPORTS_DIR / "eval"
+PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
 
 
 def manifest_path(split: str) -> Path:

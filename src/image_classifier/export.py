@@ -3,7 +3,9 @@
     python -m image_classifier.export
 
 The .tflite file is checked against the Keras model on the whole test split before anything is
-written: a conversion that changes predictions never reaches the web app.
+written: a conversion that changes predictions never reaches the web app. The Keras side of
+that check is the evaluate stage's per-image probabilities (reports/eval/predictions.csv), so
+the test split goes through Keras once per pipeline run, not twice.
 """
 
 from __future__ import annotations
@@ -11,22 +13,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from datetime import UTC, datetime
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
-from image_classifier.dataset import load_split
-from image_classifier.evaluate import predict_probs
-from image_classifier.inference import Classifier, ModelCard, predict_in_batches
+from image_classifier.inference import Classifier, ModelCard
 from image_classifier.manifests import read_classes
 from image_classifier.params import Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
+from image_classifier.store import SplitPixels, inference_batch_size, open_split
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +86,32 @@ def agreement(keras_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
     return float(np.max(np.abs(keras_probs - tflite_probs), initial=0.0))
 
 
+def keras_test_probs(classes: list[str], paths: list[str]) -> np.ndarray:
+    """The Keras model's test probabilities, as the evaluate stage recorded them."""
+    table = pd.read_csv(config.PREDICTIONS_FILE, keep_default_na=False)
+    if table["path"].tolist() != paths:
+        raise StageError(
+            f"{config.PREDICTIONS_FILE} does not list the test split in store order: "
+            "re-run the evaluate stage (dvc repro)"
+        )
+    return table[[f"prob_{name}" for name in classes]].to_numpy(dtype=np.float64)
+
+
+def lite_probs(clf: Classifier, split: SplitPixels, batch_size: int) -> np.ndarray:
+    out = [clf.predict(x.astype(np.float32)) for x, _ in split.batches(batch_size)]
+    return np.concatenate(out) if out else np.empty((0, len(clf.card.classes)))
+
+
 def run(params: Params) -> dict:
     classes = read_classes()
-    model = keras.models.load_model(config.KERAS_MODEL)
-    tflite = to_tflite(model)
-    test = load_split("test", classes, params.image)
+    tflite = to_tflite(keras.models.load_model(config.KERAS_MODEL))
     card_stub = ModelCard(
         tuple(classes), params.image.size, params.image.color_mode, PREPROCESSING_VERSION
     )
-    lite_probs = predict_in_batches(Classifier(tflite, card_stub), test.x)
-    diff = agreement(predict_probs(model, test.x), lite_probs)
+    clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
+    with open_split("test", params.image.size, params.image.color_mode) as test:
+        batch = inference_batch_size(params.image.size, params.image.channels)
+        diff = agreement(keras_test_probs(classes, test.paths), lite_probs(clf, test, batch))
     if diff > params.export.max_prob_diff:
         raise StageError(
             f".tflite and Keras disagree on the test split by {diff:.2e} "

@@ -114,13 +114,6 @@ class Classifier:
         return [(self.card.classes[i], float(probs[i])) for i in order]
 
 
-def predict_in_batches(clf: Classifier, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate(
-        [clf.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        or [np.empty((0, len(clf.card.classes)), dtype=np.float32)]
-    )
-
-
 def describe(card: ModelCard) -> dict[str, Any]:
     return {
         "version": card.version,

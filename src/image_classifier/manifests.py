@@ -1,4 +1,9 @@
-"""Split manifests: one `path,label` CSV per split, UTF-8, paths in POSIX form."""
+"""Split manifests: one `path,label,sha256` CSV per split, UTF-8, paths in POSIX form.
+
+The content hash makes a manifest an exact stand-in for the files it names: DVC re-runs the
+stages after `split` only when an image that is used actually changed, never because a stray
+file appeared or an identical image was saved again.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,21 @@ import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from image_classifier import atomic, config
 
-FIELDS = ("path", "label")
+
+class Row(NamedTuple):
+    path: str
+    label: str
+    sha256: str
 
 
-def format_manifest(rows: Iterable[tuple[str, str]]) -> str:
+FIELDS = Row._fields
+
+
+def format_manifest(rows: Iterable[Row]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(FIELDS)
@@ -21,18 +34,18 @@ def format_manifest(rows: Iterable[tuple[str, str]]) -> str:
     return buf.getvalue()
 
 
-def write_manifest(path: Path, rows: Iterable[tuple[str, str]]) -> None:
+def write_manifest(path: Path, rows: Iterable[Row]) -> None:
     atomic.write_text(path, format_manifest(rows))
 
 
-def read_manifest(path: Path) -> list[tuple[str, str]]:
+def read_manifest(path: Path) -> list[Row]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the split stage first (dvc repro)")
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != FIELDS:
             raise ValueError(f"{path}: expected columns {FIELDS}, found {reader.fieldnames}")
-        return [(row["path"], row["label"]) for row in reader]
+        return [Row(row["path"], row["label"], row["sha256"]) for row in reader]
 
 
 def read_classes(path: Path = config.CLASSES_FILE) -> list[str]:
@@ -40,6 +53,6 @@ def read_classes(path: Path = config.CLASSES_FILE) -> list[str]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def class_names(rows: Iterable[tuple[str, str]]) -> list[str]:
+def class_names(rows: Iterable[Row]) -> list[str]:
     """Classes in model-output order: sorted, so the order never depends on file order."""
-    return sorted({label for _, label in rows})
+    return sorted({row.label for row in rows})

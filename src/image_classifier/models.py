@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from image_classifier.params import AugmentParams, ImageParams, TrainParams
+from image_classifier.params import ImageParams, TrainParams
 
 # The ImageNet statistics Keras' "caffe" preprocessing subtracts (BGR order).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -53,7 +53,9 @@ def simple_cnn(num_classes: int, image: ImageParams, dropout: float) -> keras.Mo
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", name="probabilities", dtype="float32"
+    )(x)
     return keras.Model(inputs, outputs, name="simple_cnn")
 
 
@@ -86,7 +88,9 @@ def transfer_model(num_classes: int, image: ImageParams, train: TrainParams) -> 
     x = base(x, training=False if train.weights is not None else None)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(train.dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", name="probabilities", dtype="float32"
+    )(x)
     return keras.Model(inputs, outputs, name=train.model)
 
 
@@ -96,21 +100,35 @@ def build_model(num_classes: int, image: ImageParams, train: TrainParams) -> ker
     return transfer_model(num_classes, image, train)
 
 
-def augmentation(aug: AugmentParams, seed: int) -> keras.Sequential | None:
-    """Random layers for the training input pipeline only; None when nothing is enabled."""
-    steps: list[layers.Layer] = []
-    if aug.flip != "none":
-        steps.append(layers.RandomFlip(aug.flip, seed=seed))
-    if aug.rotation:
-        steps.append(layers.RandomRotation(aug.rotation, fill_mode="nearest", seed=seed + 1))
-    if aug.zoom:
-        steps.append(layers.RandomZoom(aug.zoom, fill_mode="nearest", seed=seed + 2))
-    if aug.translation:
-        steps.append(
-            layers.RandomTranslation(
-                aug.translation, aug.translation, fill_mode="nearest", seed=seed + 3
-            )
-        )
-    if aug.contrast:
-        steps.append(layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed + 4))
-    return keras.Sequential(steps, name="augmentation") if steps else None
+def _set_policy(config: object, policy: str) -> None:
+    """Rewrite every layer's dtype policy in a (nested) model config; the output stays float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            config["config"]["name"] = policy
+            return
+        inner = config.get("config")
+        if isinstance(inner, dict) and inner.get("name") == "probabilities":
+            return
+        for value in config.values():
+            _set_policy(value, policy)
+    elif isinstance(config, list):
+        for value in config:
+            _set_policy(value, policy)
+
+
+def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
+    """The same network and weights under another dtype policy.
+
+    Mixed precision is a training-time detail: the model is trained as mixed_float16 (variables
+    stay float32) and saved as float32, so evaluation, export and serving are unchanged. The
+    softmax output is float32 under either policy, as Keras' mixed-precision guide requires."""
+    config = model.get_config()
+    _set_policy(config, policy)
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    for mine, theirs in zip(clone.layers, model.layers, strict=True):
+        mine.trainable = theirs.trainable
+    out = clone.get_layer("probabilities")
+    if out.dtype_policy.name != "float32":
+        raise ValueError("the probabilities layer must stay float32")
+    return clone

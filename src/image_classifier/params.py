@@ -119,6 +119,11 @@ class TrainParams:
     reduce_lr_patience: int = 4
     reduce_lr_factor: float = 0.5
     distribute: Distribute = "none"
+    # Train in mixed_float16 (GPUs with tensor cores); the saved model is float32 either way.
+    mixed_precision: bool = False
+    # TF's deterministic kernels: needed for bit-identical runs on GPU, slower; CPU runs are
+    # reproducible without it (see train.seed_everything).
+    op_determinism: bool = False
     # Continue from an earlier model.keras instead of starting from scratch.
     init_from: str | None = None
     augment: AugmentParams = field(default_factory=AugmentParams)

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Bump when the function's output changes for the same input; model.json records it and
 # loaders refuse a model made with another version.
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2  # v2: JPEG draft decoding for large sources
 
 # Transparent pixels are laid on white: most uploads with alpha are drawings on "nothing".
 BACKGROUND = (255, 255, 255)
@@ -69,13 +69,44 @@ def _normalise_mode(img: Image.Image, color_mode: str) -> Image.Image:
     return img.convert(target)  # CMYK, YCbCr, LAB, 1, ... all convert here
 
 
-def load_image(
+# JPEGs at least this many times the target size are decoded at 1/2, 1/4 or 1/8 scale by
+# libjpeg itself (Pillow's draft mode): several times faster, and the DCT-domain reduction
+# leaves at least DRAFT_MARGIN x the target for the final bilinear resize, so quality holds.
+DRAFT_MARGIN = 2
+
+
+def check_header(source: ImageSource, max_pixels: int = 40_000_000) -> tuple[int, int]:
+    """(width, height) from the header alone; ImageError when unreadable or too large.
+
+    Cheap (no pixels are decoded), so the split scan can vet every file; a file whose pixel
+    data is corrupt passes here and is reported when `prepare` decodes it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = _open(source)
+        except (OSError, SyntaxError) as exc:  # a header cut short or garbled
+            raise ImageError(f"not an image Pillow can read: {exc}") from None
+        try:
+            width, height = img.size
+        finally:
+            img.close()
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image too large: {width}x{height} pixels is over the limit of {max_pixels}"
+        )
+    if width == 0 or height == 0:
+        raise ImageError("image has no pixels")
+    return width, height
+
+
+def decode_pixels(
     source: ImageSource,
     size: int,
     color_mode: str = "rgb",
     max_pixels: int = 40_000_000,
 ) -> np.ndarray:
-    """Turn a file path, bytes or a binary file object into a (size, size, channels) float32 array.
+    """Turn a file path, bytes or a binary file object into (size, size, channels) uint8 pixels.
 
     Applies EXIF orientation, uses the first frame of animations, lays transparency on white,
     converts any Pillow mode to RGB or grayscale and resizes with bilinear filtering.
@@ -97,6 +128,10 @@ def load_image(
             if width == 0 or height == 0:
                 raise ImageError("image has no pixels")
             img.seek(0)
+            if img.format == "JPEG":
+                # Only shrinks when both sides stay >= DRAFT_MARGIN x size (EXIF rotation
+                # swaps sides, hence the square request). A no-op for small sources.
+                img.draft(img.mode, (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
             img = ImageOps.exif_transpose(img) or img
             img.load()
             img = _normalise_mode(img, color_mode)
@@ -108,7 +143,21 @@ def load_image(
             raise ImageError(f"corrupt or truncated image: {exc}") from None
         finally:
             opened.close()
-    arr = np.asarray(img, dtype=np.float32)
+    arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[..., np.newaxis]
     return arr
+
+
+def load_image(
+    source: ImageSource,
+    size: int,
+    color_mode: str = "rgb",
+    max_pixels: int = 40_000_000,
+) -> np.ndarray:
+    """decode_pixels as float32 in [0, 255]: what the model takes (it scales inside itself).
+
+    The pipeline stores decode_pixels' uint8 output once (stage `prepare`) and casts it the
+    same way, so a stored image and this function agree exactly.
+    """
+    return decode_pixels(source, size, color_mode, max_pixels).astype(np.float32)

@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from image_classifier import atomic, config
-from image_classifier.cli import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,8 @@ def write_sample(root: Path = config.SAMPLE_DIR) -> int:
 
 
 def main() -> None:
-    setup_logging()
+    # Not cli.setup_logging: importing cli would make this stage depend on every module.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         count = write_sample()
     except ForeignFilesError as exc:

@@ -1,7 +1,9 @@
 """Find the usable images in a folder of class sub-folders.
 
-Real folders are messy: hidden files (.DS_Store, ._x.jpg) are ignored silently; anything the
-preprocessing function cannot read is skipped with a warning that names the file.
+Real folders are messy: hidden files (.DS_Store, ._x.jpg) are ignored silently; anything whose
+header Pillow cannot read (or that is over image.max_pixels) is skipped with a warning that
+names the file. Only headers are read here: decoding every image is `prepare`'s job, done once,
+in parallel, and it reports the files whose pixel data turns out to be corrupt.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from image_classifier.preprocessing import ImageError, load_image
+from image_classifier.preprocessing import ImageError, check_header
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,7 @@ def check_file(path: Path, max_pixels: int) -> tuple[str | None, str | None]:
     """(sha256, None) for a usable image, (None, reason) otherwise."""
     try:
         data = path.read_bytes()
-        # A tiny decode proves that training will be able to read the file.
-        load_image(data, size=8, color_mode="rgb", max_pixels=max_pixels)
+        check_header(data, max_pixels)
     except (ImageError, OSError) as exc:
         return None, str(exc)
     return hashlib.sha256(data).hexdigest(), None

@@ -1,6 +1,10 @@
 """Stage `split`: scan the image folder and write seeded, stratified train/val/test manifests.
 
 python -m image_classifier.split
+
+Writes data/splits/{train,val,test}.csv (path, label, content hash) and data/splits/scan.json
+(what was skipped, duplicates); `prepare` turns the latter into reports/split.json once it
+knows which images really decode.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
-from image_classifier.manifests import write_manifest
+from image_classifier.manifests import Row, write_manifest
 from image_classifier.params import Params
 from image_classifier.scan import ImageFile, ScanResult, scan_folder
 from image_classifier.splitting import Duplicate, assign_splits, find_duplicates
@@ -52,9 +56,9 @@ def run(params: Params) -> dict:
                 ", ".join(dup.paths),
             )
     for name, files in splits.items():
-        write_manifest(config.manifest_path(name), ((f.path, f.label) for f in files))
+        write_manifest(config.manifest_path(name), (Row(f.path, f.label, f.sha256) for f in files))
     report = split_report(scan, splits, duplicates)
-    atomic.write_json(config.SPLIT_REPORT, report)
+    atomic.write_json(config.SCAN_REPORT, report)
     log.info(
         "split %s; skipped %d files; %d duplicate groups (%d across splits)",
         report["totals"],

@@ -17,10 +17,10 @@ from dvclive.keras import DVCLiveCallback
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
-from image_classifier.dataset import Arrays, load_split
-from image_classifier.manifests import class_names, read_manifest
-from image_classifier.models import augmentation, build_model
+from image_classifier.input_pipeline import PixelSource, inference_dataset, training_dataset
+from image_classifier.models import build_model, with_dtype_policy
 from image_classifier.params import Params, ParamsError, TrainParams
+from image_classifier.store import inference_batch_size, open_split
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,16 @@ OPTIMIZERS = {
 }
 
 
-def seed_everything(seed: int) -> None:
-    """Same params, same weights: seeds Python, NumPy and TF, and forces deterministic kernels."""
+def seed_everything(seed: int, op_determinism: bool) -> None:
+    """Same params, same weights: seeds Python, NumPy and TF.
+
+    On CPU the kernels this project uses are deterministic already and augmentation is
+    stateless (augment.py), so two runs give identical weights without TF's op determinism,
+    which would also run the tf.data map on one thread. `train.op_determinism: true` turns it
+    on, for GPUs, whose cuDNN kernels are not deterministic by default."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if op_determinism:
+        tf.config.experimental.enable_op_determinism()
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -45,24 +51,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         # Reads the cluster from TF_CONFIG, as on every multi-worker TensorFlow setup.
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()  # the default: this one device
-
-
-def make_datasets(
-    train: Arrays, val: Arrays, params: TrainParams
-) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """In-memory arrays to batched datasets; augmentation runs on training batches only."""
-    train_ds = (
-        tf.data.Dataset.from_tensor_slices((train.x, train.y))
-        .shuffle(len(train.y), seed=params.seed, reshuffle_each_iteration=True)
-        .batch(params.batch_size)
-    )
-    augment = augmentation(params.augment, params.seed)
-    if augment is not None:
-        train_ds = train_ds.map(
-            lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    val_ds = tf.data.Dataset.from_tensor_slices((val.x, val.y)).batch(params.batch_size)
-    return train_ds.prefetch(tf.data.AUTOTUNE), val_ds.prefetch(tf.data.AUTOTUNE)
 
 
 def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
@@ -107,26 +95,44 @@ def callbacks(params: TrainParams, live: Live | None) -> list[keras.callbacks.Ca
 
 
 def fit(
-    params: Params, train: Arrays, val: Arrays, classes: Sequence[str], live: Live | None = None
+    params: Params,
+    train: PixelSource,
+    val: PixelSource,
+    classes: Sequence[str],
+    live: Live | None = None,
 ) -> keras.Model:
-    """Build (or load), compile and fit; returns the model with its best validation weights."""
-    seed_everything(params.train.seed)
-    with make_strategy(params.train.distribute).scope():
-        if params.train.init_from:
-            model = load_initial_model(Path(params.train.init_from), classes)
-        else:
-            model = build_model(len(classes), params.image, params.train)
-        compile_model(model, params.train)
-    train_ds, val_ds = make_datasets(train, val, params.train)
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=params.train.epochs,
-        shuffle=False,  # the dataset shuffles itself, with the seed
-        callbacks=callbacks(params.train, live),
-        verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
-    )
-    return model
+    """Build (or load), compile and fit; returns a float32 model with its best validation
+    weights (a mixed-precision run is converted back, so evaluate and export see no change)."""
+    seed_everything(params.train.seed, params.train.op_determinism)
+    policy = "mixed_float16" if params.train.mixed_precision else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with make_strategy(params.train.distribute).scope():
+            if params.train.init_from:
+                model = load_initial_model(Path(params.train.init_from), classes)
+                if policy != "float32":
+                    model = with_dtype_policy(model, policy)
+            else:
+                model = build_model(len(classes), params.image, params.train)
+            compile_model(model, params.train)
+        train_ds, steps = training_dataset(
+            train, params.train.batch_size, params.train.seed, params.train.augment
+        )
+        val_ds = inference_dataset(
+            val, inference_batch_size(params.image.size, params.image.channels)
+        )
+        model.fit(
+            train_ds,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            epochs=params.train.epochs,
+            shuffle=False,  # the dataset shuffles indices itself, with the seed
+            callbacks=callbacks(params.train, live),
+            verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return with_dtype_policy(model, "float32") if policy != "float32" else model
 
 
 def save_model(model: keras.Model, classes: Sequence[str]) -> None:
@@ -136,14 +142,14 @@ def save_model(model: keras.Model, classes: Sequence[str]) -> None:
 
 
 def run(params: Params) -> None:
-    classes = class_names(read_manifest(config.manifest_path("train")))
-    train = load_split("train", classes, params.image)
-    val = load_split("val", classes, params.image)
-    log.info(
-        "training %s on %d images, validating on %d", params.train.model, len(train.y), len(val.y)
-    )
-    with Live(dir=str(config.TRAIN_LIVE_DIR), dvcyaml=None, save_dvc_exp=False) as live:
-        model = fit(params, train, val, classes, live)
+    size, mode = params.image.size, params.image.color_mode
+    with open_split("train", size, mode) as train, open_split("val", size, mode) as val:
+        classes = list(train.meta.classes)
+        log.info(
+            "training %s on %d images, validating on %d", params.train.model, len(train), len(val)
+        )
+        with Live(dir=str(config.TRAIN_LIVE_DIR), dvcyaml=None, save_dvc_exp=False) as live:
+            model = fit(params, train, val, classes, live)
     save_model(model, classes)
     log.info("wrote %s", config.KERAS_MODEL)
 

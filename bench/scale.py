@@ -1,0 +1,285 @@
+"""The pipeline on realistic data, side by side with the Keras guide's pattern, in one run.
+
+    python bench/scale.py --images 5000 [--size 224] [--epochs 1] [--data-dir DIR] [--no-peer]
+
+1. Generates (or reuses, in --data-dir) a seeded synthetic photo dataset: 10 classes,
+   ~500x375 JPEGs of varied shapes and colours (image_classifier.synthetic).
+2. Writes a local MobileNetV2 weights file (ImageNet weights cannot be downloaded here; the
+   loading path is the same).
+3. Copies the project into a fresh workspace, follows the README's "your own images" steps
+   (`dvc remove sample`, images in data/raw) with image.size 224, rgb, frozen MobileNetV2,
+   batch 32, 1 epoch, and runs `dvc repro`, sampling every stage's process tree (stage
+   process plus its workers) for wall time and peak resident memory.
+4. Runs bench/keras_guide_peer.py on the same images and weights file, measured the same way.
+5. Measures decode throughput (prepare's decoder) on 1 core and on all cores.
+Prints one table; --json FILE also saves the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("split", "prepare", "train", "evaluate", "export")
+
+
+class TreeSampler:
+    """Polls a process tree every `interval` s: per-label wall time and peak RSS (summed over
+    the labelled process and its descendants, so a stage's worker processes count too)."""
+
+    def __init__(self, root_pid: int, label_of, interval: float = 0.05) -> None:
+        self.root = psutil.Process(root_pid)
+        self.label_of = label_of
+        self.interval = interval
+        self.stats: dict[str, dict] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss_tree(self, proc: psutil.Process) -> int:
+        total = 0
+        with contextlib.suppress(psutil.Error):
+            for p in [proc, *proc.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for proc in procs:
+                try:
+                    label = self.label_of(proc.cmdline())
+                except psutil.Error:
+                    continue
+                if label is None:
+                    continue
+                stat = self.stats.setdefault(label, {"start": now, "end": now, "peak_rss": 0})
+                stat["end"] = now
+                stat["peak_rss"] = max(stat["peak_rss"], self._rss_tree(proc))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_label(cmdline: list[str]) -> str | None:
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg == "-m" and cmdline[i + 1].startswith("image_classifier."):
+            return cmdline[i + 1].split(".", 1)[1]
+    return None
+
+
+def peer_label(cmdline: list[str]) -> str | None:
+    return "peer" if any(arg.endswith("keras_guide_peer.py") for arg in cmdline) else None
+
+
+def env() -> dict[str, str]:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def run_measured(cmd: list[str], cwd: Path, label_of, log: Path) -> tuple[float, dict]:
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=out, stderr=subprocess.STDOUT)
+        with TreeSampler(proc.pid, label_of) as sampler:
+            code = proc.wait()
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}); see {log}")
+    return wall, sampler.stats
+
+
+def make_dataset(images: int, data_dir: Path) -> Path:
+    from image_classifier.synthetic import Spec, balanced, write_dataset
+
+    target = data_dir / f"photos-{images}"
+    if (target / ".complete").is_file():
+        print(f"reusing {target}")
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    start = time.perf_counter()
+    write_dataset(target, Spec(balanced(images, 10), seed=0, fmt="JPEG"))
+    (target / ".complete").write_text("")
+    print(f"generated {images} JPEGs in {time.perf_counter() - start:.0f} s: {target}")
+    return target
+
+
+def make_weights(path: Path, size: int) -> None:
+    code = (
+        "import keras, sys; keras.applications.MobileNetV2(include_top=False, weights=None, "
+        f"input_shape=({size}, {size}, 3)).save_weights(sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], env=env(), check=True)
+
+
+def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:
+    repo = work / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore"):
+        shutil.copy2(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / ".dvc").mkdir()
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    (repo / "data").mkdir()
+    shutil.copy2(ROOT / "data" / ".gitignore", repo / "data" / ".gitignore")
+    # Hard links: the same files as the peer reads, without copying a gigabyte.
+    shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["image"].update(size=args.size, color_mode="rgb")
+    params["train"].update(
+        model="mobilenet_v2",
+        weights=str(weights),
+        fine_tune_layers=0,
+        batch_size=32,
+        epochs=args.epochs,
+    )
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "bench@example.com"],
+        ["git", "config", "user.name", "bench"],
+        ["dvc", "remove", "sample"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "bench workspace"],
+    ):
+        subprocess.run(cmd, cwd=repo, env=env(), check=True, capture_output=True)
+    return repo
+
+
+def decode_throughput(repo: Path, size: int, limit: int) -> dict[int, float]:
+    """Images/s of prepare's decoder on the first `limit` training images, 1 and all cores."""
+    sys.path.insert(0, str(repo / "src"))
+    from image_classifier.decode import DecodeSettings, decode_rows, default_workers
+    from image_classifier.manifests import read_manifest
+
+    cwd = Path.cwd()
+    os.chdir(repo)
+    try:
+        rows = read_manifest(Path("data/splits/train.csv"))[:limit]
+        settings = DecodeSettings(size, "rgb", 40_000_000)
+        out = {}
+        for workers in sorted({1, default_workers()}):
+            with tempfile.TemporaryDirectory(dir=repo) as tmp:
+                target = Path(tmp) / "x.npy"
+                start = time.perf_counter()
+                decode_rows(rows, target, settings, workers=workers, progress=False)
+                out[workers] = len(rows) / (time.perf_counter() - start)
+    finally:
+        os.chdir(cwd)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ic-bench")
+    parser.add_argument("--no-peer", action="store_true", help="skip the Keras guide's pattern")
+    parser.add_argument("--decode-sample", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "src"))
+    photos = make_dataset(args.images, args.data_dir)
+    with tempfile.TemporaryDirectory(prefix="ic-scale-") as tmp:
+        work = Path(tmp)
+        weights = work / "mobilenet_v2_base.weights.h5"
+        make_weights(weights, args.size)
+        repo = make_workspace(work, photos, weights, args)
+        print(f"dvc repro on {args.images} images ({repo}) ...", flush=True)
+        wall, stages = run_measured(["dvc", "repro"], repo, stage_label, work / "repro.log")
+        metrics = json.loads((repo / "reports/metrics.json").read_text())
+        results = {
+            "images": args.images,
+            "size": args.size,
+            "epochs": args.epochs,
+            "cores": os.cpu_count(),
+            "ours": {
+                "repro_s": round(wall, 1),
+                "stages": {
+                    name: {
+                        "wall_s": round(s["end"] - s["start"], 1),
+                        "peak_rss_mb": round(s["peak_rss"] / 2**20),
+                    }
+                    for name, s in sorted(stages.items(), key=lambda kv: kv[1]["start"])
+                },
+                "test_accuracy": metrics["accuracy"],
+            },
+        }
+        if not args.no_peer:
+            print("Keras guide's pattern on the same images ...", flush=True)
+            peer_cmd = [
+                sys.executable,
+                str(ROOT / "bench" / "keras_guide_peer.py"),
+                str(photos),
+                str(weights),
+                "--epochs",
+                str(args.epochs),
+                "--size",
+                str(args.size),
+            ]
+            peer_wall, peer = run_measured(peer_cmd, work, peer_label, work / "peer.log")
+            last = (work / "peer.log").read_text().strip().splitlines()[-1]
+            results["peer"] = {
+                "wall_s": round(peer_wall, 1),
+                "peak_rss_mb": round(peer["peer"]["peak_rss"] / 2**20),
+                **json.loads(last),
+            }
+        print("decode throughput ...", flush=True)
+        rates = decode_throughput(repo, args.size, args.decode_sample)
+        results["decode_images_per_s"] = {str(k): round(v) for k, v in rates.items()}
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(r: dict) -> None:
+    ours = r["ours"]
+    print(f"\n{r['images']} images, {r['size']} px RGB, {r['epochs']} epoch(s), {r['cores']} cores")
+    print(f"{'':<22}{'wall s':>9}{'peak RSS MB':>13}")
+    for name, s in ours["stages"].items():
+        print(f"  ours: {name:<16}{s['wall_s']:>9.1f}{s['peak_rss_mb']:>13}")
+    largest = max(s["peak_rss_mb"] for s in ours["stages"].values())
+    print(f"  ours: dvc repro{'':<7}{ours['repro_s']:>9.1f}{largest:>13}  (largest stage)")
+    if "peer" in r:
+        p = r["peer"]
+        print(f"  Keras guide (train){'':<3}{p['wall_s']:>9.1f}{p['peak_rss_mb']:>13}")
+        print(
+            f"  ratios: repro / peer time {ours['repro_s'] / p['wall_s']:.2f}, "
+            f"largest stage / peer memory {largest / p['peak_rss_mb']:.2f}"
+        )
+        print(
+            f"  accuracy: ours (test) {ours['test_accuracy']:.3f}, "
+            f"peer (val) {p['val_accuracy']:.3f}"
+        )
+    rates = r["decode_images_per_s"]
+    one, many = rates.get("1"), max(rates.values())
+    print(f"  decode: {rates} images/s; speed-up {many / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""tf.data pipelines over the pixel store: shuffled indices in, float32 batches out.
+
+Only indices are shuffled (a few bytes per image); pixels are read from the store batch by
+batch, so memory does not grow with the dataset. Batches are numbered across epochs and the
+number keys that batch's augmentation, so the run is reproducible with a parallel map.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from image_classifier.augment import augment_batch
+from image_classifier.params import AugmentParams
+
+
+class PixelSource(Protocol):
+    """What the pipelines read: store.SplitPixels, or ArraySource for data already in memory."""
+
+    labels: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+class ArraySource:
+    """In-memory pixels (tests, small tools) behind the same interface as the store."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray) -> None:
+        self.x = np.asarray(x, dtype=np.uint8)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        return self.x[np.asarray(indices)]
+
+
+def _reader(source: PixelSource, shape: tuple[int, ...]):
+    labels = tf.constant(source.labels, dtype=tf.int64)
+
+    def read(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # Sorted reads walk the file forwards; order inside a batch does not matter to SGD.
+        indices = tf.sort(indices)
+        pixels = tf.numpy_function(source.read, [indices], tf.uint8, stateful=False)
+        pixels.set_shape((None, *shape))
+        return tf.cast(pixels, tf.float32), tf.gather(labels, indices)
+
+    return read
+
+
+def training_dataset(
+    source: PixelSource, batch_size: int, seed: int, aug: AugmentParams
+) -> tuple[tf.data.Dataset, int]:
+    """(endless dataset of augmented batches, steps per epoch): pass both to model.fit."""
+    n = len(source)
+    shape = source.read(np.array([0])).shape[1:]
+    read = _reader(source, shape)
+
+    def load(step: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = read(indices)
+        return augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), aug), y
+
+    ds = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size)
+        .enumerate()
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return ds, math.ceil(n / batch_size)
+
+
+def inference_dataset(source: PixelSource, batch_size: int) -> tf.data.Dataset:
+    """Batches in store order, no augmentation: validation during training."""
+    shape = source.read(np.array([0])).shape[1:]
+    return (
+        tf.data.Dataset.range(len(source))
+        .batch(batch_size)
+        .map(_reader(source, shape), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )

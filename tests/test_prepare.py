@@ -1,0 +1,155 @@
+"""Stage `prepare` and the pixel store: decode once, exactly as load_image, atomically."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from image_classifier import config, prepare, split
+from image_classifier.cli import StageError
+from image_classifier.decode import DecodeSettings, decode_rows
+from image_classifier.manifests import read_manifest
+from image_classifier.params import parse_params
+from image_classifier.preprocessing import load_image
+from image_classifier.scan import DataError
+from image_classifier.store import StoreError, open_split
+from image_classifier.synthetic import Spec, write_dataset
+
+from conftest import png
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = parse_params({"image": {"size": 48, "color_mode": "rgb"}})
+
+
+def messy_tree(raw: Path) -> None:
+    """Mixed formats and modes, a 2000x1500 JPEG (draft decoding), EXIF rotation, 16-bit,
+    CMYK, palette GIF, and a JPEG whose pixel data is cut off (its header is fine)."""
+    write_dataset(raw, Spec((14, 14, 14), seed=3, fmt="mixed", scale=0.3), workers=1)
+    first = raw / "c00_circle"
+    big = Image.new("RGB", (2000, 1500), (30, 140, 200))
+    big.paste((250, 250, 0), (400, 300, 1200, 900))
+    (first / "big.jpg").write_bytes(png(big, "JPEG", quality=90))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    (first / "rotated.jpg").write_bytes(png(big.resize((400, 300)), "JPEG", exif=exif))
+    sixteen = Image.fromarray(np.linspace(0, 65535, 60 * 40, dtype=np.uint16).reshape(40, 60))
+    (first / "sixteen.png").write_bytes(png(sixteen))
+    cmyk = Image.new("RGB", (50, 70), (200, 30, 90)).convert("CMYK")
+    (first / "cmyk.jpg").write_bytes(png(cmyk, "JPEG"))
+    (first / "palette.gif").write_bytes(png(big.resize((80, 60)).convert("P"), "GIF"))
+    truncated = png(big, "JPEG", quality=95)
+    (raw / "c01_square" / "truncated.jpg").write_bytes(truncated[: len(truncated) // 3])
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    messy_tree(tmp_path / "data" / "raw")
+    split.run(PARAMS)
+    return tmp_path
+
+
+def test_store_matches_load_image_for_every_image(workspace):
+    report = prepare.run(PARAMS, workers=2)
+    for name in config.SPLIT_NAMES:
+        with open_split(name, 48, "rgb") as store:
+            assert len(store) == report["totals"][name]
+            pixels = store.read(np.arange(len(store)))
+            for row, stored in zip(store.rows, pixels, strict=True):
+                expected = load_image(row.path, 48, "rgb", PARAMS.image.max_pixels)
+                np.testing.assert_array_equal(stored.astype(np.float32), expected, row.path)
+            # A plain NumPy file: np.load reads it without this project's code.
+            loaded = np.load(config.PREPARED_DIR / f"{name}.npy", mmap_mode="r")
+            np.testing.assert_array_equal(loaded, pixels)
+    stored = [read_manifest(config.PREPARED_DIR / f"{n}.csv") for n in config.SPLIT_NAMES]
+    assert any(row.path.endswith("big.jpg") for rows in stored for row in rows)
+
+
+def test_corrupt_pixels_are_skipped_by_path_and_counted(workspace, caplog):
+    report = prepare.run(PARAMS, workers=2)
+    on_disk = json.loads(config.SPLIT_REPORT.read_text())
+    assert on_disk == report
+    bad = [s for s in report["skipped"] if s["path"].endswith("truncated.jpg")]
+    assert len(bad) == 1 and "corrupt or truncated" in bad[0]["reason"]
+    assert report["skipped_count"] == len(report["skipped"]) >= 1
+    listed = sum(len(read_manifest(config.manifest_path(n))) for n in config.SPLIT_NAMES)
+    assert sum(report["totals"].values()) == listed - 1
+    assert "truncated.jpg" in caplog.text
+
+
+def test_one_worker_and_two_write_identical_stores(workspace, tmp_path):
+    rows = read_manifest(config.manifest_path("train"))
+    settings = DecodeSettings(32, "rgb", 10**8)
+    one = decode_rows(rows, tmp_path / "one.npy", settings, workers=1, progress=False)
+    two = decode_rows(rows, tmp_path / "two.npy", settings, workers=2, progress=False)
+    assert one == two
+    assert (tmp_path / "one.npy").read_bytes() == (tmp_path / "two.npy").read_bytes()
+
+
+def test_readers_refuse_a_store_made_for_other_settings(workspace):
+    prepare.run(PARAMS, workers=1)
+    with pytest.raises(StoreError, match=r"run `dvc repro`"):
+        open_split("train", 64, "rgb")
+    with pytest.raises(StoreError, match="grayscale"):
+        open_split("train", 48, "grayscale")
+
+
+def test_a_file_changed_since_the_split_is_an_error(workspace):
+    path = Path(read_manifest(config.manifest_path("val"))[0].path)
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(DataError, match=f"{path.name} changed since the split"):
+        prepare.run(PARAMS, workers=1)
+    assert not config.PREPARED_DIR.exists()
+
+
+def test_full_disk_says_what_to_free_and_leaves_nothing(workspace, monkeypatch):
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(StageError, match=r"needs 0\.\d+ GB.*free space.*image\.size"):
+        prepare.run(PARAMS, workers=1)
+    assert not config.PREPARED_DIR.exists()
+    assert not list(Path("data").glob(".prepared-*"))
+
+
+def test_too_little_free_space_is_refused_before_decoding(workspace, monkeypatch):
+    import shutil
+
+    usage = shutil.disk_usage(".")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    with pytest.raises(StageError, match=r"\(0\.00 GB free\)"):
+        prepare.run(PARAMS, workers=1)
+
+
+@pytest.mark.slow
+def test_killed_prepare_leaves_the_previous_store(workspace):
+    prepare.run(PARAMS, workers=1)
+    before = {p.name: p.read_bytes() for p in config.PREPARED_DIR.iterdir()}
+    params = {"image": {"size": 320, "color_mode": "rgb"}}  # slow enough to be killed mid-way
+    Path("params.yaml").write_text(json.dumps(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "image_classifier.prepare"], env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not list(Path("data").glob(".prepared-*/*.npy")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(Path("data").glob(".prepared-*")), "the kill came too late to test anything"
+    assert {p.name: p.read_bytes() for p in config.PREPARED_DIR.iterdir()} == before
+    with open_split("train", 48, "rgb") as store:
+        assert len(store) > 0
+    prepare.run(PARAMS, workers=1)  # the next run cleans up what the killed one left
+    assert not list(Path("data").glob(".prepared-*"))
