@@ -127,12 +127,34 @@ def make_dataset(images: int, data_dir: Path) -> Path:
     return target
 
 
+WEIGHTS_SCRIPT = """
+import sys
+import keras
+import numpy as np
+from image_classifier.synthetic import Spec, render
+
+path, size = sys.argv[1], int(sys.argv[2])
+spec = Spec((10,) * 10, seed=99)  # calibration images, not the benchmark's own
+pixels = [render(i % 10, i, spec).resize((size, size)) for i in range(64)]
+x = np.stack([np.asarray(p, dtype="float32") for p in pixels]) / 127.5 - 1
+base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(size, size, 3))
+for layer in base.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+        layer.momentum = 0.0  # moving statistics := this batch's
+base(x, training=True)
+base.save_weights(path)
+"""
+
+
 def make_weights(path: Path, size: int) -> None:
-    code = (
-        "import keras, sys; keras.applications.MobileNetV2(include_top=False, weights=None, "
-        f"input_shape=({size}, {size}, 3)).save_weights(sys.argv[1])"
-    )
-    subprocess.run([sys.executable, "-c", code, str(path)], env=env(), check=True)
+    """A MobileNetV2 base weights file standing in for ImageNet's (not downloadable here).
+
+    Random weights alone make activations vanish layer by layer (features ~1e-11, chance
+    accuracy, and unrepresentative kernel speeds); setting every BatchNormalization's moving
+    statistics from one batch of photo-like images gives well-scaled random features, as a
+    trained network has."""
+    cmd = [sys.executable, "-c", WEIGHTS_SCRIPT, str(path), str(size)]
+    subprocess.run(cmd, env={**env(), "PYTHONPATH": str(ROOT / "src")}, check=True)
 
 
 def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:

@@ -82,7 +82,7 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_writes_every_output(repo):
     report = json.loads((repo / "reports/split.json").read_text())
     skipped = sorted(Path(s["path"]).name for s in report["skipped"])
-    assert report["skipped_count"] == 2 and skipped == ["corrupt.png", "cut.png"]
+    assert report["skipped_count"] == 2 and skipped == ["corrupt.png", "cut.png"], skipped
     assert sum(report["totals"].values()) == 36
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     for key in ("accuracy", "f1_macro", "f1_weighted", "cohen_kappa", "roc_auc_ovr"):
@@ -116,6 +116,25 @@ def test_evaluate_only_param_reruns_evaluate_alone(repo):
     assert list(status) == ["evaluate"]
     set_params(repo, TINY)
     assert "up to date" in sh(repo, "dvc", "status")
+
+
+def test_stray_file_or_resaved_image_does_not_retrain(repo):
+    """Only split and prepare read data/raw; the manifests' content hashes stop the rest."""
+    image = repo / "data/raw/circle/img 3.png"
+    image.write_bytes(image.read_bytes())  # saved again, same bytes, new mtime
+    sh(repo, "dvc", "add", "-q", "data/raw")
+    assert "up to date" in sh(repo, "dvc", "status")
+    (repo / "data/raw/circle/notes.txt").write_text("not an image")
+    sh(repo, "dvc", "add", "-q", "data/raw")
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage 'split'" in out and "Running stage 'prepare'" in out
+    for stage in ("train", "evaluate", "export"):
+        assert f"Running stage '{stage}'" not in out, out
+    report = json.loads((repo / "reports/split.json").read_text())
+    assert any(s["path"].endswith("notes.txt") for s in report["skipped"])
+    (repo / "data/raw/circle/notes.txt").unlink()
+    sh(repo, "dvc", "add", "-q", "data/raw")
+    sh(repo, "dvc", "repro")
 
 
 def test_forced_rerun_is_deterministic(repo):

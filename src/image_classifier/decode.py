@@ -156,7 +156,6 @@ def decode_rows(
         kept = _compact(fd, ok, settings.record_bytes) if skipped else len(rows)
         os.ftruncate(fd, HEADER_BYTES + kept * settings.record_bytes)
         os.pwrite(fd, npy_header((kept, *settings.record_shape)), 0)
-        os.fsync(fd)
     finally:
         os.close(fd)
     return DecodeResult([row for row, keep in zip(rows, ok, strict=True) if keep], skipped)

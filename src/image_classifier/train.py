@@ -71,12 +71,19 @@ def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
     return keras.models.load_model(path)
 
 
+# Batches per call into the compiled training function. Keras returns to Python after every
+# call; at one step per call that overhead cost ~30% of MobileNetV2's throughput on this 2-core
+# machine (100 vs 137 images/s at 224 px). Callbacks still see every epoch.
+STEPS_PER_EXECUTION = 16
+
+
 def compile_model(model: keras.Model, params: TrainParams) -> None:
     optimizer = OPTIMIZERS[params.optimizer](learning_rate=params.learning_rate)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
 
 
