@@ -40,7 +40,7 @@ class TreeSampler:
     """Polls a process tree every `interval` s: per-label wall time and peak RSS (summed over
     the labelled process and its descendants, so a stage's worker processes count too)."""
 
-    def __init__(self, root_pid: int, label_of, interval: float = 0.05) -> None:
+    def __init__(self, root_pid: int, label_of, interval: float = 0.1) -> None:
         self.root = psutil.Process(root_pid)
         self.label_of = label_of
         self.interval = interval
@@ -48,31 +48,32 @@ class TreeSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _rss_tree(self, proc: psutil.Process) -> int:
-        total = 0
+    def _poll(self) -> None:
+        """One pass: a single walk of the tree (psutil scans /proc for it), so sampling costs
+        little CPU next to the stages it measures."""
+        now = time.perf_counter()
+        info = {}
         with contextlib.suppress(psutil.Error):
-            for p in [proc, *proc.children(recursive=True)]:
+            for proc in [self.root, *self.root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
-        return total
+                    info[proc.pid] = (proc.ppid(), proc.memory_info().rss, proc.cmdline())
+        for pid, (_, _, cmdline) in info.items():
+            label = self.label_of(cmdline)
+            if label is None:
+                continue
+            total = 0
+            for other, (_, rss, _) in info.items():
+                walk = other
+                while walk in info and walk != pid:
+                    walk = info[walk][0]
+                total += rss if walk == pid else 0
+            stat = self.stats.setdefault(label, {"start": now, "end": now, "peak_rss": 0})
+            stat["end"] = now
+            stat["peak_rss"] = max(stat["peak_rss"], total)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.perf_counter()
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for proc in procs:
-                try:
-                    label = self.label_of(proc.cmdline())
-                except psutil.Error:
-                    continue
-                if label is None:
-                    continue
-                stat = self.stats.setdefault(label, {"start": now, "end": now, "peak_rss": 0})
-                stat["end"] = now
-                stat["peak_rss"] = max(stat["peak_rss"], self._rss_tree(proc))
+            self._poll()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeSampler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +21,16 @@ from image_classifier.preprocessing import ImageError, check_header
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+# slots: a scan of 20,000 images holds 20,000 of these; memory must not grow with the dataset
+# faster than the few bytes each really needs.
+@dataclass(frozen=True, slots=True)
 class ImageFile:
     path: str  # POSIX form, as the manifests store it
     label: str
     sha256: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     path: str
     reason: str
@@ -44,11 +47,7 @@ class DataError(ValueError):
     """The image folder cannot give a usable dataset; the message names the folder or class."""
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def list_candidates(root: Path) -> tuple[list[str], list[tuple[Path, str]], list[Path]]:
+def list_candidates(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Path]]:
     """Class names, (file, class) candidates, and stray files lying outside any class folder."""
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist (set data.raw_dir in params.yaml)")
@@ -57,17 +56,19 @@ def list_candidates(root: Path) -> tuple[list[str], list[tuple[Path, str]], list
         raise DataError(f"image folder {root} has no class sub-folders (expected {root}/<class>/*)")
     candidates = []
     for name in classes:
-        for path in sorted((root / name).rglob("*")):
-            if path.is_file() and not _hidden(path, root):
-                candidates.append((path, name))
+        found = []
+        for folder, dirs, files in os.walk(root / name):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [Path(folder, f).as_posix() for f in files if not f.startswith(".")]
+        candidates += [(path, name) for path in sorted(found)]
     strays = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
     return classes, candidates, strays
 
 
-def check_file(path: Path, max_pixels: int) -> tuple[str | None, str | None]:
+def check_file(path: str | Path, max_pixels: int) -> tuple[str | None, str | None]:
     """(sha256, None) for a usable image, (None, reason) otherwise."""
     try:
-        data = path.read_bytes()
+        data = Path(path).read_bytes()
         check_header(data, max_pixels)
     except (ImageError, OSError) as exc:
         return None, str(exc)
@@ -81,9 +82,9 @@ def scan_folder(root: Path, max_pixels: int, progress: bool = True) -> ScanResul
     for path, label in tqdm(candidates, desc=f"scanning {root}", unit="file", disable=not progress):
         digest, reason = check_file(path, max_pixels)
         if digest is None:
-            skipped.append(Skipped(path.as_posix(), reason or "unreadable"))
+            skipped.append(Skipped(path, reason or "unreadable"))
         else:
-            files.append(ImageFile(path.as_posix(), label, digest))
+            files.append(ImageFile(path, label, digest))
     for item in skipped:
         log.warning("skipped %s: %s", item.path, item.reason)
     return ScanResult(tuple(files), tuple(skipped), tuple(classes))

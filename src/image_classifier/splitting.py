@@ -8,7 +8,7 @@ group and always land in the same split, so a duplicate cannot leak from train i
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -103,10 +103,12 @@ def assign_splits(
 
 def find_duplicates(splits: dict[str, list[ImageFile]]) -> list[Duplicate]:
     """Byte-identical files; any spanning splits carry conflicting labels (one image, 2 classes)."""
+    counts = Counter(f.sha256 for files in splits.values() for f in files)
     where: dict[str, list[tuple[ImageFile, str]]] = defaultdict(list)
     for split, files in splits.items():
         for f in files:
-            where[f.sha256].append((f, split))
+            if counts[f.sha256] > 1:  # only duplicates are kept: memory stays small
+                where[f.sha256].append((f, split))
     return [
         Duplicate(
             sha,
