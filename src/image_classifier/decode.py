@@ -133,10 +133,13 @@ def decode_rows(
         raise
     bar = tqdm(total=len(rows), desc=f"decoding {desc}", unit="img", disable=not progress)
     jobs = list(enumerate(rows))
+    reasons: list[str | None] = []
     if workers == 1 or len(rows) < 2 * workers:
         _init_worker(str(target), settings)
         try:
-            reasons = [bar.update() or _decode_job(job) for job in jobs]
+            for job in jobs:
+                reasons.append(_decode_job(job))
+                bar.update()
         finally:
             os.close(_worker.pop("fd"))
     else:
@@ -144,7 +147,6 @@ def decode_rows(
         with ProcessPoolExecutor(
             workers, get_context("forkserver"), _init_worker, (str(target), settings)
         ) as pool:
-            reasons = []
             for reason in pool.map(_decode_job, jobs, chunksize=32):
                 reasons.append(reason)
                 bar.update()

@@ -75,6 +75,15 @@ def _normalise_mode(img: Image.Image, color_mode: str) -> Image.Image:
 DRAFT_MARGIN = 2
 
 
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image too large: {width}x{height} pixels is over the limit of {max_pixels}"
+        )
+    if width == 0 or height == 0:
+        raise ImageError("image has no pixels")
+
+
 def check_header(source: ImageSource, max_pixels: int = 40_000_000) -> tuple[int, int]:
     """(width, height) from the header alone; ImageError when unreadable or too large.
 
@@ -91,12 +100,7 @@ def check_header(source: ImageSource, max_pixels: int = 40_000_000) -> tuple[int
             width, height = img.size
         finally:
             img.close()
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image too large: {width}x{height} pixels is over the limit of {max_pixels}"
-        )
-    if width == 0 or height == 0:
-        raise ImageError("image has no pixels")
+    _check_size(width, height, max_pixels)
     return width, height
 
 
@@ -121,12 +125,7 @@ def decode_pixels(
         img = opened
         try:
             width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"image too large: {width}x{height} pixels is over the limit of {max_pixels}"
-                )
-            if width == 0 or height == 0:
-                raise ImageError("image has no pixels")
+            _check_size(width, height, max_pixels)
             img.seek(0)
             if img.format == "JPEG":
                 # Only shrinks when both sides stay >= DRAFT_MARGIN x size (EXIF rotation
