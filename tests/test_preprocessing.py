@@ -95,3 +95,15 @@ def test_module_imports_no_tensorflow():
     code = "import sys, image_classifier.preprocessing, image_classifier.inference; "
     code += "sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "data", [b"P6\n4\x82 40\n255", b"GIF89a\x01", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"]
+)
+def test_garbled_headers_are_image_errors_not_crashes(data):
+    from image_classifier.preprocessing import check_header
+
+    with pytest.raises(ImageError):
+        check_header(data)
+    with pytest.raises(ImageError):
+        load_image(data, 8)

@@ -67,7 +67,12 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         if target.exists():
             old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
             target.replace(old / target.name)
-        tmp.replace(target)
+        try:
+            tmp.replace(target)
+        except OSError:
+            if old is not None:  # put the previous folder back
+                (old / target.name).replace(target)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

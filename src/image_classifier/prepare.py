@@ -50,6 +50,11 @@ def check_classes(results: dict[str, DecodeResult], classes: list[str]) -> None:
             f"(classes without one: {lost}); see the skipped files in {config.SPLIT_REPORT}"
         )
     for name in ("val", "test"):
+        if not results[name].kept:
+            raise DataError(
+                f"the {name} split has no readable image left after decoding; see the skipped "
+                f"files in {config.SPLIT_REPORT}, or add images"
+            )
         missing = sorted(set(classes) - {row.label for row in results[name].kept})
         if missing:
             log.warning("the %s split has no image of classes %s", name, missing)

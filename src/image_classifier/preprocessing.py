@@ -8,6 +8,7 @@ exported model and this function are the whole contract between training and ser
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -42,6 +43,11 @@ def _open(source: ImageSource) -> Image.Image:
         return Image.open(source)
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError, struct.error) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the file system's error (missing file, permissions), not the image's
+        # Header parsers fail with any of these on a garbled or cut-off header.
+        raise ImageError(f"not an image Pillow can read: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image too large: {exc}") from None
 
@@ -92,10 +98,7 @@ def check_header(source: ImageSource, max_pixels: int = 40_000_000) -> tuple[int
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = _open(source)
-        except (OSError, SyntaxError) as exc:  # a header cut short or garbled
-            raise ImageError(f"not an image Pillow can read: {exc}") from None
+        img = _open(source)
         try:
             width, height = img.size
         finally:
