@@ -26,9 +26,22 @@ def test_headline_metrics_match_hand_computed_values():
 
 
 def test_perfect_predictions_score_one():
-    m = metrics.compute_metrics(Y, np.eye(3)[Y], top_k=5)
+    m = metrics.compute_metrics(Y, np.eye(3)[Y], top_k=2)
     assert m["accuracy"] == m["f1_macro"] == m["cohen_kappa"] == m["roc_auc_ovr"] == 1.0
-    assert m["top_5_accuracy"] == 1.0
+    assert m["top_2_accuracy"] == 1.0
+
+
+def test_top_k_only_when_k_is_below_the_class_count():
+    assert not any(key.startswith("top_") for key in metrics.compute_metrics(Y, P, top_k=3))
+
+
+def test_two_classes_do_not_crash():
+    y = np.array([0, 0, 1, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    m = metrics.compute_metrics(y, probs, top_k=3)
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["roc_auc_ovr"] == pytest.approx(5 / 6)  # positive class: the second column
+    assert not any(key.startswith("top_") for key in m)
 
 
 def test_tables_keep_input_order():

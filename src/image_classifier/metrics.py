@@ -37,8 +37,10 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, top_k: int) -> dict[s
         # With 2 classes sklearn wants the positive class's scores, not the matrix.
         scores = probs[:, 1] if n_classes == 2 else probs
         out["roc_auc_ovr"] = skm.roc_auc_score(y_true, scores, multi_class="ovr", labels=labels)
-    k = min(top_k, n_classes)
-    out[top_k_name(top_k)] = skm.top_k_accuracy_score(y_true, probs, k=k, labels=labels)
+    if top_k < n_classes:
+        # Only where it says something: with k >= classes it is 1.0 by construction, and for
+        # two classes scikit-learn rejects a two-column score matrix.
+        out[top_k_name(top_k)] = skm.top_k_accuracy_score(y_true, probs, k=top_k, labels=labels)
     return {key: round(float(v), 6) if key != "n_test" else v for key, v in out.items()}
 
 
