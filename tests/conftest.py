@@ -64,7 +64,9 @@ def model_dir(tmp_path_factory) -> Path:
     from image_classifier.input_pipeline import ArraySource
     from image_classifier.params import parse_params
 
-    params = parse_params({"image": {"size": 12}, "train": {"epochs": 8, "batch_size": 8}})
+    params = parse_params(
+        {"image": {"size": 12}, "train": {"epochs": 8, "batch_size": 8, "min_steps": 0}}
+    )
     classes = ["cat", "crème brûlée", "dog"]
     x = np.stack([np.asarray(pattern(k, i))[..., None] for k in (0, 2, 1) for i in range(8)])
     data = ArraySource(x, np.repeat(np.arange(3), 8))

@@ -20,7 +20,30 @@ def test_fails_below_minimum():
 def test_fails_on_a_drop_larger_than_the_tolerance():
     assert gate.judge({"accuracy": 0.985}, {"accuracy": 0.99}, GATE).passed
     verdict = gate.judge({"accuracy": 0.97}, {"accuracy": 0.99}, GATE)
-    assert not verdict.passed and "largest allowed drop 0.0100" in verdict.lines[1]
+    assert not verdict.passed and "largest allowed drop 0.0100" in verdict.lines[-1]
+
+
+def test_refuses_a_network_that_does_not_beat_the_linear_baseline_by_the_margin():
+    metrics = {"accuracy": 0.96, "baseline_linear_accuracy": 0.95}
+    assert gate.judge(metrics, None, GATE, margin=0.01).passed
+    verdict = gate.judge(metrics, None, GATE, margin=0.02)
+    assert not verdict.passed
+    assert verdict.lines[1] == (
+        "FAIL: accuracy 0.9600 vs linear baseline 0.9500 "
+        "(must beat it by evaluate.baseline_margin = 0.0200)"
+    )
+
+
+def test_matching_a_perfect_linear_baseline_is_enough():
+    metrics = {"accuracy": 1.0, "baseline_linear_accuracy": 1.0}
+    assert gate.judge(metrics, None, GATE, margin=0.02).passed
+
+
+def test_the_baseline_check_uses_the_gate_metric():
+    gate_f1 = GateParams(metric="f1_macro", min_value=0.5, max_drop=0.01)
+    metrics = {"f1_macro": 0.7, "baseline_linear_f1_macro": 0.8, "accuracy": 0.99}
+    verdict = gate.judge(metrics, None, gate_f1, margin=0.0)
+    assert not verdict.passed and "vs linear baseline 0.8000" in verdict.lines[1]
 
 
 def test_unknown_metric_fails_clearly():

@@ -40,7 +40,8 @@ def test_two_classes_do_not_crash():
     probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
     m = metrics.compute_metrics(y, probs, top_k=3)
     assert m["accuracy"] == pytest.approx(0.6)
-    assert m["roc_auc_ovr"] == pytest.approx(5 / 6)  # positive class: the second column
+    assert m["roc_auc"] == pytest.approx(5 / 6)  # positive class: the second column
+    assert "roc_auc_ovr" not in m
     assert not any(key.startswith("top_") for key in m)
 
 
@@ -63,3 +64,32 @@ def test_roc_curves_have_each_class_and_micro_average():
     roc = metrics.roc_curves(Y, P, ["a", "b", "c"])
     assert set(roc["class"]) == {"a", "b", "c", "(micro)"}
     assert roc["fpr"].between(0, 1).all() and roc["tpr"].between(0, 1).all()
+
+
+def test_balanced_accuracy_is_mean_recall_over_present_classes():
+    # 18 of class 0 all right, 2 of class 1 both wrong: accuracy 0.9, balanced 0.5.
+    y = np.array([0] * 18 + [1] * 2)
+    probs = np.tile([0.9, 0.1, 0.0], (20, 1))
+    m = metrics.compute_metrics(y, probs, top_k=1)
+    assert m["accuracy"] == pytest.approx(0.9)
+    assert m["balanced_accuracy"] == pytest.approx(0.5)  # class 2 is absent: not averaged
+
+
+def test_baseline_metrics_are_prefixed_headline_metrics():
+    m = metrics.baseline_metrics("linear", Y, P)
+    assert m == {
+        "baseline_linear_accuracy": pytest.approx(4 / 6, abs=1e-6),
+        "baseline_linear_balanced_accuracy": pytest.approx(4 / 6, abs=1e-6),
+        "baseline_linear_f1_macro": metrics.compute_metrics(Y, P, 2)["f1_macro"],
+    }
+
+
+def test_evaluate_warns_only_when_the_network_does_not_beat_the_linear_baseline():
+    from image_classifier.evaluate import check_margin
+
+    scores = {"accuracy": 0.41, "baseline_linear_accuracy": 1.0}
+    assert "does not beat a logistic regression" in check_margin(scores, "accuracy", 0.02)
+    assert check_margin({**scores, "accuracy": 1.0}, "accuracy", 0.02) is None  # at the ceiling
+    scores = {"accuracy": 0.9, "baseline_linear_accuracy": 0.89}
+    assert check_margin(scores, "accuracy", 0.02) is not None
+    assert check_margin(scores, "accuracy", 0.01) is None

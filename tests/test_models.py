@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from image_classifier import models
-from image_classifier.params import ImageParams, TrainParams
+from image_classifier.params import ImageParams, ParamsError, TrainParams
 
 RGB32 = ImageParams(size=32, color_mode="rgb")
 
@@ -40,19 +40,84 @@ def test_local_weights_file_is_loaded_and_base_frozen(tmp_path):
     assert len(model.trainable_weights) == 2  # only the new classification head
 
 
-def test_fine_tune_unfreezes_top_layers_but_not_batchnorm():
+def test_fine_tune_counts_layers_with_weights_and_keeps_batchnorm_frozen():
     base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
-    models.set_trainable(base, 10, pretrained=True)
-    top = base.layers[-10:]
-    assert all(
-        layer.trainable for layer in top if not isinstance(layer, keras.layers.BatchNormalization)
-    )
-    assert not any(layer.trainable for layer in base.layers[:-10] if layer.weights)
-    assert not any(
-        layer.trainable for layer in top if isinstance(layer, keras.layers.BatchNormalization)
-    )
-    models.set_trainable(base, 0, pretrained=False)  # random weights: train everything
-    assert all(layer.trainable for layer in base.layers)
+    tunable = models.tunable_layers(base)
+    # MobileNetV2's convolutions: the stem, 2 in block 0, 3 in each of blocks 1-16, the head.
+    assert len(tunable) == 1 + 2 + 16 * 3 + 1
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in tunable)
+    models.set_trainable(base, 10)
+    assert [layer for layer in base.layers if layer.trainable] == tunable[-10:]
+    assert len(base.trainable_weights) == sum(len(layer.weights) for layer in tunable[-10:])
+    models.set_trainable(base, -1)
+    assert [layer for layer in base.layers if layer.trainable] == tunable
+    models.set_trainable(base, 0)
+    assert not base.trainable_weights
+    with pytest.raises(ParamsError, match=r"mobilenetv2.* has 52 layers with weights.*got 53"):
+        models.set_trainable(base, 53)
+
+
+def _stem_input(base: keras.Model) -> keras.Model:
+    """What the base's first convolution receives, as a function of the base's input."""
+    return keras.Model(base.input, models.tunable_layers(base)[0].input)
+
+
+FAMILIES = {
+    "mobilenet_v2": keras.applications.mobilenet_v2,
+    "efficientnet_b0": keras.applications.efficientnet,
+    "resnet50": keras.applications.resnet50,
+    "vgg19": keras.applications.vgg19,
+}
+
+
+@pytest.fixture
+def offline_imagenet(tmp_path, monkeypatch):
+    """weights="imagenet" without the internet: Keras' download returns a local file made
+    like the real one (for EfficientNet: the ImageNet statistics in its Normalization)."""
+    from keras.src.utils import file_utils
+
+    made: dict[str, str] = {}
+
+    def fake_get_file(fname, *args, **kwargs):
+        return made["path"]
+
+    def make(name: str) -> str:
+        constructor, _ = models.TRANSFER_BASES[name]
+        base = constructor(include_top=False, weights=None, input_shape=(32, 32, 3))
+        if name == "efficientnet_b0":
+            norm = next(la for la in base.layers if isinstance(la, keras.layers.Normalization))
+            norm.set_weights(
+                [
+                    np.array(models.IMAGENET_MEAN_RGB, "float32"),
+                    np.square(np.array(models.IMAGENET_STDDEV_RGB, "float32")),
+                    norm.get_weights()[2],
+                ]
+            )
+        made["path"] = str(tmp_path / f"{name}.weights.h5")
+        base.save_weights(made["path"])
+        return made["path"]
+
+    monkeypatch.setattr(file_utils, "get_file", fake_get_file)
+    return make
+
+
+@pytest.mark.parametrize("source", ["imagenet", "file", None])
+@pytest.mark.parametrize("name", sorted(models.TRANSFER_BASES))
+def test_input_scaling_matches_keras_preprocessing(name, source, offline_imagenet):
+    """Whatever the weights come from, the base's first layer sees exactly what it sees in
+    Keras' own ImageNet model fed with keras.applications.<family>.preprocess_input."""
+    path = offline_imagenet(name)
+    constructor, _ = models.TRANSFER_BASES[name]
+    reference = constructor(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+    weights = path if source == "file" else source
+    model = models.build_model(3, RGB32, TrainParams(model=name, weights=weights))
+    base = models.find_base(model)
+    # The tensor the model feeds its base: the output of the layer just before it.
+    before_base = keras.Model(model.input, model.layers[model.layers.index(base) - 1].output)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = _stem_input(reference)(FAMILIES[name].preprocess_input(x.copy()))
+    ours = _stem_input(base)(before_base(x))
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(expected), rtol=1e-5, atol=1e-3)
 
 
 def test_mixed_precision_model_converts_to_float32_with_same_weights():

@@ -35,10 +35,16 @@ def test_empty_mapping_gives_defaults():
         ({"train": {"weights": "imagenet"}}, "train.weights: must be null for simple_cnn"),
         (
             {"train": {"model": "mobilenet_v2", "weights": "imagenet"}, "image": {"size": 96}},
-            "image.color_mode: must be rgb for ImageNet weights",
+            "image.color_mode: must be rgb for pretrained weights",
         ),
         ({"train": {"model": "resnet50"}, "image": {"size": 16}}, "image.size: must be >= 32"),
         ({"train": {"init_from": "saved_models/model.keras"}}, "copy it and its classes.json"),
+        ({"train": {"fine_tune_layers": 3}}, "train.fine_tune_layers: must be 0 for simple_cnn"),
+        ({"train": {"fine_tune_learning_rate": 0}}, "train.fine_tune_learning_rate: must be > 0"),
+        ({"train": {"class_weight": "auto"}}, "train.class_weight: must be one of 'none'"),
+        ({"train": {"min_steps": -1}}, "train.min_steps: must be >= 0"),
+        ({"split": {"near_duplicate_bits": 40}}, "split.near_duplicate_bits: must be null (off)"),
+        ({"evaluate": {"baseline_margin": 1}}, "evaluate.baseline_margin: must be in [0, 1)"),
         (
             {"train": {"model": "vgg19", "weights": "missing.weights.h5"}, "image": {"size": 32}},
             "train.weights: must be imagenet, null or the path of an existing weights file",

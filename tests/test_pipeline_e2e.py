@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src"]
 TINY = {
     "image": {"size": 12},
-    "train": {"epochs": 3, "batch_size": 8, "early_stopping_patience": 2},
+    "train": {"epochs": 3, "batch_size": 8, "early_stopping_patience": 2, "min_steps": 30},
     "evaluate": {"gallery_size": 4},
 }
 

@@ -18,10 +18,10 @@ from PIL import Image
 from image_classifier import config, prepare, split
 from image_classifier.cli import StageError
 from image_classifier.decode import DecodeSettings, decode_rows
+from image_classifier.errors import DataError
 from image_classifier.manifests import read_manifest
 from image_classifier.params import parse_params
 from image_classifier.preprocessing import load_image
-from image_classifier.scan import DataError
 from image_classifier.store import StoreError, open_split
 from image_classifier.synthetic import Spec, write_dataset
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
-from image_classifier import config, split
-from image_classifier.manifests import read_manifest
+import pytest
+from PIL import Image
+
+from image_classifier import config, split, synthetic
+from image_classifier.errors import DataError
+from image_classifier.manifests import read_manifest, write_manifest
 from image_classifier.params import parse_params
 
 from conftest import pattern, png
@@ -55,3 +59,45 @@ def test_adding_images_and_a_class_keeps_old_images_in_their_split(tmp_path, mon
     after = where(read_all())
     assert all(after[path] == name for path, name in before.items())
     assert len(after) == 210 and "c" in report["classes"]
+
+
+def test_near_duplicates_on_disk_share_a_split_and_are_reported(tmp_path, monkeypatch):
+    """A photo-sized JPEG, its re-encode at another quality and a half-size copy."""
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "data/raw"
+    spec = synthetic.Spec((12, 12), seed=3)
+    synthetic.write_dataset(raw, spec, workers=1)
+    photo = Image.open(raw / spec.classes[0] / "img_000000.jpg")
+    photo.save(raw / spec.classes[0] / "copy_q60.jpg", quality=60)
+    photo.resize((photo.width // 2, photo.height // 2)).save(raw / spec.classes[0] / "half.png")
+    report = split.run(parse_params({}))
+    groups = [sorted(p.rsplit("/", 1)[1] for p in g["paths"]) for g in report["near_duplicates"]]
+    assert ["copy_q60.jpg", "half.png", "img_000000.jpg"] in groups
+    placed = where(read_all())
+    assert len({placed[f"data/raw/{spec.classes[0]}/{n}"] for n in groups[0]}) == 1
+    off = split.run(parse_params({"split": {"near_duplicate_bits": None}}))
+    assert off["near_duplicate_groups"] == 0
+
+
+def test_init_from_keeps_what_the_model_trained_on_in_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "data/raw"
+    add_images(raw, 0, "a", 0, 60)
+    add_images(raw, 1, "b", 0, 60)
+    split.run(parse_params({}))
+    first = read_all()
+    model_dir = tmp_path / "models/v1"
+    model_dir.mkdir(parents=True)
+    write_manifest(model_dir / "trained_on.csv", first["train"])
+    add_images(raw, 0, "a", 60, 40)  # new images move the stratified boundaries
+    add_images(raw, 1, "b", 60, 40)
+    params = parse_params({"train": {"init_from": str(model_dir / "model.keras")}})
+    report = split.run(params)
+    trained = {row.sha256 for row in first["train"]}
+    now = read_all()
+    assert not trained & {row.sha256 for row in [*now["val"], *now["test"]]}
+    assert report["pinned_to_train"] == len(trained)
+    assert now["val"] and now["test"]
+    (model_dir / "trained_on.csv").unlink()
+    with pytest.raises(DataError, match=r"models/v1/trained_on.csv not found.*copy it"):
+        split.run(params)

@@ -1,16 +1,34 @@
+import hashlib
+
 import pytest
 
+from image_classifier.errors import DataError
 from image_classifier.params import SplitParams
-from image_classifier.scan import DataError, ImageFile
-from image_classifier.splitting import assign_splits, find_duplicates, split_counts
+from image_classifier.scan import ImageFile
+from image_classifier.splitting import assign_splits as assign_with_groups
+from image_classifier.splitting import find_duplicates, split_counts
 
 
 def files(n_per_class: dict[str, int]) -> list[ImageFile]:
+    """Distinct images with random perceptual hashes (far apart: P(<= 4 bits) ~ 1e-13)."""
     return [
-        ImageFile(f"raw/{label}/{i}.png", label, f"{label}-{i}".encode().hex())
+        ImageFile(
+            f"raw/{label}/{i}.png",
+            label,
+            f"{label}-{i}".encode().hex(),
+            int(hashlib.sha256(f"{label}/{i}".encode()).hexdigest()[:16], 16),
+        )
         for label, n in n_per_class.items()
         for i in range(n)
     ]
+
+
+def assign_splits(data, classes, params, pinned=frozenset()):
+    return assign_with_groups(data, classes, params, pinned)[0]
+
+
+def split_of(splits, path: str) -> str:
+    return next(name for name, fs in splits.items() if any(f.path == path for f in fs))
 
 
 def paths(splits):
@@ -72,3 +90,50 @@ def test_hash_split_keeps_old_images_in_place_when_data_grows():
     where_after = {f.path: name for name, fs in after.items() for f in fs}
     for name, fs in before.items():
         assert all(where_after[f.path] == name for f in fs)
+
+
+@pytest.mark.parametrize("method", ["stratified", "hash"])
+def test_same_image_in_two_classes_lands_in_one_split(method):
+    data = files({"a": 40, "b": 40})
+    for k in range(10):  # ten images also filed under the other class
+        original = data[k]
+        data.append(ImageFile(f"raw/b/clash{k}.png", "b", original.sha256, original.phash))
+    splits = assign_splits(data, ["a", "b"], SplitParams(method=method))
+    for k in range(10):
+        assert split_of(splits, data[k].path) == split_of(splits, f"raw/b/clash{k}.png")
+
+
+@pytest.mark.parametrize("method", ["stratified", "hash"])
+def test_near_duplicates_share_a_split_and_are_listed(method):
+    data = files({"a": 40, "b": 40})
+    near = [
+        ImageFile(f"raw/a/reencoded{k}.jpg", "a", f"re-{k}".encode().hex(), data[k].phash ^ 0b101)
+        for k in range(10)
+    ]
+    splits_and_groups = assign_with_groups(
+        [*data, *near], ["a", "b"], SplitParams(method=method, near_duplicate_bits=2)
+    )
+    splits, groups = splits_and_groups
+    for k in range(10):
+        assert split_of(splits, data[k].path) == split_of(splits, near[k].path)
+    listed = sorted(sorted(groups.files[i].path for i in g) for g in groups.near_duplicates())
+    assert listed == sorted(sorted([data[k].path, near[k].path]) for k in range(10))
+    # 3 differing bits is over the limit of 2: not grouped
+    far = ImageFile("raw/a/far.jpg", "a", b"far".hex(), data[20].phash ^ 0b111)
+    _, groups = assign_with_groups([*data, far], ["a", "b"], SplitParams(near_duplicate_bits=2))
+    assert not groups.near_duplicates()
+
+
+@pytest.mark.parametrize("method", ["stratified", "hash"])
+def test_images_the_starting_model_trained_on_stay_in_train(method):
+    params = SplitParams(method=method)
+    before = assign_splits(files({"a": 60, "b": 60}), ["a", "b"], params)
+    trained = frozenset(f.sha256 for f in before["train"])
+    grown = files({"a": 90, "b": 90})  # new images shift the stratified boundaries
+    unpinned = assign_splits(grown, ["a", "b"], params)
+    held_out = {f.sha256 for f in [*unpinned["val"], *unpinned["test"]]}
+    if method == "stratified":
+        assert held_out & trained  # the leak this guards against
+    after = assign_splits(grown, ["a", "b"], params, pinned=trained)
+    assert not {f.sha256 for f in [*after["val"], *after["test"]]} & trained
+    assert after["val"] and after["test"]

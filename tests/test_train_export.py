@@ -17,7 +17,12 @@ CLASSES = ["a", "b", "c"]
 PARAMS = parse_params(
     {
         "image": {"size": 12},
-        "train": {"epochs": 3, "batch_size": 8, "augment": {"rotation": 0.02, "zoom": 0.05}},
+        "train": {
+            "epochs": 3,
+            "batch_size": 8,
+            "min_steps": 0,
+            "augment": {"rotation": 0.02, "zoom": 0.05},
+        },
     }
 )
 
@@ -50,7 +55,10 @@ def test_fit_is_seeded_and_deterministic(trained):
 
 def test_mirrored_strategy_trains_on_this_machine():
     """train.distribute: mirrored uses every local device (here: the CPU)."""
-    raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8, "distribute": "mirrored"}}
+    raw = {
+        "image": {"size": 12},
+        "train": {"epochs": 1, "batch_size": 8, "min_steps": 0, "distribute": "mirrored"},
+    }
     model = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
     assert model.predict(pixels(1), verbose=0).shape == (3, 3)
 
@@ -77,7 +85,7 @@ def test_training_continues_from_an_earlier_model(trained, tmp_path):
     path = tmp_path / "base.keras"
     trained.save(path)
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
-    raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8}}
+    raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8, "min_steps": 0}}
     raw["train"].update(init_from=str(path), learning_rate=1e-12)
     continued = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
     # With a vanishing learning rate the weights are the earlier model's, not a fresh init.
@@ -114,7 +122,10 @@ def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
         return convert(model, policy)
 
     monkeypatch.setattr(train, "with_dtype_policy", spy)
-    raw = {"image": {"size": 12}, "train": {"epochs": 2, "batch_size": 8, "mixed_precision": True}}
+    raw = {
+        "image": {"size": 12},
+        "train": {"epochs": 2, "batch_size": 8, "min_steps": 0, "mixed_precision": True},
+    }
     model = train.fit(parse_params(raw), arrays(6), arrays(2, offset=50), CLASSES)
     assert trained_as == ["mixed_float16"]
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}

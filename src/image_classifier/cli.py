@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from image_classifier.errors import DataError
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import ImageError
-from image_classifier.scan import DataError
 from image_classifier.store import StoreError
 
 

@@ -17,6 +17,8 @@ KERAS_MODEL = MODELS_DIR / "model.keras"
 TFLITE_MODEL = MODELS_DIR / "model.tflite"
 MODEL_CARD = MODELS_DIR / "model.json"
 CLASSES_FILE = MODELS_DIR / "classes.json"
+# Every image the model trained on (path,label,sha256): a later init_from run keeps them in train.
+TRAINED_ON_FILE = MODELS_DIR / "trained_on.csv"
 
 REPORTS_DIR = Path("reports")
 SPLIT_REPORT = REPORTS_DIR / "split.json"
@@ -24,6 +26,11 @@ TRAIN_LIVE_DIR = REPORTS_DIR / "train"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 EVAL_DIR = REPORTS_DIR / "eval"
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
+
+
+def trained_on_path(model: Path) -> Path:
+    """The trained_on.csv that goes with a model.keras (written beside it)."""
+    return model.with_name(TRAINED_ON_FILE.name)
 
 
 def manifest_path(split: str) -> Path:

@@ -16,32 +16,77 @@ import logging
 import keras
 import numpy as np
 
-from image_classifier import atomic, config, metrics, plots
-from image_classifier.cli import run_stage
+from image_classifier import atomic, baselines, config, metrics, plots
+from image_classifier.cli import StageError, run_stage
 from image_classifier.params import Params
 from image_classifier.store import SplitPixels, inference_batch_size, open_split
 
 log = logging.getLogger(__name__)
 
 
-def predict_probs(model: keras.Model, split: SplitPixels, batch_size: int) -> np.ndarray:
-    """(n, classes) float64 probabilities, in store order."""
-    out = [
-        np.asarray(model.predict_on_batch(x.astype(np.float32)), dtype=np.float64)
-        for x, _ in split.batches(batch_size)
-    ]
-    return np.concatenate(out) if out else np.empty((0, len(split.meta.classes)))
+def predict_probs(
+    model: keras.Model, split: SplitPixels, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, classes) float64 probabilities in store order, and the images downsampled for the
+    linear baseline (collected on the same pass, so the test split is read once)."""
+    probs, small = [], []
+    for x, _ in split.batches(batch_size):
+        probs.append(np.asarray(model.predict_on_batch(x.astype(np.float32)), dtype=np.float64))
+        small.append(baselines.downsample(x))
+    if not probs:
+        raise StageError("the test split is empty: nothing to evaluate")
+    return np.concatenate(probs), np.concatenate(small)
 
 
-def write_reports(test: SplitPixels, probs: np.ndarray, classes: list[str], params: Params) -> dict:
+def baseline_scores(
+    train: SplitPixels, test_small: np.ndarray, y_test: np.ndarray, seed: int
+) -> dict[str, float]:
+    """Majority-class and linear baselines on the same test split (see baselines.py)."""
+    n_classes = len(train.meta.classes)
+    picked = baselines.fit_sample(len(train), seed)
+    batch = inference_batch_size(train.meta.size, train.meta.channels)
+    x_fit = np.concatenate(
+        [
+            baselines.downsample(train.read(picked[i : i + batch]))
+            for i in range(0, len(picked), batch)
+        ]
+    )
+    majority = baselines.majority_probs(train.labels, len(y_test), n_classes)
+    linear = baselines.linear_probs(x_fit, train.labels[picked], test_small, n_classes)
+    return {
+        **metrics.baseline_metrics("majority", y_test, majority),
+        **metrics.baseline_metrics("linear", y_test, linear),
+    }
+
+
+def check_margin(scores: dict, metric: str, margin: float) -> str | None:
+    """A loud warning when the network does not beat the linear baseline by `margin`."""
+    linear = scores.get(metrics.baseline_name("linear", metric))
+    if metric not in scores or linear is None:
+        return None
+    if scores[metric] >= metrics.required_over_baseline(linear, margin) - 1e-9:
+        return None
+    return (
+        f"the network's {metric} {scores[metric]:.4f} does not beat a logistic regression on "
+        f"{baselines.BASELINE_SIDE}x{baselines.BASELINE_SIDE} pixels ({linear:.4f}) by "
+        f"evaluate.baseline_margin={margin}: the model is undertrained or misconfigured (see "
+        "README, 'Your own images'); the quality gate will refuse it"
+    )
+
+
+def write_reports(
+    test: SplitPixels, probs: np.ndarray, classes: list[str], params: Params, extra: dict
+) -> dict:
     y = test.labels
-    scores = metrics.compute_metrics(y, probs, params.evaluate.top_k)
+    scores = {**metrics.compute_metrics(y, probs, params.evaluate.top_k), **extra}
     atomic.write_json(config.METRICS_FILE, scores)
     out = config.EVAL_DIR
     tables = {
         "class_report.csv": metrics.class_report(y, probs, classes),
         "predictions.csv": metrics.predictions_table(test.paths, y, probs, classes),
     }
+    report = tables["class_report.csv"]
+    log.info("per-class recall: %s", dict(zip(report["class"], report["recall"], strict=True)))
     roc = metrics.roc_curves(y, probs, classes)
     tables["roc.csv"] = roc
     tables["roc_micro.csv"] = roc[roc["class"] == "(micro)"][["fpr", "tpr"]]
@@ -59,11 +104,16 @@ def write_reports(test: SplitPixels, probs: np.ndarray, classes: list[str], para
 
 def run(params: Params) -> dict:
     model = keras.models.load_model(config.KERAS_MODEL)
-    with open_split("test", params.image.size, params.image.color_mode) as test:
+    size, mode = params.image.size, params.image.color_mode
+    with open_split("test", size, mode) as test, open_split("train", size, mode) as train:
         classes = list(test.meta.classes)
-        batch = inference_batch_size(params.image.size, params.image.channels)
-        scores = write_reports(test, predict_probs(model, test, batch), classes, params)
+        probs, small = predict_probs(model, test, inference_batch_size(size, test.meta.channels))
+        extra = baseline_scores(train, small, test.labels, params.train.seed)
+        scores = write_reports(test, probs, classes, params, extra)
     log.info("test metrics: %s", json.dumps(scores))
+    warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin)
+    if warning:
+        log.warning("%s\n!!! %s\n%s", "!" * 79, warning, "!" * 79)
     return scores
 
 

@@ -33,7 +33,7 @@ from image_classifier.store import SplitPixels, inference_batch_size, open_split
 
 log = logging.getLogger(__name__)
 
-HEADLINE_METRICS = ("accuracy", "f1_macro", "roc_auc_ovr", "n_test")
+HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "roc_auc_ovr", "n_test")
 
 
 def to_tflite(model: keras.Model) -> bytes:

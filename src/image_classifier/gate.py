@@ -2,8 +2,9 @@
 
     python -m image_classifier.gate [--metrics reports/metrics.json] [--baseline-rev main]
 
-Passes when the gate metric (params.yaml `gate.metric`) is at least `gate.min_value` and has not
-fallen more than `gate.max_drop` below the baseline: the metrics file committed at a git
+Passes when the gate metric (params.yaml `gate.metric`) is at least `gate.min_value`, beats the
+linear baseline in the same metrics by `evaluate.baseline_margin`, and has not fallen more than
+`gate.max_drop` below the baseline: the metrics file committed at a git
 revision (--baseline-rev) or a file (--baseline). Exit status 0 passes, 1 fails; the reason is
 printed either way. Used by .github/workflows/deploy.yml, and locally the same way.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from image_classifier import config
+from image_classifier.metrics import baseline_name, required_over_baseline
 from image_classifier.params import GateParams, ParamsError, load_params
 
 
@@ -28,8 +30,9 @@ class Verdict:
     lines: tuple[str, ...]
 
 
-def judge(current: dict, baseline: dict | None, gate: GateParams) -> Verdict:
-    """Pure decision: the metrics now, the baseline's (None: no baseline yet), the thresholds."""
+def judge(current: dict, baseline: dict | None, gate: GateParams, margin: float = 0.0) -> Verdict:
+    """Pure decision: the metrics now, the baseline's (None: no baseline yet), the thresholds,
+    and the margin by which the network must beat the linear baseline in the same metrics."""
     name = gate.metric
     if name not in current:
         return Verdict(False, (f"FAIL: metric {name!r} is not in the metrics ({sorted(current)})",))
@@ -38,6 +41,16 @@ def judge(current: dict, baseline: dict | None, gate: GateParams) -> Verdict:
     ok = value >= gate.min_value
     verb = "PASS" if ok else "FAIL"
     lines.append(f"{verb}: {name} = {value:.4f} (minimum {gate.min_value:.4f})")
+    linear = current.get(baseline_name("linear", name))
+    if linear is None:
+        lines.append(f"note: no linear baseline for {name} in the metrics; skipped that check")
+    else:
+        beats = value >= required_over_baseline(float(linear), margin) - 1e-9
+        ok = ok and beats
+        lines.append(
+            f"{'PASS' if beats else 'FAIL'}: {name} {value:.4f} vs linear baseline "
+            f"{float(linear):.4f} (must beat it by evaluate.baseline_margin = {margin:.4f})"
+        )
     if baseline is None or name not in baseline:
         lines.append("note: no baseline metrics to compare with; skipped the drop check")
     else:
@@ -76,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        gate = load_params(args.params).gate
+        params = load_params(args.params)
     except ParamsError as exc:
         print(f"gate: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline = metrics_at_rev(args.baseline_rev, args.metrics)
     else:
         baseline = None
-    verdict = judge(current, baseline, gate)
+    verdict = judge(current, baseline, params.gate, params.evaluate.baseline_margin)
     print("\n".join(verdict.lines))
     print("quality gate passed" if verdict.passed else "quality gate FAILED: not deploying")
     return 0 if verdict.passed else 1

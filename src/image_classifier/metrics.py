@@ -24,6 +24,8 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, top_k: int) -> dict[s
     y_pred = probs.argmax(axis=1)
     out = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
+        # Mean per-class recall: what accuracy hides on imbalanced data.
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred, labels),
         "cohen_kappa": skm.cohen_kappa_score(y_true, y_pred, labels=labels),
         "n_test": len(y_true),
     }
@@ -33,15 +35,44 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, top_k: int) -> dict[s
         )
         out.update({f"precision_{average}": p, f"recall_{average}": r, f"f1_{average}": f})
     present = np.unique(y_true)
-    if len(present) == n_classes:
-        # With 2 classes sklearn wants the positive class's scores, not the matrix.
-        scores = probs[:, 1] if n_classes == 2 else probs
-        out["roc_auc_ovr"] = skm.roc_auc_score(y_true, scores, multi_class="ovr", labels=labels)
+    if len(present) == n_classes == 2:
+        # Binary: the ROC AUC of the positive class (the second in sorted order).
+        out["roc_auc"] = skm.roc_auc_score(y_true, probs[:, 1])
+    elif len(present) == n_classes:
+        out["roc_auc_ovr"] = skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=labels)
     if top_k < n_classes:
         # Only where it says something: with k >= classes it is 1.0 by construction, and for
         # two classes scikit-learn rejects a two-column score matrix.
         out[top_k_name(top_k)] = skm.top_k_accuracy_score(y_true, probs, k=top_k, labels=labels)
     return {key: round(float(v), 6) if key != "n_test" else v for key, v in out.items()}
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> float:
+    """Mean recall over the classes present in y_true (scikit-learn's definition, without its
+    warning for classes the model never predicts)."""
+    recall = skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    present = np.isin(labels, y_true)
+    return float(recall[present].mean()) if present.any() else 0.0
+
+
+# Baseline metrics worth a line in metrics.json: the headline ones a gate may judge.
+BASELINE_METRICS = ("accuracy", "balanced_accuracy", "f1_macro")
+
+
+def baseline_name(baseline: str, metric: str) -> str:
+    return f"baseline_{baseline}_{metric}"
+
+
+def required_over_baseline(linear: float, margin: float) -> float:
+    """What the network must reach on a metric where the linear baseline scored `linear`:
+    `margin` more, except that matching a perfect baseline is all anyone can do."""
+    return min(linear + margin, 1.0)
+
+
+def baseline_metrics(name: str, y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """The headline metrics of a baseline's predictions, keyed baseline_<name>_<metric>."""
+    scores = compute_metrics(y_true, probs, top_k=probs.shape[1])
+    return {baseline_name(name, m): scores[m] for m in BASELINE_METRICS}
 
 
 def class_report(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from image_classifier.params import ImageParams, TrainParams
+from image_classifier.params import ImageParams, ParamsError, TrainParams
 
 # The ImageNet statistics Keras' "caffe" preprocessing subtracts (BGR order).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -34,11 +34,43 @@ TRANSFER_BASES: dict[
         keras.applications.MobileNetV2,
         lambda c: layers.Rescaling(1 / 127.5, offset=-1, name="scale_to_pm1"),
     ),
-    # Keras' EfficientNet normalises [0, 255] input inside the network.
+    # Keras' EfficientNet normalises [0, 255] input inside the network (see _efficientnet_fix).
     "efficientnet_b0": (keras.applications.EfficientNetB0, lambda c: None),
     "resnet50": (keras.applications.ResNet50, _caffe_input),
     "vgg19": (keras.applications.VGG19, _caffe_input),
 }
+
+# What Keras' EfficientNet ImageNet weights normalise with (keras.applications.efficientnet).
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+
+
+def _efficientnet_fix(base: keras.Model, weights: str | None) -> layers.Layer | None:
+    """Make EfficientNet scale its input the same whatever the weights came from.
+
+    Keras adds an extra Rescaling(1/sqrt(stddev)) after the base's Normalization layer only
+    when `weights == "imagenet"` (see TF issue 49930), so the same ImageNet
+    weights loaded from a local file would see differently scaled input. This returns the
+    per-channel affine layer that, placed before the base, has the same effect; for random
+    weights it also sets the Normalization statistics the ImageNet weights carry."""
+    if weights == "imagenet" or base.input_shape[-1] != 3:
+        return None
+    norm = next(layer for layer in base.layers if isinstance(layer, layers.Normalization))
+    if weights is None:
+        norm.set_weights(
+            [
+                np.array(IMAGENET_MEAN_RGB, np.float32),
+                np.square(np.array(IMAGENET_STDDEV_RGB, np.float32)),
+                *norm.get_weights()[2:],
+            ]
+        )
+        norm.finalize_state()  # the layer computes with copies of its variables; refresh them
+    mean = np.asarray(norm.get_weights()[0], np.float64).reshape(-1)
+    factor = 1 / np.sqrt(np.array(IMAGENET_STDDEV_RGB))
+    # (y/255 - m) = (x/255 - m) * f  <=>  y = f x + 255 m (1 - f)
+    return layers.Rescaling(
+        scale=factor.tolist(), offset=(255 * mean * (1 - factor)).tolist(), name="imagenet_fix"
+    )
 
 
 def simple_cnn(num_classes: int, image: ImageParams, dropout: float) -> keras.Model:
@@ -59,33 +91,56 @@ def simple_cnn(num_classes: int, image: ImageParams, dropout: float) -> keras.Mo
     return keras.Model(inputs, outputs, name="simple_cnn")
 
 
-def set_trainable(base: keras.Model, fine_tune_layers: int, pretrained: bool) -> None:
-    """Freeze a pretrained base except its top `fine_tune_layers` (-1: all).
+def tunable_layers(base: keras.Model) -> list[layers.Layer]:
+    """The base's layers that fine-tuning can unfreeze, bottom to top: those with weights,
+    except batch and input normalisation (their statistics stay as pretrained)."""
+    frozen = (layers.BatchNormalization, layers.Normalization)
+    return [layer for layer in base.layers if layer.weights and not isinstance(layer, frozen)]
 
-    BatchNormalization layers stay frozen when fine-tuning part of a base, as the Keras
-    transfer-learning guide advises; a base with random weights is always trained whole
-    (there is nothing to keep)."""
-    train_all = not pretrained or fine_tune_layers == -1
-    first = len(base.layers) - fine_tune_layers
-    base.trainable = True
-    for i, layer in enumerate(base.layers):
-        layer.trainable = train_all or (
-            i >= first and not isinstance(layer, layers.BatchNormalization)
+
+def set_trainable(base: keras.Model, fine_tune_layers: int) -> None:
+    """Freeze the base except its top `fine_tune_layers` tunable layers (-1: all of them).
+
+    BatchNormalization stays frozen, and in inference mode (the model calls the base with
+    training=False), as the Keras transfer-learning guide requires."""
+    tunable = tunable_layers(base)
+    if fine_tune_layers > len(tunable):
+        raise ParamsError(
+            f"train.fine_tune_layers: {base.name} has {len(tunable)} layers with weights "
+            f"(not counting normalisation); use 1..{len(tunable)} or -1 for all "
+            f"(got {fine_tune_layers})"
         )
-    if not train_all and fine_tune_layers == 0:
-        base.trainable = False
+    n = len(tunable) if fine_tune_layers == -1 else fine_tune_layers
+    base.trainable = n > 0
+    unfrozen = {id(layer) for layer in tunable[len(tunable) - n :]} if n else set()
+    for layer in base.layers:
+        layer.trainable = id(layer) in unfrozen
+
+
+def find_base(model: keras.Model) -> keras.Model | None:
+    """The pretrained network nested in a transfer model (None for simple_cnn)."""
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
 
 
 def transfer_model(num_classes: int, image: ImageParams, train: TrainParams) -> keras.Model:
+    """Input scaling -> base -> pooling -> dropout -> softmax.
+
+    A pretrained base starts frozen (train.py's phase 1 trains the head; phase 2 unfreezes
+    `fine_tune_layers`); a base with random weights is trained whole (nothing to keep)."""
     constructor, scaling = TRANSFER_BASES[train.model]
     shape = (image.size, image.size, image.channels)
     base = constructor(include_top=False, weights=train.weights, input_shape=shape)
-    set_trainable(base, train.fine_tune_layers, pretrained=train.weights is not None)
+    pretrained = train.weights is not None
+    if pretrained:
+        set_trainable(base, 0)
+    fix = _efficientnet_fix(base, train.weights) if train.model == "efficientnet_b0" else None
     inputs = keras.Input(shape, name="image")
-    scale = scaling(image.channels)
-    x = scale(inputs) if scale is not None else inputs
+    x = inputs
+    for layer in (scaling(image.channels), fix):
+        if layer is not None:
+            x = layer(x)
     # training=False keeps the base's BatchNormalization in inference mode while fine-tuning.
-    x = base(x, training=False if train.weights is not None else None)
+    x = base(x, training=False if pretrained else None)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(train.dropout)(x)
     outputs = layers.Dense(

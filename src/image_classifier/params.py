@@ -27,6 +27,7 @@ Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
 Distribute = Literal["none", "mirrored", "multi_worker"]
 SplitMethod = Literal["stratified", "hash"]
+ClassWeight = Literal["none", "balanced"]
 
 TRANSFER_MIN_SIZE = 32
 
@@ -56,8 +57,19 @@ class SplitParams:
     # stratified: exact per-class proportions; hash: each file keeps its split when others are
     # added (its split depends on its own content only).
     method: SplitMethod = "stratified"
+    # Images whose 64-bit perceptual hashes (pHash of the decoded pixels) differ in at most
+    # this many bits are near-duplicates (re-encodes, resizes, crops) and share a split.
+    # null turns the check off; 0 groups only identical hashes.
+    near_duplicate_bits: int | None = 8
 
     def __post_init__(self) -> None:
+        if self.near_duplicate_bits is not None:
+            _require(
+                0 <= self.near_duplicate_bits <= 16,
+                "split.near_duplicate_bits",
+                "must be null (off) or 0..16 bits of 64",
+                self.near_duplicate_bits,
+            )
         for name in ("val_ratio", "test_ratio"):
             value = getattr(self, name)
             _require(0 < value < 1, f"split.{name}", "must be between 0 and 1", value)
@@ -109,13 +121,23 @@ class TrainParams:
     model: Architecture = "simple_cnn"
     # imagenet | null | a path to a weights file for the base network.
     weights: str | None = None
-    fine_tune_layers: int = 0  # base layers to unfreeze from the top; -1 unfreezes all
+    # Phase 2 of transfer learning: unfreeze the base's top N layers that have weights
+    # (convolutions, dense; BatchNormalization stays frozen) at fine_tune_learning_rate.
+    # 0: no phase 2; -1: every layer. Checked against the base when the model is built.
+    fine_tune_layers: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    fine_tune_epochs: int = 10
     dropout: float = 0.25
     optimizer: Optimizer = "adam"
     learning_rate: float = 0.001
     batch_size: int = 32
     epochs: int = 40
     early_stopping_patience: int = 10
+    # Small datasets: at least this many optimizer steps before early stopping may end
+    # training (epochs are added when needed); see train.training_budget.
+    min_steps: int = 300
+    # balanced: weight each class's loss by n / (classes * count), for imbalanced data.
+    class_weight: ClassWeight = "none"
     reduce_lr_patience: int = 4
     reduce_lr_factor: float = 0.5
     distribute: Distribute = "none"
@@ -132,6 +154,19 @@ class TrainParams:
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
         _require(self.batch_size >= 1, "train.batch_size", "must be >= 1", self.batch_size)
         _require(self.epochs >= 1, "train.epochs", "must be >= 1", self.epochs)
+        _require(self.min_steps >= 0, "train.min_steps", "must be >= 0", self.min_steps)
+        _require(
+            self.fine_tune_learning_rate > 0,
+            "train.fine_tune_learning_rate",
+            "must be > 0",
+            self.fine_tune_learning_rate,
+        )
+        _require(
+            self.fine_tune_epochs >= 1,
+            "train.fine_tune_epochs",
+            "must be >= 1",
+            self.fine_tune_epochs,
+        )
         _require(0 <= self.dropout < 1, "train.dropout", "must be in [0, 1)", self.dropout)
         _require(
             self.fine_tune_layers >= -1,
@@ -164,6 +199,12 @@ class TrainParams:
                 "must be null for simple_cnn (it has no pretrained base)",
                 self.weights,
             )
+            _require(
+                self.fine_tune_layers == 0,
+                "train.fine_tune_layers",
+                "must be 0 for simple_cnn (it has no pretrained base; it trains whole)",
+                self.fine_tune_layers,
+            )
         elif self.weights not in (None, "imagenet"):
             _require(
                 Path(self.weights).is_file(),
@@ -177,8 +218,17 @@ class TrainParams:
 class EvaluateParams:
     top_k: int = 3
     gallery_size: int = 16  # worst misclassified test images drawn in the gallery
+    # The network must beat the linear baseline (logistic regression on downsampled pixels)
+    # by this much on the gate metric; evaluate warns and the gate refuses otherwise.
+    baseline_margin: float = 0.02
 
     def __post_init__(self) -> None:
+        _require(
+            0 <= self.baseline_margin < 1,
+            "evaluate.baseline_margin",
+            "must be in [0, 1)",
+            self.baseline_margin,
+        )
         _require(self.top_k >= 1, "evaluate.top_k", "must be >= 1", self.top_k)
         _require(self.gallery_size >= 0, "evaluate.gallery_size", "must be >= 0", self.gallery_size)
 
@@ -277,11 +327,11 @@ class Params:
                 f"must be >= {TRANSFER_MIN_SIZE} for {self.train.model}",
                 self.image.size,
             )
-            if self.train.weights == "imagenet":
+            if self.train.weights is not None:
                 _require(
                     self.image.color_mode == "rgb",
                     "image.color_mode",
-                    "must be rgb for ImageNet weights",
+                    "must be rgb for pretrained weights (imagenet or a weights file)",
                     self.image.color_mode,
                 )
 

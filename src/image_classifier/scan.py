@@ -2,20 +2,27 @@
 
 Real folders are messy: hidden files (.DS_Store, ._x.jpg) are ignored silently; anything whose
 header Pillow cannot read (or that is over image.max_pixels) is skipped with a warning that
-names the file. Only headers are read here: decoding every image is `prepare`'s job, done once,
-in parallel, and it reports the files whose pixel data turns out to be corrupt.
+names the file. Only headers and a thumbnail for the near-duplicate hash are read here:
+decoding every image at full size is `prepare`'s job, done once, in parallel, and it reports
+the files whose pixel data turns out to be corrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
+from image_classifier.errors import DataError
+from image_classifier.near_duplicates import image_phash
 from image_classifier.preprocessing import ImageError, check_header
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,7 @@ class ImageFile:
     path: str  # POSIX form, as the manifests store it
     label: str
     sha256: str
+    phash: int | None = None  # perceptual hash (near_duplicates.py); None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +49,6 @@ class ScanResult:
     files: tuple[ImageFile, ...]
     skipped: tuple[Skipped, ...]
     classes: tuple[str, ...]  # every class folder, including ones left with no usable image
-
-
-class DataError(ValueError):
-    """The image folder cannot give a usable dataset; the message names the folder or class."""
 
 
 def list_candidates(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Path]]:
@@ -65,26 +69,69 @@ def list_candidates(root: Path) -> tuple[list[str], list[tuple[str, str]], list[
     return classes, candidates, strays
 
 
-def check_file(path: str | Path, max_pixels: int) -> tuple[str | None, str | None]:
-    """(sha256, None) for a usable image, (None, reason) otherwise."""
+class Checked(NamedTuple):
+    sha256: str | None  # None: not usable, see reason
+    phash: int | None
+    reason: str | None
+
+
+def check_file(path: str | Path, max_pixels: int, perceptual: bool = False) -> Checked:
+    """Content hash (and perceptual hash) of a usable image, or the reason it is not one.
+
+    The perceptual hash decodes a small thumbnail (1/8 scale for JPEGs); a file whose pixels
+    cannot be decoded gets none here and is reported by `prepare`, which decodes it for real."""
     try:
         data = Path(path).read_bytes()
-        check_header(data, max_pixels)
+        size = check_header(data, max_pixels)
     except (ImageError, OSError) as exc:
-        return None, str(exc)
-    return hashlib.sha256(data).hexdigest(), None
+        return Checked(None, None, str(exc))
+    phash = None
+    if perceptual:
+        with contextlib.suppress(ImageError):
+            phash = image_phash(data, size, max_pixels)
+    return Checked(hashlib.sha256(data).hexdigest(), phash, None)
 
 
-def scan_folder(root: Path, max_pixels: int, progress: bool = True) -> ScanResult:
+# Below this many files a process pool costs more than it saves.
+PARALLEL_MIN_FILES = 512
+
+
+def _check_job(job: tuple[str, int, bool]) -> Checked:
+    return check_file(*job)
+
+
+def _checked(paths: list[str], max_pixels: int, perceptual: bool, progress: bool, desc: str):
+    jobs = [(p, max_pixels, perceptual) for p in paths]
+    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress)
+    workers = len(os.sched_getaffinity(0))
+    if len(jobs) < PARALLEL_MIN_FILES or workers == 1:
+        for job in jobs:
+            yield _check_job(job)
+            bar.update()
+    else:
+        # forkserver: workers start clean, whatever threads the parent process runs.
+        with ProcessPoolExecutor(workers, get_context("forkserver")) as pool:
+            for result in pool.map(_check_job, jobs, chunksize=64):
+                yield result
+                bar.update()
+    bar.close()
+
+
+def scan_folder(
+    root: Path, max_pixels: int, progress: bool = True, perceptual: bool = False
+) -> ScanResult:
+    """Every usable image under root; `perceptual` also computes near-duplicate hashes."""
     classes, candidates, strays = list_candidates(root)
     files: list[ImageFile] = []
     skipped = [Skipped(p.as_posix(), "not inside a class folder") for p in strays]
-    for path, label in tqdm(candidates, desc=f"scanning {root}", unit="file", disable=not progress):
-        digest, reason = check_file(path, max_pixels)
-        if digest is None:
-            skipped.append(Skipped(path, reason or "unreadable"))
+    checked = _checked(
+        [p for p, _ in candidates], max_pixels, perceptual, progress, f"scanning {root}"
+    )
+    for (path, label), result in zip(candidates, checked, strict=True):
+        if result.sha256 is None:
+            skipped.append(Skipped(path, result.reason or "unreadable"))
         else:
-            files.append(ImageFile(path, label, digest))
+            files.append(ImageFile(path, label, result.sha256, result.phash))
     for item in skipped:
         log.warning("skipped %s: %s", item.path, item.reason)
     return ScanResult(tuple(files), tuple(skipped), tuple(classes))

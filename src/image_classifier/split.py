@@ -3,8 +3,9 @@
 python -m image_classifier.split
 
 Writes data/splits/{train,val,test}.csv (path, label, content hash) and data/splits/scan.json
-(what was skipped, duplicates); `prepare` turns the latter into reports/split.json once it
-knows which images really decode.
+(what was skipped, duplicates and near-duplicates); `prepare` turns the latter into
+reports/split.json once it knows which images really decode. With train.init_from, the images
+that model trained on (its trained_on.csv) are kept in train.
 """
 
 from __future__ import annotations
@@ -16,18 +17,32 @@ from pathlib import Path
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
-from image_classifier.manifests import Row, write_manifest
+from image_classifier.errors import DataError
+from image_classifier.manifests import Row, read_manifest, write_manifest
 from image_classifier.params import Params
 from image_classifier.scan import ImageFile, ScanResult, scan_folder
-from image_classifier.splitting import Duplicate, assign_splits, find_duplicates
+from image_classifier.splitting import Duplicate, Groups, assign_splits, find_duplicates
 
 log = logging.getLogger(__name__)
 
 
 def split_report(
-    scan: ScanResult, splits: dict[str, list[ImageFile]], duplicates: list[Duplicate]
+    scan: ScanResult,
+    splits: dict[str, list[ImageFile]],
+    duplicates: list[Duplicate],
+    groups: Groups,
+    pinned: int,
 ) -> dict:
     across = [d for d in duplicates if len(d.splits) > 1]
+    split_of = {f.path: name for name, files in splits.items() for f in files}
+    near = [
+        {
+            "paths": [groups.files[i].path for i in g],
+            "labels": sorted({groups.files[i].label for i in g}),
+            "split": split_of[groups.files[g[0]].path],
+        }
+        for g in groups.near_duplicates()
+    ]
     return {
         "counts": {
             name: dict(sorted(Counter(f.label for f in files).items()))
@@ -40,31 +55,53 @@ def split_report(
         "duplicate_groups": len(duplicates),
         "duplicates_across_splits": len(across),
         "duplicates": [dataclasses.asdict(d) for d in duplicates],
+        "near_duplicate_groups": len(near),
+        "near_duplicates": near,
+        "pinned_to_train": pinned,
     }
 
 
+def pinned_hashes(init_from: str | None) -> frozenset[str]:
+    """Content hashes the init_from model trained on: they must stay out of val and test."""
+    if not init_from:
+        return frozenset()
+    path = config.trained_on_path(Path(init_from))
+    if not path.is_file():
+        raise DataError(
+            f"train.init_from: {path} not found. The train stage writes it beside model.keras "
+            "(copy it with the model); without it the split cannot keep the images that model "
+            "trained on out of val and test"
+        )
+    return frozenset(row.sha256 for row in read_manifest(path))
+
+
 def run(params: Params) -> dict:
-    scan = scan_folder(Path(params.data.raw_dir), params.image.max_pixels)
-    splits = assign_splits(scan.files, scan.classes, params.split)
+    perceptual = params.split.near_duplicate_bits is not None
+    scan = scan_folder(Path(params.data.raw_dir), params.image.max_pixels, perceptual=perceptual)
+    pinned = pinned_hashes(params.train.init_from)
+    splits, groups = assign_splits(scan.files, scan.classes, params.split, pinned)
     duplicates = find_duplicates(splits)
     for dup in duplicates:
-        if len(dup.splits) > 1:
+        if len(dup.labels) > 1:
             log.warning(
-                "same image in classes %s across splits %s: %s",
+                "same image in classes %s (kept in one split, %s): %s",
                 dup.labels,
-                dup.splits,
+                dup.splits[0],
                 ", ".join(dup.paths),
             )
     for name, files in splits.items():
         write_manifest(config.manifest_path(name), (Row(f.path, f.label, f.sha256) for f in files))
-    report = split_report(scan, splits, duplicates)
+    n_pinned = sum(f.sha256 in pinned for f in splits["train"])
+    report = split_report(scan, splits, duplicates, groups, n_pinned)
     atomic.write_json(config.SCAN_REPORT, report)
     log.info(
-        "split %s; skipped %d files; %d duplicate groups (%d across splits)",
+        "split %s; skipped %d files; %d duplicate groups, %d near-duplicate groups; %d images "
+        "the init_from model trained on kept in train",
         report["totals"],
         report["skipped_count"],
         report["duplicate_groups"],
-        report["duplicates_across_splits"],
+        report["near_duplicate_groups"],
+        n_pinned,
     )
     return report
 

@@ -1,8 +1,9 @@
 """Pure split logic: stratified, seeded, duplicate-aware assignment of images to train/val/test.
 
 Files are ordered by a seeded hash of their content, never by name or directory order, so the
-same images and seed give the same split on any machine. Identical files in one class form one
-group and always land in the same split, so a duplicate cannot leak from train into test.
+same images and seed give the same split on any machine. Identical files (in any class) and
+near-duplicates (close perceptual hashes) form one group and always land in the same split, so
+a copy cannot leak from train into test.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from image_classifier.config import SPLIT_NAMES
+from image_classifier.errors import DataError
+from image_classifier.near_duplicates import close_pairs
 from image_classifier.params import SplitParams
-from image_classifier.scan import DataError, ImageFile
+from image_classifier.scan import ImageFile
 
 
 @dataclass(frozen=True)
@@ -47,24 +50,72 @@ def min_class_size(params: SplitParams) -> int:
     return n
 
 
-def _groups_by_content(files: Sequence[ImageFile]) -> dict[str, list[ImageFile]]:
-    groups: dict[str, list[ImageFile]] = defaultdict(list)
-    for f in files:
-        groups[f.sha256].append(f)
-    return groups
+class Groups:
+    """Images that must share a split: identical files (in any class) and near-duplicates.
+
+    Union-find over file indices. A group's key is its smallest seeded content key, so groups
+    are ordered by content, never by path; its home class (where stratification counts it) is
+    the class of the file with that key."""
+
+    def __init__(self, files: Sequence[ImageFile], seed: int, near_bits: int | None) -> None:
+        self.files = files
+        self._parent = list(range(len(files)))
+        first: dict[str, int] = {}
+        for i, f in enumerate(files):
+            self._union(i, first.setdefault(f.sha256, i))
+        if near_bits is not None:
+            for i, j in close_pairs([f.phash for f in files], near_bits):
+                self._union(i, j)
+        members: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(files)):
+            members[self._find(i)].append(i)
+        keys = {i: seeded_key(f.sha256, seed) for i, f in enumerate(files)}
+        self.groups = sorted(
+            (sorted(m, key=keys.__getitem__) for m in members.values()),
+            key=lambda m: keys[m[0]],
+        )
+
+    def _find(self, i: int) -> int:
+        while self._parent[i] != i:
+            self._parent[i] = self._parent[self._parent[i]]
+            i = self._parent[i]
+        return i
+
+    def _union(self, i: int, j: int) -> None:
+        a, b = self._find(i), self._find(j)
+        if a != b:
+            self._parent[max(a, b)] = min(a, b)
+
+    def home(self, group: list[int]) -> str:
+        return self.files[group[0]].label
+
+    def near_duplicates(self) -> list[list[int]]:
+        """Groups holding more than one distinct file content (not just byte-identical)."""
+        return [g for g in self.groups if len({self.files[i].sha256 for i in g}) > 1]
 
 
-def _assign_class(label: str, files: list[ImageFile], params: SplitParams) -> dict[str, str]:
-    """Map sha256 -> split name for one class."""
-    groups = sorted(_groups_by_content(files), key=lambda sha: seeded_key(sha, params.seed))
+def _assign_class(
+    label: str,
+    groups: list[list[int]],
+    files: Sequence[ImageFile],
+    pinned: frozenset[str],
+    params: SplitParams,
+) -> list[str]:
+    """Split name for each of one class's groups (in key order).
+
+    Groups holding an image in `pinned` (what the init_from model trained on) go to train:
+    a test image the model has seen measures nothing."""
+    is_pinned = [any(files[i].sha256 in pinned for i in g) for g in groups]
     if params.method == "hash":
         edges = (params.test_ratio, params.test_ratio + params.val_ratio)
-        out = {}
-        for sha in groups:
-            u = _unit_interval(sha, params.seed)
-            out[sha] = "test" if u < edges[0] else "val" if u < edges[1] else "train"
-        missing = [s for s in SPLIT_NAMES if s not in out.values()]
-        if missing:
+        out = []
+        for g, pin in zip(groups, is_pinned, strict=True):
+            u = _unit_interval(files[g[0]].sha256, params.seed)
+            out.append(
+                "train" if pin else "test" if u < edges[0] else "val" if u < edges[1] else "train"
+            )
+        missing = [s for s in SPLIT_NAMES if s not in out]
+        if missing and not any(is_pinned):
             raise DataError(
                 f"class {label!r}: {len(groups)} distinct images leave no {missing[0]} image with "
                 "split.method: hash; add images or use split.method: stratified"
@@ -77,28 +128,39 @@ def _assign_class(label: str, files: list[ImageFile], params: SplitParams) -> di
             f"val={params.val_ratio}, test={params.test_ratio} need at least "
             f"{min_class_size(params)} (one per split)"
         )
-    order = ["test"] * n_test + ["val"] * n_val + ["train"] * n_train
-    return dict(zip(groups, order, strict=True))
+    free = iter(["test"] * n_test + ["val"] * n_val)
+    return ["train" if pin else next(free, "train") for pin in is_pinned]
 
 
 def assign_splits(
-    files: Sequence[ImageFile], classes: Sequence[str], params: SplitParams
-) -> dict[str, list[ImageFile]]:
-    """Assign every file to train, val or test; each list sorted by path."""
-    by_class: dict[str, list[ImageFile]] = {c: [] for c in classes}
-    for f in files:
-        by_class.setdefault(f.label, []).append(f)
-    empty = [c for c, fs in by_class.items() if not fs]
+    files: Sequence[ImageFile],
+    classes: Sequence[str],
+    params: SplitParams,
+    pinned: frozenset[str] = frozenset(),
+) -> tuple[dict[str, list[ImageFile]], Groups]:
+    """Assign every file to train, val or test (each list sorted by path); `pinned` content
+    hashes go to train. Also returns the groups, for the report."""
+    labels = {f.label for f in files}
+    empty = [c for c in classes if c not in labels]
     if empty:
         raise DataError(f"class {empty[0]!r} has no usable images (empty classes: {empty})")
-    if len(by_class) < 2:
-        raise DataError(f"need at least 2 classes, found {sorted(by_class)}")
+    if len(labels | set(classes)) < 2:
+        raise DataError(f"need at least 2 classes, found {sorted(labels | set(classes))}")
+    groups = Groups(files, params.seed, params.near_duplicate_bits)
+    by_home: dict[str, list[list[int]]] = defaultdict(list)
+    for g in groups.groups:
+        by_home[groups.home(g)].append(g)
     splits: dict[str, list[ImageFile]] = {name: [] for name in SPLIT_NAMES}
-    for label, class_files in by_class.items():
-        assignment = _assign_class(label, class_files, params)
-        for f in class_files:
-            splits[assignment[f.sha256]].append(f)
-    return {name: sorted(fs, key=lambda f: f.path) for name, fs in splits.items()}
+    for label in sorted(labels):
+        class_groups = by_home.get(label, [])
+        if not class_groups:
+            raise DataError(
+                f"class {label!r}: every image is a duplicate of an image of another class"
+            )
+        names = _assign_class(label, class_groups, files, pinned, params)
+        for g, name in zip(class_groups, names, strict=True):
+            splits[name] += [files[i] for i in g]
+    return {name: sorted(fs, key=lambda f: f.path) for name, fs in splits.items()}, groups
 
 
 def find_duplicates(splits: dict[str, list[ImageFile]]) -> list[Duplicate]:

@@ -34,7 +34,7 @@ class Spec:
 
     counts: tuple[int, ...]
     seed: int = 0
-    fmt: str = "JPEG"  # JPEG | PNG | mixed (JPEG, PNG, grayscale, RGBA, WebP)
+    fmt: str = "JPEG"  # JPEG | PNG | mixed (JPEG, PNG, grayscale or palette, RGBA, WebP)
     scale: float = 1.0  # multiplies the frame sizes (0.2 gives ~100 px images for fast tests)
     by_colour_only: bool = False  # every class the same shape: only the hue tells them apart
 
@@ -129,13 +129,19 @@ def encode(img: Image.Image, label: int, index: int, spec: Spec) -> tuple[str, b
     buf = io.BytesIO()
     choice = "JPEG" if spec.fmt == "JPEG" else "PNG" if spec.fmt == "PNG" else None
     if choice is None:
-        choice = ("JPEG", "PNG", "GRAY", "RGBA", "WEBP")[index % 5]
+        # Colour-only classes get a palette PNG where others get grayscale: a gray copy of a
+        # class told apart by hue alone would carry a label nothing in it supports.
+        gray = "PALETTE" if spec.by_colour_only else "GRAY"
+        choice = ("JPEG", "PNG", gray, "RGBA", "WEBP")[index % 5]
     if choice == "JPEG":
         img.save(buf, "JPEG", quality=int(rng.integers(75, 96)))
         return ".jpg", buf.getvalue()
     if choice == "GRAY":
         img.convert("L").save(buf, "JPEG", quality=90)
         return ".jpeg", buf.getvalue()
+    if choice == "PALETTE":
+        img.quantize(256).save(buf, "PNG")
+        return ".png", buf.getvalue()
     if choice == "RGBA":
         img.convert("RGBA").save(buf, "PNG")
         return ".png", buf.getvalue()

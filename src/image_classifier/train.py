@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
@@ -18,7 +21,8 @@ from dvclive.keras import DVCLiveCallback
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
 from image_classifier.input_pipeline import PixelSource, inference_dataset, training_dataset
-from image_classifier.models import build_model, with_dtype_policy
+from image_classifier.manifests import Row, read_manifest, write_manifest
+from image_classifier.models import build_model, find_base, set_trainable, with_dtype_policy
 from image_classifier.params import Params, ParamsError, TrainParams
 from image_classifier.store import inference_batch_size, open_split
 
@@ -75,30 +79,111 @@ def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
 # call; at one step per call that overhead cost ~30% of MobileNetV2's throughput on this 2-core
 # machine (100 vs 137 images/s at 224 px). Callbacks still see every epoch.
 STEPS_PER_EXECUTION = 16
+# Small training splits get smaller batches, so that an epoch is at least this many steps
+# (and early stopping, which counts epochs, sees the model move between checks).
+MIN_STEPS_PER_EPOCH = 8
 
 
-def compile_model(model: keras.Model, params: TrainParams) -> None:
-    optimizer = OPTIMIZERS[params.optimizer](learning_rate=params.learning_rate)
+@dataclass(frozen=True)
+class Budget:
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    min_epochs: int  # early stopping may end training only after these
+
+
+def training_budget(n_train: int, params: TrainParams) -> Budget:
+    """Batch size and epochs for a training split of n_train images.
+
+    Tutorials' fixed budgets fail small folders: 100 images at batch 64 are 2 steps an epoch,
+    and early stopping ends training after a few dozen steps, with a model that still predicts
+    one class. The batch is capped so an epoch has MIN_STEPS_PER_EPOCH steps, and training
+    runs at least train.min_steps optimizer steps before early stopping may stop it."""
+    batch = max(1, min(params.batch_size, n_train // MIN_STEPS_PER_EPOCH))
+    steps = math.ceil(n_train / batch)
+    min_epochs = math.ceil(params.min_steps / steps)
+    return Budget(batch, steps, max(params.epochs, min_epochs), min_epochs)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """scikit-learn's "balanced" weights: n / (classes * count), so each class's total loss
+    weighs the same; a class with no training image gets weight 0 (it never appears)."""
+    counts = np.bincount(labels, minlength=n_classes)
+    n = counts.sum()
+    return {c: float(n / (n_classes * k)) if k else 0.0 for c, k in enumerate(counts)}
+
+
+def compile_model(model: keras.Model, learning_rate: float, optimizer: str) -> None:
     model.compile(
-        optimizer=optimizer,
+        optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
     )
 
 
-def callbacks(params: TrainParams, live: Live | None) -> list[keras.callbacks.Callback]:
+class KeepBest(keras.callbacks.Callback):
+    """The weights and logs of the epoch with the lowest validation loss, across both phases.
+
+    Keras' EarlyStopping(restore_best_weights=True) forgets its best at every fit() call, so
+    phase 2 could end on weights worse than phase 1's best; this one keeps them all along."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = math.inf
+        self.epoch = -1  # counted over both phases: dvclive's step
+        self.best_epoch = -1
+        self.best_logs: dict[str, float] = {}
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch += 1
+        loss = (logs or {}).get("val_loss", math.inf)
+        if loss < self.best:
+            self.best, self.best_epoch = float(loss), self.epoch
+            self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
+            self.best_weights = self.model.get_weights()
+
+    def restore(self) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def callbacks(
+    params: TrainParams, keep: KeepBest, min_epochs: int, live: Live | None
+) -> list[keras.callbacks.Callback]:
     out: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
+            monitor="val_loss",
+            patience=params.early_stopping_patience,
+            start_from_epoch=min_epochs,
         ),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=params.reduce_lr_factor, patience=params.reduce_lr_patience
         ),
+        keep,  # after ReduceLROnPlateau, which adds the learning rate to the logs
     ]
     if live is not None:
         out.append(DVCLiveCallback(live=live))
     return out
+
+
+def initial_model(params: Params, classes: Sequence[str], policy: str) -> keras.Model:
+    if not params.train.init_from:
+        return build_model(len(classes), params.image, params.train)
+    model = load_initial_model(Path(params.train.init_from), classes)
+    if policy != "float32":
+        model = with_dtype_policy(model, policy)
+    base = find_base(model)
+    if base is not None:  # a trained base: phase 1 trains the head on it, frozen
+        set_trainable(base, 0)
+    return model
+
+
+def fine_tunes(params: TrainParams, base: keras.Model | None) -> bool:
+    """Phase 2 runs for a pretrained (or init_from) base when fine_tune_layers is not 0."""
+    pretrained = params.weights is not None or params.init_from is not None
+    return base is not None and pretrained and params.fine_tune_layers != 0
 
 
 def fit(
@@ -109,43 +194,94 @@ def fit(
     live: Live | None = None,
 ) -> keras.Model:
     """Build (or load), compile and fit; returns a float32 model with its best validation
-    weights (a mixed-precision run is converted back, so evaluate and export see no change)."""
-    seed_everything(params.train.seed, params.train.op_determinism)
-    policy = "mixed_float16" if params.train.mixed_precision else "float32"
+    weights (a mixed-precision run is converted back, so evaluate and export see no change).
+
+    Transfer learning runs as the Keras guide does it: phase 1 trains the new head on the
+    frozen base at train.learning_rate; phase 2 unfreezes the top train.fine_tune_layers
+    layers of the base and trains on at train.fine_tune_learning_rate."""
+    tp = params.train
+    seed_everything(tp.seed, tp.op_determinism)
+    policy = "mixed_float16" if tp.mixed_precision else "float32"
+    budget = training_budget(len(train), tp)
+    log.info(
+        "batch %d, %d steps an epoch, up to %d epochs (early stopping from epoch %d)",
+        budget.batch_size,
+        budget.steps_per_epoch,
+        budget.epochs,
+        budget.min_epochs,
+    )
     keras.mixed_precision.set_global_policy(policy)
     try:
-        with make_strategy(params.train.distribute).scope():
-            if params.train.init_from:
-                model = load_initial_model(Path(params.train.init_from), classes)
-                if policy != "float32":
-                    model = with_dtype_policy(model, policy)
-            else:
-                model = build_model(len(classes), params.image, params.train)
-            compile_model(model, params.train)
-        train_ds, steps = training_dataset(
-            train, params.train.batch_size, params.train.seed, params.train.augment
-        )
+        strategy = make_strategy(tp.distribute)
+        with strategy.scope():
+            model = initial_model(params, classes, policy)
+            compile_model(model, tp.learning_rate, tp.optimizer)
+        base = find_base(model)
+        train_ds, steps = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
         val_ds = inference_dataset(
             val, inference_batch_size(params.image.size, params.image.channels)
         )
-        model.fit(
-            train_ds,
+        weights = (
+            class_weights(train.labels, len(classes)) if tp.class_weight == "balanced" else None
+        )
+        keep = KeepBest()
+        fit_args = dict(
+            x=train_ds,
             steps_per_epoch=steps,
             validation_data=val_ds,
-            epochs=params.train.epochs,
             shuffle=False,  # the dataset shuffles indices itself, with the seed
-            callbacks=callbacks(params.train, live),
+            class_weight=weights,
             verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
         )
+        history = model.fit(
+            epochs=budget.epochs,
+            callbacks=callbacks(tp, keep, budget.min_epochs, live),
+            **fit_args,
+        )
+        if fine_tunes(tp, base):
+            done = len(history.epoch)
+            keep.restore()  # phase 2 starts from phase 1's best head
+            with strategy.scope():
+                set_trainable(base, tp.fine_tune_layers)
+                compile_model(model, tp.fine_tune_learning_rate, tp.optimizer)
+            log.info("fine-tuning the top %s layers of %s", tp.fine_tune_layers, base.name)
+            model.fit(
+                initial_epoch=done,
+                epochs=done + tp.fine_tune_epochs,
+                callbacks=callbacks(tp, keep, 0, live),
+                **fit_args,
+            )
+        keep.restore()
+        if live is not None:
+            record_best(live, keep)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return with_dtype_policy(model, "float32") if policy != "float32" else model
 
 
-def save_model(model: keras.Model, classes: Sequence[str]) -> None:
+def record_best(live: Live, keep: KeepBest) -> None:
+    """reports/train/metrics.json (what `dvc metrics show` prints) describes the saved
+    weights: the best epoch's values, not the last epoch's."""
+    for name, value in keep.best_logs.items():
+        # dvclive's Keras callback files val_* under eval/ and the rest under train/.
+        group, key = ("eval", name[4:]) if name.startswith("val_") else ("train", name)
+        live.summary.setdefault(group, {})[key] = value
+    live.summary["best_step"] = keep.best_epoch
+
+
+def trained_on(rows: Sequence[Row], init_from: str | None) -> list[Row]:
+    """This run's training images plus everything the init_from model had trained on, so a
+    chain of init_from runs never lets an image trained on into a later test split."""
+    earlier = read_manifest(config.trained_on_path(Path(init_from))) if init_from else []
+    seen = {row.sha256 for row in rows}
+    return [*rows, *(row for row in earlier if row.sha256 not in seen)]
+
+
+def save_model(model: keras.Model, classes: Sequence[str], rows: Sequence[Row]) -> None:
     with atomic.atomic_path(config.KERAS_MODEL) as tmp:
         model.save(tmp)
     atomic.write_json(config.CLASSES_FILE, list(classes))
+    write_manifest(config.TRAINED_ON_FILE, rows)
 
 
 def run(params: Params) -> None:
@@ -157,7 +293,8 @@ def run(params: Params) -> None:
         )
         with Live(dir=str(config.TRAIN_LIVE_DIR), dvcyaml=None, save_dvc_exp=False) as live:
             model = fit(params, train, val, classes, live)
-    save_model(model, classes)
+        rows = trained_on(train.rows, params.train.init_from)
+    save_model(model, classes, rows)
     log.info("wrote %s", config.KERAS_MODEL)
 
 

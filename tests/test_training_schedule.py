@@ -1,0 +1,166 @@
+"""The training schedule: budget for small data, class weights, the saved (best) weights and
+what DVC reports about them, and transfer learning in two phases."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from dvclive import Live
+
+from image_classifier import models, train
+from image_classifier.input_pipeline import ArraySource
+from image_classifier.params import TrainParams, parse_params
+
+CLASSES = ["red", "green", "blue"]
+HUES = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], np.float32)
+
+
+def colours(n_per_class: int, size: int, seed: int) -> ArraySource:
+    """Noisy images whose class is their colour."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n_per_class)
+    x = np.clip(HUES[y][:, None, None, :] + rng.normal(0, 40, (len(y), size, size, 3)), 0, 255)
+    return ArraySource(x.astype(np.uint8), y)
+
+
+@pytest.mark.parametrize(
+    ("n_train", "params", "expected"),
+    [
+        # 85 images at batch 32 would be 3 steps an epoch: capped to 10 (9 steps), and at
+        # least 300 steps (34 epochs) before early stopping may end training.
+        (85, TrainParams(batch_size=32, epochs=40, min_steps=300), train.Budget(10, 9, 40, 34)),
+        (85, TrainParams(batch_size=32, epochs=10, min_steps=300), train.Budget(10, 9, 34, 34)),
+        (10_000, TrainParams(batch_size=32, epochs=5), train.Budget(32, 313, 5, 1)),
+        (5, TrainParams(batch_size=64, epochs=3, min_steps=0), train.Budget(1, 5, 3, 0)),
+    ],
+)
+def test_training_budget_adapts_to_the_dataset_size(n_train, params, expected):
+    assert train.training_budget(n_train, params) == expected
+
+
+def test_balanced_class_weights():
+    weights = train.class_weights(np.array([0] * 8 + [1] * 2), 3)
+    assert weights == {0: 10 / (3 * 8), 1: 10 / (3 * 2), 2: 0.0}
+
+
+def test_class_weight_balanced_reaches_keras_fit(monkeypatch):
+    seen = []
+    original = keras.Model.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("class_weight"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    raw = {"image": {"size": 8, "color_mode": "rgb"}}
+    raw["train"] = {"epochs": 1, "min_steps": 0, "class_weight": "balanced"}
+    data = ArraySource(colours(6, 8, 0).x[:14], np.array([0] * 10 + [1] * 2 + [2] * 2))
+    train.fit(parse_params(raw), data, colours(2, 8, 1), CLASSES)
+    assert seen == [{0: 14 / 30, 1: 14 / 6, 2: 14 / 6}]
+
+
+def test_reported_training_metrics_are_those_of_the_saved_weights(tmp_path):
+    """Early stopping restores the best epoch; metrics.json must describe that epoch."""
+    raw = {"image": {"size": 8, "color_mode": "rgb"}}
+    # A learning rate this high makes the validation loss jump about, so the best epoch is
+    # rarely the last: the case where reporting the last epoch misleads.
+    raw["train"] = {"epochs": 8, "min_steps": 0, "learning_rate": 0.05, "batch_size": 4}
+    val = colours(3, 8, 1)
+    with Live(dir=str(tmp_path), dvcyaml=None, save_dvc_exp=False) as live:
+        model = train.fit(parse_params(raw), colours(8, 8, 0), val, CLASSES, live)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    history = {
+        name: [float(line.split("\t")[-1]) for line in path.read_text().splitlines()[1:]]
+        for name, path in [
+            ("val_loss", tmp_path / "plots/metrics/eval/loss.tsv"),
+            ("loss", tmp_path / "plots/metrics/train/loss.tsv"),
+        ]
+    }
+    best = int(np.argmin(history["val_loss"]))
+    assert summary["best_step"] == best
+    assert summary["eval"]["loss"] == pytest.approx(history["val_loss"][best])
+    assert summary["train"]["loss"] == pytest.approx(history["loss"][best])
+    # ... and the returned model really holds that epoch's weights.
+    loss = model.evaluate(val.x.astype(np.float32), val.labels, verbose=0)[0]
+    assert loss == pytest.approx(summary["eval"]["loss"], rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A 'pretrained' MobileNetV2 base saved to a local file (random weights: offline)."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path_factory.mktemp("weights") / "base.weights.h5"
+    base.save_weights(path)
+    return path, base
+
+
+def _layer_changes(model: keras.Model, reference: keras.Model) -> dict[str, bool]:
+    """Which of the base's layers hold weights different from the reference (a base, or a
+    model holding one)."""
+    base = models.find_base(model)
+    reference = models.find_base(reference) or reference
+    return {
+        layer.name: any(
+            not np.array_equal(a, b)
+            for a, b in zip(
+                layer.get_weights(), reference.get_layer(layer.name).get_weights(), strict=True
+            )
+        )
+        for layer in base.layers
+        if layer.weights
+    }
+
+
+def _transfer(**train_params):
+    raw = {"image": {"size": 32, "color_mode": "rgb"}}
+    raw["train"] = {
+        "model": "mobilenet_v2",
+        "epochs": 1,
+        "fine_tune_epochs": 1,
+        "min_steps": 0,
+        "batch_size": 8,
+        **train_params,
+    }
+    return parse_params(raw)
+
+
+def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, monkeypatch):
+    path, reference = weights_file
+    rates = []
+    compile_model = train.compile_model
+
+    def spy(model, learning_rate, optimizer):
+        rates.append(learning_rate)
+        compile_model(model, learning_rate, optimizer)
+
+    monkeypatch.setattr(train, "compile_model", spy)
+    params = _transfer(weights=str(path), fine_tune_layers=3, fine_tune_learning_rate=1e-4)
+    model = train.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    assert rates == [params.train.learning_rate, 1e-4]
+    changed = _layer_changes(model, reference)
+    top3 = [layer.name for layer in models.tunable_layers(models.find_base(model))[-3:]]
+    assert {name for name, c in changed.items() if c} == set(top3)  # BN statistics too: none
+
+
+def test_no_phase_two_keeps_the_base_as_loaded(weights_file):
+    path, reference = weights_file
+    model = train.fit(_transfer(weights=str(path)), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    assert not any(_layer_changes(model, reference).values())
+
+
+def test_init_from_honours_the_fine_tuning_settings(weights_file, tmp_path):
+    path, _ = weights_file
+    start = train.fit(_transfer(weights=str(path)), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    start.save(tmp_path / "model.keras")
+    (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
+    start = keras.models.load_model(tmp_path / "model.keras")
+    data = colours(8, 32, 2), colours(2, 32, 3)
+    frozen = train.fit(_transfer(init_from=str(tmp_path / "model.keras")), *data, CLASSES)
+    assert not any(_layer_changes(frozen, start).values())
+    tuned = train.fit(
+        _transfer(init_from=str(tmp_path / "model.keras"), fine_tune_layers=2), *data, CLASSES
+    )
+    top2 = [layer.name for layer in models.tunable_layers(models.find_base(tuned))[-2:]]
+    assert {name for name, c in _layer_changes(tuned, start).items() if c} == set(top2)
