@@ -178,6 +178,7 @@ def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:
         fine_tune_layers=0,
         batch_size=32,
         epochs=args.epochs,
+        min_steps=0,  # exactly --epochs, like the peer (the default adds epochs for small data)
     )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-# The web app records prediction counts (drift check); keep the tests' counts out of the repo.
-os.environ.setdefault("DRIFT_DB", str(Path(tempfile.mkdtemp(prefix="drift-")) / "drift.sqlite"))
 
 
 def png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def _setup_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
+def open_drift_store(path: str) -> DriftStore | None:
+    """The drift counts' database, or None (recording off) when it cannot be opened: a
+    read-only deploy (Docker as a non-root user, Kubernetes' readOnlyRootFilesystem) must
+    still serve. Give it a writable path (DRIFT_DB) to keep the counts."""
+    try:
+        return DriftStore(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning(
+            "drift recording is off: cannot open %s (%s); set DRIFT_DB to a writable path",
+            path,
+            exc,
+        )
+        return None
+
+
 def create_app(model_dir: str | Path | None = None, params_file: str | Path | None = None) -> Flask:
     """Build the app and load the model once, in this process (each gunicorn worker, after fork).
 
@@ -64,7 +80,7 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     state = ModelState(model_dir, params.serve, params.image.max_pixels)
     app.extensions["model_state"] = state
     drift_db = os.environ.get("DRIFT_DB", params.serve.drift_db)
-    app.extensions["drift_store"] = DriftStore(drift_db) if drift_db else None
+    app.extensions["drift_store"] = open_drift_store(drift_db) if drift_db else None
     for blueprint in (pages.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(SPEC))

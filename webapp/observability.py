@@ -71,7 +71,7 @@ def init_app(app: Flask, model_version: str) -> None:
         if store is not None and predictions and response.status_code < 400:
             try:
                 store.record(model_version, predictions)
-            except sqlite3.Error as exc:  # the drift counts must never fail a prediction
+            except (sqlite3.Error, OSError) as exc:  # drift counts must never fail a prediction
                 logging.getLogger(__name__).warning("drift counts not saved: %s", exc)
         line = {
             "method": request.method,

@@ -8,8 +8,9 @@ exported model and this function are the whole contract between training and ser
 from __future__ import annotations
 
 import io
-import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,13 +44,22 @@ def _open(source: ImageSource) -> Image.Image:
         return Image.open(source)
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError, struct.error) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise  # the file system's error (missing file, permissions), not the image's
-        # Header parsers fail with any of these on a garbled or cut-off header.
-        raise ImageError(f"not an image Pillow can read: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image too large: {exc}") from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the file system's error (missing file, permissions), not the image's
+        raise ImageError(f"not an image Pillow can read: {_reason(exc)}") from None
+    except Exception as exc:
+        raise ImageError(f"not an image Pillow can read: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why Pillow gave up on a file. Its ~50 format plugins fail on garbled input with any
+    exception type (EOFError, NotImplementedError, RuntimeError, struct.error, IndexError,
+    ...: tests/test_fuzz.py found each); for untrusted bytes every one of them means "this
+    file cannot be decoded", so callers see one ImageError that names the cause."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -81,6 +91,17 @@ def _normalise_mode(img: Image.Image, color_mode: str) -> Image.Image:
 DRAFT_MARGIN = 2
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Pillow warns (then errors) on huge images with its own global limit; ours comes first.
+    Its plugins also warn about every oddity of a damaged file (TIFF tags, EXIF): the outcome,
+    pixels or ImageError, is what counts, not a log line per file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+        yield
+
+
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -96,11 +117,12 @@ def check_header(source: ImageSource, max_pixels: int = 40_000_000) -> tuple[int
     Cheap (no pixels are decoded), so the split scan can vet every file; a file whose pixel
     data is corrupt passes here and is reported when `prepare` decodes it.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _quiet():
         img = _open(source)
         try:
-            width, height = img.size
+            width, height = (int(v) for v in img.size)
+        except (TypeError, ValueError):  # a garbled header can give any "size"
+            raise ImageError(f"not an image Pillow can read: bad size {img.size!r}") from None
         finally:
             img.close()
     _check_size(width, height, max_pixels)
@@ -121,9 +143,7 @@ def decode_pixels(
     """
     if color_mode not in ("rgb", "grayscale"):
         raise ValueError(f"color_mode must be 'rgb' or 'grayscale', not {color_mode!r}")
-    with warnings.catch_warnings():
-        # Pillow warns (then errors) on huge images with its own global limit; ours comes first.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _quiet():
         opened = _open(source)
         img = opened
         try:
@@ -140,9 +160,14 @@ def decode_pixels(
             img = img.resize((size, size), Image.Resampling.BILINEAR)
         except ImageError:
             raise
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            # Truncated or corrupt data surfaces here, when the pixels are actually read.
-            raise ImageError(f"corrupt or truncated image: {exc}") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"image too large: {exc}") from None
+        except OSError as exc:
+            if exc.errno is not None:
+                raise  # the file system's error, not the image's
+            raise ImageError(f"corrupt or truncated image: {_reason(exc)}") from None
+        except Exception as exc:  # truncated or corrupt data surfaces here
+            raise ImageError(f"corrupt or truncated image: {_reason(exc)}") from None
         finally:
             opened.close()
     arr = np.asarray(img, dtype=np.uint8)
