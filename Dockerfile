@@ -8,18 +8,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PORT=8000 \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    DRIFT_DB=/var/lib/image-classifier/drift.sqlite
 
-RUN useradd --create-home --uid 10001 app
+# /app stays root-owned (read-only to the app); the drift counts get their own writable volume.
+RUN useradd --create-home --uid 10001 app \
+    && mkdir -p /var/lib/image-classifier \
+    && chown 10001:10001 /var/lib/image-classifier
+VOLUME ["/var/lib/image-classifier"]
 WORKDIR /app
 
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY --chown=10001:10001 Procfile params.yaml ./
-COPY --chown=10001:10001 src/image_classifier ./src/image_classifier
-COPY --chown=10001:10001 webapp ./webapp
-COPY --chown=10001:10001 saved_models/model.tflite saved_models/model.json ./saved_models/
+COPY Procfile params.yaml ./
+COPY src/image_classifier ./src/image_classifier
+COPY webapp ./webapp
+COPY saved_models/model.tflite saved_models/model.json ./saved_models/
 
 USER 10001
 EXPOSE 8000

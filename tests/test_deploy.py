@@ -4,9 +4,13 @@ Heroku bundle carries the model and runs on its own; the smoke check works."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +94,11 @@ def test_kubernetes_manifests():
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {"requests", "limits"} <= set(container["resources"])
+    # The root filesystem is read-only: the drift database lives on a mounted volume.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    drift_db = next(e["value"] for e in container["env"] if e["name"] == "DRIFT_DB")
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(Path(drift_db).parent) in mounts
     assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "image-classifier"
     assert docs["Service"]["spec"]["selector"] == {"app": "image-classifier"}
 
@@ -132,3 +141,103 @@ def test_readme_documents_deploy():
     readme = (ROOT / "README.md").read_text()
     for needle in ("## Deploy", "HEROKU_API_KEY", "HEROKU_APP_NAME", "dvc remote add", "gate"):
         assert needle in readme, needle
+
+
+def _unprivileged_python(tmp: Path) -> Path:
+    """A venv with only requirements.txt (what Heroku and the Docker image install), built on
+    an interpreter an unprivileged user may run (pyenv's under /root is not one)."""
+    for candidate in ("/usr/bin/python3.11", "/usr/local/bin/python3.11", sys.executable):
+        probe = subprocess.run([candidate, "-c", "0"], user=65534, group=65534, capture_output=True)
+        if probe.returncode == 0:
+            break
+    else:
+        pytest.fail("no Python 3.11 that user 65534 can run (looked in /usr/bin, /usr/local/bin)")
+    venv = tmp / "venv"
+    subprocess.run([candidate, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "-q", "-r", str(ROOT / "requirements.txt")],
+        check=True,
+        capture_output=True,
+    )
+    return venv / "bin/python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root")
+def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
+    """What the Dockerfile (uid 10001, root-owned /app) and Kubernetes (readOnlyRootFilesystem)
+    do: the Procfile's command, run by a user who can write nowhere but /tmp, and no DRIFT_DB.
+    It must serve; drift recording turns itself off with a warning."""
+    import requests
+    from test_webapp_server import free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="ro-deploy-", dir="/tmp"))
+    try:
+        tmp.chmod(0o755)
+        python = _unprivileged_python(tmp)
+        slug = tmp / "slug"
+        slug.mkdir()
+        fake_root = tmp / "repo"
+        for name in ("Procfile", "requirements.txt", ".python-version", "params.yaml"):
+            (fake_root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, fake_root / name)
+        for tree in ("webapp", "src/image_classifier"):
+            shutil.copytree(ROOT / tree, fake_root / tree)
+        shutil.copytree(model_dir, fake_root / "saved_models")
+        sys.path.insert(0, str(ROOT / "deploy"))
+        try:
+            import bundle
+        finally:
+            sys.path.pop(0)
+        bundle.bundle(slug, root=fake_root)
+        command = shlex.split((slug / "Procfile").read_text().split("web:", 1)[1])
+        assert command[0] == "gunicorn"
+        port = free_port()
+        env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "WEB_CONCURRENCY": "2", "HOME": "/tmp"}
+        log = tmp / "server.log"
+        proc = subprocess.Popen(
+            [str(python), "-m", *command],
+            cwd=slug,
+            env=env,
+            user=65534,
+            group=65534,
+            extra_groups=[],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            ready = None
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    ready = requests.get(f"{url}/readyz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.3)
+            assert ready is not None and ready.status_code == 200, log.read_text()
+            image = (model_dir / "model.json").read_bytes()  # any bytes: not an image
+            assert (
+                requests.post(
+                    f"{url}/api/v1/predict", files={"image": ("x", image)}, timeout=10
+                ).status_code
+                == 422
+            )
+            from conftest import pattern, png
+
+            res = requests.post(
+                f"{url}/api/v1/predict", files={"image": ("a.png", png(pattern(0, 1)))}, timeout=10
+            )
+            assert res.status_code == 200, res.text
+            assert proc.poll() is None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        text = log.read_text()
+        assert "drift recording is off: cannot open var/drift.sqlite" in text
+        assert "Traceback" not in text
+        assert not (slug / "var").exists()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
