@@ -134,3 +134,13 @@ def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
     lite = Classifier(export.to_tflite(model), card).predict(x)
     assert export.agreement(model.predict(x, verbose=0), lite) <= 1e-4
+
+
+def test_bounded_batches_give_the_same_probabilities(trained):
+    """The web app runs LiteRT in chunks of at most SERVE_MAX_BATCH images (bounded memory)."""
+    x = pixels(3, offset=120)  # 9 images
+    card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
+    tflite = export.to_tflite(trained)
+    whole = Classifier(tflite, card).predict(x)
+    chunked = Classifier(tflite, card, max_batch=4).predict(x)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)

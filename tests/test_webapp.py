@@ -21,7 +21,10 @@ CLASSES = ["cat", "crème brûlée", "dog"]
 @pytest.fixture(scope="module")
 def app(model_dir, tmp_path_factory):
     params = tmp_path_factory.mktemp("params") / "params.yaml"
-    params.write_text("serve:\n  max_upload_mb: 1\n  max_files: 4\nimage:\n  max_pixels: 1000000\n")
+    params.write_text(
+        "serve:\n  max_upload_mb: 1\n  max_files: 4\n  max_explain_files: 2\n"
+        "image:\n  max_pixels: 1000000\n"
+    )
     return create_app(model_dir=model_dir, params_file=params)
 
 
@@ -68,6 +71,17 @@ def test_predict_one_and_many(client):
     assert probs == sorted(probs, reverse=True) and len(probs) == 3
     many = post_images(client, ("a.png", image_bytes(0)), ("b.jpg", image_bytes(1, fmt="JPEG")))
     assert [p["filename"] for p in many.json["predictions"]] == ["a.png", "b.jpg"]
+
+
+def test_explain_is_limited_to_max_explain_files(client):
+    files = [(f"{i}.png", image_bytes(0, i)) for i in range(3)]
+    assert post_images(client, *files).status_code == 200  # 3 <= max_files
+    res = post_images(client, *files, url="/api/v1/predict?explain=true")
+    assert res.status_code == 400
+    assert res.json["error"]["message"] == (
+        "too many files: 3 (at most 2 per request with explain=true)"
+    )
+    assert post_images(client, *files[:2], url="/api/v1/predict?explain=true").status_code == 200
 
 
 def test_explain_adds_a_heatmap(client):

@@ -33,11 +33,13 @@ def prediction_json(result: Result) -> dict:
 @bp.post("/api/v1/predict")
 def predict():
     st = state()
-    uploads = form_uploads(request, "image", st.settings.max_files)
+    explain = request.args.get("explain", "").lower() in TRUE
+    limit = st.settings.max_explain_files if explain else st.settings.max_files
+    uploads = form_uploads(request, "image", limit, "with explain=true" if explain else "")
     results = st.classify(uploads)
     record(results)
     body = [prediction_json(r) for r in results]
-    if request.args.get("explain", "").lower() in TRUE:
+    if explain:
         for item, upload, result in zip(body, uploads, results, strict=True):
             item["heatmap"] = st.explain(upload, result)[1]
     return jsonify(model_version=st.require().card.version, predictions=body)

@@ -34,6 +34,11 @@ class Result:
     pixels: np.ndarray  # the model's input, kept for the heat map
 
 
+# Images per LiteRT call in a web worker: bounds its memory whatever a request holds (16
+# files, or an explain's 50 occluded copies). Measured with bench/serve.py (README).
+SERVE_MAX_BATCH = 8
+
+
 class ModelState:
     """The classifier, or why there is none; `ready` flips only after a warm-up inference."""
 
@@ -43,7 +48,7 @@ class ModelState:
         self.classifier: Classifier | None = None
         self.error = "not loaded"
         try:
-            clf = Classifier.from_dir(model_dir, num_threads=1)
+            clf = Classifier.from_dir(model_dir, num_threads=1, max_batch=SERVE_MAX_BATCH)
             size, channels = clf.card.image_size, 1 if clf.card.color_mode == "grayscale" else 3
             clf.predict(np.zeros((1, size, size, channels), dtype=np.float32))  # warm-up
         except (ModelLoadError, ValueError, RuntimeError) as exc:

@@ -35,12 +35,15 @@ def display_name(name: str | None) -> str:
     return (name or "")[:MAX_NAME]
 
 
-def form_uploads(request: Request, field: str, max_files: int) -> list[Upload]:
+def form_uploads(request: Request, field: str, max_files: int, why: str = "") -> list[Upload]:
     files = [f for f in request.files.getlist(field) if f is not None]
     if not files or all(not f.filename and f.content_length == 0 for f in files):
         raise ClientError(400, f"no image: send a file in the multipart field '{field}'")
     if len(files) > max_files:
-        raise ClientError(400, f"too many files: {len(files)} (at most {max_files} per request)")
+        where = f" {why}" if why else ""
+        raise ClientError(
+            400, f"too many files: {len(files)} (at most {max_files} per request{where})"
+        )
     uploads = []
     for i, f in enumerate(files):
         data = f.read()

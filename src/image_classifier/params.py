@@ -256,6 +256,8 @@ class ServeParams:
     unsure_threshold: float = 0.6
     max_upload_mb: float = 8.0  # whole request body; larger gets 413
     max_files: int = 16  # images per API request
+    # ?explain=true runs ~50 inferences an image (occlusion); this caps the files it accepts.
+    max_explain_files: int = 4
     model_name: str = "image-classifier"  # for /v1/models/<name>:predict
     # Prediction counts per model version for the drift check ("" turns recording off).
     drift_db: str = "var/drift.sqlite"
@@ -270,6 +272,12 @@ class ServeParams:
         )
         _require(self.max_upload_mb > 0, "serve.max_upload_mb", "must be > 0", self.max_upload_mb)
         _require(self.max_files >= 1, "serve.max_files", "must be >= 1", self.max_files)
+        _require(
+            self.max_explain_files >= 1,
+            "serve.max_explain_files",
+            "must be >= 1",
+            self.max_explain_files,
+        )
         _require(
             bool(re.fullmatch(r"[A-Za-z0-9._-]+", self.model_name)),
             "serve.model_name",
