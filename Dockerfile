@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PORT=8000 \
     WEB_CONCURRENCY=2 \
+    MALLOC_ARENA_MAX=2 \
     DRIFT_DB=/var/lib/image-classifier/drift.sqlite
 
 # /app stays root-owned (read-only to the app); the drift counts get their own writable volume.

@@ -42,7 +42,7 @@ run: repro ## Environment, `dvc repro` on the bundled sample, then the web app (
 	$(MAKE) --no-print-directory serve
 
 serve: venv ## Serve the exported model with gunicorn, as the Procfile does (PORT=8000)
-	PORT=$(PORT) gunicorn --config webapp/gunicorn.conf.py --pythonpath src "webapp:create_app()"
+	PORT=$(PORT) MALLOC_ARENA_MAX=2 gunicorn --config webapp/gunicorn.conf.py --pythonpath src "webapp:create_app()"
 
 test: lint ## Lint, then every test (unit and end-to-end)
 	pytest

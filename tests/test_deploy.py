@@ -191,9 +191,12 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
             sys.path.pop(0)
         bundle.bundle(slug, root=fake_root)
         command = shlex.split((slug / "Procfile").read_text().split("web:", 1)[1])
-        assert command[0] == "gunicorn"
         port = free_port()
         env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "WEB_CONCURRENCY": "2", "HOME": "/tmp"}
+        while "=" in command[0]:  # the Procfile's VAR=value prefixes, as the shell reads them
+            name, value = command.pop(0).split("=", 1)
+            env[name] = value
+        assert command[0] == "gunicorn"
         log = tmp / "server.log"
         proc = subprocess.Popen(
             [str(python), "-m", *command],

@@ -1,6 +1,7 @@
 import csv
 import io
 
+import numpy as np
 import pytest
 
 from image_classifier import drift
@@ -117,3 +118,21 @@ def test_web_app_records_counts_and_cli_reads_them_over_http(model_dir, tmp_path
         assert f"model {version}: 6 live predictions" in capsys.readouterr().out
         assert drift.main([*args, "--reference", str(other)]) == 1
         assert "elsewhere" in capsys.readouterr().out
+
+
+def test_many_classes_and_few_samples_do_not_look_like_drift():
+    """45 classes, 269 reference and 200 live predictions from one distribution: the plain PSI
+    is about (K - 1)(1/n_ref + 1/n_live) = 0.39 by chance alone; the judged PSI is not."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(45) * 5)
+    plain, judged, shifted = [], [], []
+    shift = 0.75 * p
+    shift[0] += 0.25  # a quarter of the traffic moves to one class
+    for _ in range(300):
+        ref, live = rng.multinomial(269, p), rng.multinomial(200, p)
+        plain.append(sum(drift.psi(ref, live)))
+        judged.append(drift.corrected_psi(ref, live))
+        shifted.append(drift.corrected_psi(rng.multinomial(269, p), rng.multinomial(200, shift)))
+    assert np.mean(np.array(plain) > 0.2) > 0.95  # the false alarms this fixes
+    assert np.mean(np.array(judged) > 0.2) < 0.01
+    assert np.mean(np.array(shifted) > 0.2) > 0.95

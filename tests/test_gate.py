@@ -71,3 +71,27 @@ def test_cli_against_a_git_baseline(tmp_path, monkeypatch, capsys):
     assert "0.9900 -> 0.9000" in out and "quality gate FAILED" in out
     metrics.unlink()
     assert gate.main([]) == 1
+
+
+def test_an_unknown_baseline_revision_fails_instead_of_skipping(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("gate:\n  min_value: 0.5\n")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/metrics.json").write_text(json.dumps({"accuracy": 0.99}))
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True
+    )
+    assert gate.main(["--baseline-rev", "0123456789abcdef0123456789abcdef01234567"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: baseline revision" in out and "not found" in out
+    # A commit without a metrics file is the first model: no baseline, not an error.
+    (tmp_path / "reports/metrics.json").rename(tmp_path / "m.json")
+    subprocess.run(["git", "rm", "-q", "--cached", "reports/metrics.json"], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "y"], check=True
+    )
+    (tmp_path / "m.json").rename(tmp_path / "reports/metrics.json")
+    assert gate.main(["--baseline-rev", "HEAD"]) == 0
+    assert "no baseline metrics" in capsys.readouterr().out

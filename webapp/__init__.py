@@ -15,7 +15,6 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from image_classifier import config
 from image_classifier.drift_store import DriftStore
@@ -75,8 +74,7 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     app.config.update(
         MAX_CONTENT_LENGTH=int(params.serve.max_upload_mb * 1024 * 1024),
     )
-    # Heroku's router (one proxy hop) sets X-Forwarded-For/-Proto; trust exactly that one.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    security.trust_proxies(app)
     state = ModelState(model_dir, params.serve, params.image.max_pixels)
     app.extensions["model_state"] = state
     drift_db = os.environ.get("DRIFT_DB", params.serve.drift_db)

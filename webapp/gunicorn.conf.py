@@ -9,13 +9,23 @@ import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Threads, not plain sync workers: a client that trickles its upload ties up one thread, not a
+# whole worker. Measured with bench/slow_clients.py: 4 or 12 slow clients against 2 sync
+# workers made ordinary requests time out (5 s); against 2 x 16 threads none failed (median
+# 3 ms). Inference stays one at a time per worker (the LiteRT lock), so threads cost no model
+# memory; the Procfile's MALLOC_ARENA_MAX=2 keeps glibc from giving each thread its own heap
+# (MobileNetV2 at 224 px: 116 -> 99 MB a worker serving, 237 -> 171 MB explaining).
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 preload_app = False
 timeout = 30
 graceful_timeout = 20
 max_requests = 5000  # recycle workers now and then; jitter avoids all restarting at once
 max_requests_jitter = 500
 accesslog = None  # the app writes one JSON line per request itself
-forwarded_allow_ips = "*"  # Heroku's router is the only peer; ProxyFix trusts one hop
+# gunicorn's own reading of X-Forwarded-Proto: only from the local host (its default). The
+# app's ProxyFix decides what to trust from real proxies (PROXY_HOPS, webapp/security.py).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
 def on_starting(server):

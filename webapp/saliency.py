@@ -27,11 +27,16 @@ def occlusion_map(clf: Classifier, x: np.ndarray, target: int) -> np.ndarray:
     if starts[-1] != size - patch:
         starts.append(size - patch)
     fill = x.mean(axis=(0, 1))
-    batch = np.repeat(x[np.newaxis], len(starts) ** 2 + 1, axis=0)
     boxes = [(r, c) for r in starts for c in starts]
-    for i, (r, c) in enumerate(boxes, start=1):
-        batch[i, r : r + patch, c : c + patch] = fill
-    probs = clf.predict(batch)[:, target]
+    # The occluded copies are made a chunk at a time (49 copies of a 224-px image are 30 MB).
+    chunk = clf.max_batch or len(boxes) + 1
+    probs = [clf.predict(x[np.newaxis])[:, target]]
+    for i in range(0, len(boxes), chunk):
+        batch = np.repeat(x[np.newaxis], len(boxes[i : i + chunk]), axis=0)
+        for j, (r, c) in enumerate(boxes[i : i + chunk]):
+            batch[j, r : r + patch, c : c + patch] = fill
+        probs.append(clf.predict(batch)[:, target])
+    probs = np.concatenate(probs)
     heat = np.zeros((size, size), dtype=np.float64)
     hits = np.zeros((size, size), dtype=np.float64)
     for (r, c), p in zip(boxes, probs[1:], strict=True):

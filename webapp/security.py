@@ -1,21 +1,24 @@
-"""CSRF protection for the HTML form and security headers on every response.
+"""Cross-site request refusal, proxy trust and security headers on every response.
 
-CSRF uses the double-submit cookie pattern: a random token in a SameSite=Strict, HttpOnly
-cookie must match the token in the form. It needs no server-side secret, so it works across
-gunicorn workers and restarts without shared state.
+Why no CSRF token: nothing here acts on a user's behalf. There are no accounts, no cookies and
+no state a request changes except anonymous prediction counts, and the JSON API, which any
+program may call, does exactly what the form does. A token on the form protected nothing the
+API left open. What a hostile page *can* do is make its visitors' browsers post images here
+(CORS does not stop a plain form or fetch POST), spending our workers and skewing the drift
+counts. So every POST that a browser marks as cross-site (Sec-Fetch-Site, sent by every current
+browser) or whose Origin is another site is refused with 403; programs (curl, SDKs) send
+neither header and are unaffected.
 """
 
 from __future__ import annotations
 
-import hmac
-import secrets
+import os
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webapp.errors import ClientError
-
-CSRF_COOKIE = "csrf_token"
-CSRF_FIELD = "csrf_token"
 
 CSP = "; ".join(
     [
@@ -31,19 +34,37 @@ CSP = "; ".join(
 )
 
 
-def csrf_token() -> str:
-    token = request.cookies.get(CSRF_COOKIE, "")
-    if len(token) < 32:
-        token = g.get("new_csrf") or secrets.token_urlsafe(32)
-        g.new_csrf = token
-    return token
+def check_same_site() -> None:
+    """403 for a browser POST coming from another site (see the module docstring)."""
+    if request.method != "POST":
+        return
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        # Set by the browser itself (pages cannot forge it): the most reliable signal. Origin
+        # is not: with Referrer-Policy no-referrer, a same-origin form sends "Origin: null".
+        if fetch_site == "cross-site":
+            raise ClientError(403, "cross-site requests are refused: post from this site's page")
+        return
+    origin = request.headers.get("Origin")  # older browsers
+    if origin is not None:
+        parts = urlsplit(origin)
+        if origin == "null" or (parts.scheme, parts.netloc) != (request.scheme, request.host):
+            raise ClientError(403, f"cross-site requests are refused (Origin {origin[:100]})")
 
 
-def check_csrf() -> None:
-    sent = request.form.get(CSRF_FIELD, "")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
-        raise ClientError(400, "the form expired or did not come from this site: reload the page")
+def trust_proxies(app: Flask) -> None:
+    """Trust X-Forwarded-* only as far as the deployment's proxies set them.
+
+    PROXY_HOPS (default 1: Heroku's router, or one ingress / load balancer) is how many
+    proxies in front of the app append to X-Forwarded-For and -Proto; 0 when clients connect
+    directly. X-Forwarded-Host is trusted only with PROXY_TRUST_HOST=1, for a proxy that sets
+    it: Heroku's router passes the client's Host through and does not."""
+    hops = int(os.environ.get("PROXY_HOPS", "1"))
+    if hops < 0:
+        raise ValueError(f"PROXY_HOPS must be >= 0 (got {hops})")
+    host = hops if os.environ.get("PROXY_TRUST_HOST", "") == "1" else 0
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=host)
 
 
 def init_app(app: Flask) -> None:
@@ -56,8 +77,6 @@ def init_app(app: Flask) -> None:
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if request.is_secure:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        if g.get("new_csrf"):
-            response.set_cookie(
-                CSRF_COOKIE, g.new_csrf, httponly=True, samesite="Strict", secure=request.is_secure
-            )
         return response
+
+    app.before_request(check_same_site)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,10 @@ class ModelState:
     def __init__(self, model_dir: Path, settings: ServeParams, max_pixels: int) -> None:
         self.settings = settings
         self.max_pixels = max_pixels
+        # One explanation at a time per worker: each runs ~50 inferences an image, and with
+        # gunicorn's threads several at once would multiply its memory for no extra speed
+        # (inference is serialised by the LiteRT lock anyway).
+        self._explaining = threading.Lock()
         self.classifier: Classifier | None = None
         self.error = "not loaded"
         try:
@@ -91,7 +96,8 @@ class ModelState:
         """(preview, heat-map overlay) of an upload as PNG data: URIs, for the page."""
         clf = self.require()
         target = clf.card.classes.index(result.top[0][0])
-        heat = saliency.occlusion_map(clf, result.pixels, target)
+        with self._explaining:
+            heat = saliency.occlusion_map(clf, result.pixels, target)
         display = load_image(upload.data, DISPLAY_SIZE, "rgb", self.max_pixels).astype(np.uint8)
         preview = saliency.data_uri(saliency.png_bytes(display))
         return preview, saliency.data_uri(saliency.overlay_png(display, heat))

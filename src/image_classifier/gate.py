@@ -66,12 +66,35 @@ def judge(current: dict, baseline: dict | None, gate: GateParams, margin: float 
     return Verdict(ok, tuple(lines))
 
 
+class BaselineError(RuntimeError):
+    """The baseline revision cannot be read: the drop check must not be skipped silently."""
+
+
 def metrics_at_rev(rev: str, path: Path) -> dict | None:
-    """The metrics file as committed at a git revision; None if it is not there."""
-    result = subprocess.run(
-        ["git", "show", f"{rev}:{path.as_posix()}"], capture_output=True, text=True
+    """The metrics file as committed at a git revision; None only when that commit has no such
+    file (the first model). A revision git cannot find is an error, never "no baseline"."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
     )
-    return json.loads(result.stdout) if result.returncode == 0 else None
+    if found.returncode != 0:
+        raise BaselineError(
+            f"baseline revision {rev!r} not found in this clone (a shallow checkout? "
+            "fetch it, e.g. actions/checkout with fetch-depth: 0)"
+        )
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "--", path.as_posix()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if not listed.stdout.strip():
+        return None
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{path.as_posix()}"], capture_output=True, text=True, check=True
+    )
+    return json.loads(shown.stdout)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -100,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.baseline:
         baseline = json.loads(args.baseline.read_text(encoding="utf-8"))
     elif args.baseline_rev:
-        baseline = metrics_at_rev(args.baseline_rev, args.metrics)
+        try:
+            baseline = metrics_at_rev(args.baseline_rev, args.metrics)
+        except BaselineError as exc:
+            print(f"FAIL: {exc}")
+            print("quality gate FAILED: not deploying")
+            return 1
     else:
         baseline = None
     verdict = judge(current, baseline, params.gate, params.evaluate.baseline_margin)

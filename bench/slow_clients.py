@@ -1,0 +1,116 @@
+"""Do slow clients tie up the web app? gunicorn from the Procfile, on loopback only.
+
+    python bench/slow_clients.py [--slow 4] [--seconds 12]
+
+For each worker setup (gunicorn's sync workers, then gthread with threads), opens --slow
+connections that send their headers and then trickle a multipart body one byte every 0.2 s
+(each stops after --seconds), and meanwhile sends ordinary prediction requests one after the
+other. Prints how many ordinary requests succeeded, their median and worst latency, and
+whether gunicorn had to kill a stuck worker. Bounded: loopback, --slow connections, --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import free_port, jpeg_256, multipart, start_server
+
+BOUNDARY = "benchboundary7d1f"
+
+
+def trickle(port: int, seconds: float, stop: threading.Event) -> None:
+    body = multipart(jpeg_256())
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head = (
+        f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+    )
+    end = time.monotonic() + seconds
+    try:
+        sock.sendall(head.encode())
+        for byte in body:
+            if stop.is_set() or time.monotonic() > end:
+                break
+            sock.sendall(bytes([byte]))
+            time.sleep(0.2)
+    except OSError:
+        pass  # the server closed it: fine, that is one answer
+    finally:
+        sock.close()
+
+
+def ordinary(port: int, seconds: float) -> tuple[int, int, list[float]]:
+    body = multipart(jpeg_256())
+    ok = failed = 0
+    took = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        start = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(
+                "POST",
+                "/api/v1/predict",
+                body,
+                {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            )
+            status = conn.getresponse().status
+            conn.close()
+        except OSError:
+            status = 0
+        took.append(time.perf_counter() - start)
+        ok, failed = (ok + 1, failed) if status == 200 else (ok, failed + 1)
+        time.sleep(0.05)
+    return ok, failed, took
+
+
+def run(setup: str, extra_args: str, slow: int, seconds: float) -> None:
+    os.environ["GUNICORN_CMD_ARGS"] = extra_args
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(port, 2, Path(tmp) / "drift.sqlite")
+        stop = threading.Event()
+        slow_threads = [
+            threading.Thread(target=trickle, args=(port, seconds, stop)) for _ in range(slow)
+        ]
+        try:
+            for t in slow_threads:
+                t.start()
+            time.sleep(0.5)  # let them occupy whatever they occupy
+            ok, failed, took = ordinary(port, seconds - 1)
+        finally:
+            stop.set()
+            for t in slow_threads:
+                t.join()
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    worst = max(took) * 1000 if took else float("nan")
+    print(
+        f"{setup:34s} {slow} slow clients: {ok} ordinary requests ok, {failed} failed; "
+        f"median {statistics.median(took) * 1000:.0f} ms, worst {worst:.0f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slow", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    args = parser.parse_args()
+    # --threads 1: gunicorn silently turns sync workers into gthread ones when threads > 1.
+    run("sync, 2 workers", "--worker-class sync --threads 1", args.slow, args.seconds)
+    run("gthread, 2 workers x 16 threads (ours)", "", args.slow, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
