@@ -103,14 +103,19 @@ def test_kubernetes_manifests():
     assert docs["Service"]["spec"]["selector"] == {"app": "image-classifier"}
 
 
-def test_bundle_carries_the_model_and_runs_alone(model_dir, tmp_path):
-    fake_root = tmp_path / "repo"
+def fake_repo(root: Path, model_dir: Path) -> Path:
+    """What bundle.py reads from a repository, with the tests' tiny exported model."""
     for name in ("Procfile", "requirements.txt", ".python-version", "params.yaml"):
-        (fake_root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, fake_root / name)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, root / name)
     for tree in ("webapp", "src/image_classifier"):
-        shutil.copytree(ROOT / tree, fake_root / tree)
-    shutil.copytree(model_dir, fake_root / "saved_models")
+        shutil.copytree(ROOT / tree, root / tree)
+    shutil.copytree(model_dir, root / "saved_models")
+    return root
+
+
+def test_bundle_carries_the_model_and_runs_alone(model_dir, tmp_path):
+    fake_root = fake_repo(tmp_path / "repo", model_dir)
     (fake_root / "data/raw/x").mkdir(parents=True)
     (fake_root / "data/raw/x/secret.png").write_bytes(b"not shipped")
     sys.path.insert(0, str(ROOT / "deploy"))
@@ -177,13 +182,7 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
         python = _unprivileged_python(tmp)
         slug = tmp / "slug"
         slug.mkdir()
-        fake_root = tmp / "repo"
-        for name in ("Procfile", "requirements.txt", ".python-version", "params.yaml"):
-            (fake_root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, fake_root / name)
-        for tree in ("webapp", "src/image_classifier"):
-            shutil.copytree(ROOT / tree, fake_root / tree)
-        shutil.copytree(model_dir, fake_root / "saved_models")
+        fake_root = fake_repo(tmp / "repo", model_dir)
         sys.path.insert(0, str(ROOT / "deploy"))
         try:
             import bundle

@@ -34,9 +34,16 @@ def test_refuses_a_network_that_does_not_beat_the_linear_baseline_by_the_margin(
     )
 
 
-def test_matching_a_perfect_linear_baseline_is_enough():
+def test_near_the_ceiling_half_the_headroom_is_enough():
     metrics = {"accuracy": 1.0, "baseline_linear_accuracy": 1.0}
     assert gate.judge(metrics, None, GATE, margin=0.02).passed
+    # baseline 0.985 + 0.02 would demand more than 1.0; half the headroom asks 0.9925
+    assert gate.judge(
+        {"accuracy": 0.995, "baseline_linear_accuracy": 0.985}, None, GATE, 0.02
+    ).passed
+    assert not gate.judge(
+        {"accuracy": 0.99, "baseline_linear_accuracy": 0.985}, None, GATE, 0.02
+    ).passed
 
 
 def test_the_baseline_check_uses_the_gate_metric():

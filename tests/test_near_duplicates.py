@@ -61,7 +61,7 @@ def test_close_pairs_matches_brute_force():
         flips = rng.choice(64, rng.integers(0, 7), replace=False)
         hashes.append(base[k] ^ sum(1 << int(b) for b in flips))
     hashes.append(None)
-    for bits in (0, 3, 6):
+    for bits in (0, 3, 6, 8, 16):
         expected = {
             (i, j)
             for i, j in itertools.combinations(range(len(hashes)), 2)

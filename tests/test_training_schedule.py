@@ -10,7 +10,7 @@ from dvclive import Live
 
 from image_classifier import models, train
 from image_classifier.input_pipeline import ArraySource
-from image_classifier.params import TrainParams, parse_params
+from image_classifier.params import ParamsError, TrainParams, parse_params
 
 CLASSES = ["red", "green", "blue"]
 HUES = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], np.float32)
@@ -29,14 +29,25 @@ def colours(n_per_class: int, size: int, seed: int) -> ArraySource:
     [
         # 85 images at batch 32 would be 3 steps an epoch: capped to 10 (9 steps), and at
         # least 300 steps (34 epochs) before early stopping may end training.
-        (85, TrainParams(batch_size=32, epochs=40, min_steps=300), train.Budget(10, 9, 40, 34)),
-        (85, TrainParams(batch_size=32, epochs=10, min_steps=300), train.Budget(10, 9, 34, 34)),
-        (10_000, TrainParams(batch_size=32, epochs=5), train.Budget(32, 313, 5, 1)),
-        (5, TrainParams(batch_size=64, epochs=3, min_steps=0), train.Budget(1, 5, 3, 0)),
+        (85, TrainParams(batch_size=32, epochs=40, min_steps=300), train.Budget(10, 9, 9, 40, 34)),
+        (85, TrainParams(batch_size=32, epochs=10, min_steps=300), train.Budget(10, 9, 9, 34, 34)),
+        # 313 steps an epoch become 320: 20 whole calls of 16.
+        (10_000, TrainParams(batch_size=32, epochs=5), train.Budget(32, 320, 16, 5, 1)),
+        (5, TrainParams(batch_size=64, epochs=3, min_steps=0), train.Budget(1, 5, 5, 3, 0)),
     ],
 )
 def test_training_budget_adapts_to_the_dataset_size(n_train, params, expected):
     assert train.training_budget(n_train, params) == expected
+
+
+def test_the_budget_is_the_number_of_optimizer_steps_taken():
+    raw = {"image": {"size": 8, "color_mode": "rgb"}}
+    raw["train"] = {"epochs": 3, "min_steps": 0, "batch_size": 2, "early_stopping_patience": 9}
+    params = parse_params(raw)
+    data = colours(6, 8, 0)  # 18 images at batch 2: 9 steps an epoch, 9 per call
+    model = train.fit(params, data, colours(2, 8, 1), CLASSES)
+    budget = train.training_budget(len(data), params.train)
+    assert int(model.optimizer.iterations.numpy()) == 3 * budget.steps_per_epoch == 27
 
 
 def test_balanced_class_weights():
@@ -131,9 +142,9 @@ def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, 
     rates = []
     compile_model = train.compile_model
 
-    def spy(model, learning_rate, optimizer):
+    def spy(model, learning_rate, optimizer, steps_per_execution):
         rates.append(learning_rate)
-        compile_model(model, learning_rate, optimizer)
+        compile_model(model, learning_rate, optimizer, steps_per_execution)
 
     monkeypatch.setattr(train, "compile_model", spy)
     params = _transfer(weights=str(path), fine_tune_layers=3, fine_tune_learning_rate=1e-4)
@@ -157,10 +168,28 @@ def test_init_from_honours_the_fine_tuning_settings(weights_file, tmp_path):
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
     start = keras.models.load_model(tmp_path / "model.keras")
     data = colours(8, 32, 2), colours(2, 32, 3)
-    frozen = train.fit(_transfer(init_from=str(tmp_path / "model.keras")), *data, CLASSES)
+    init = {"weights": str(path), "init_from": str(tmp_path / "model.keras")}
+    frozen = train.fit(_transfer(**init), *data, CLASSES)
     assert not any(_layer_changes(frozen, start).values())
-    tuned = train.fit(
-        _transfer(init_from=str(tmp_path / "model.keras"), fine_tune_layers=2), *data, CLASSES
-    )
+    tuned = train.fit(_transfer(**init, fine_tune_layers=2), *data, CLASSES)
     top2 = [layer.name for layer in models.tunable_layers(models.find_base(tuned))[-2:]]
     assert {name for name, c in _layer_changes(tuned, start).items() if c} == set(top2)
+
+
+def test_too_many_fine_tune_layers_fail_before_training(weights_file, monkeypatch):
+    path, _ = weights_file
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("trained anyway"))
+    with pytest.raises(ParamsError, match="has 52 layers with weights"):
+        train.fit(
+            _transfer(weights=str(path), fine_tune_layers=60), *[colours(2, 32, 0)] * 2, CLASSES
+        )
+
+
+def test_init_from_a_base_trained_from_scratch_keeps_training_it_whole(tmp_path):
+    start = train.fit(_transfer(weights=None), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    start.save(tmp_path / "model.keras")
+    (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
+    start = keras.models.load_model(tmp_path / "model.keras")
+    params = _transfer(weights=None, init_from=str(tmp_path / "model.keras"))
+    again = train.fit(params, colours(8, 32, 2), colours(2, 32, 3), CLASSES)
+    assert any(_layer_changes(again, start).values())

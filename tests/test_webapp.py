@@ -174,10 +174,12 @@ def test_cross_site_browser_posts_are_refused(client, path):
     assert post(**{"Sec-Fetch-Site": "cross-site"}).status_code == 403
     assert post(Origin="https://evil.example").status_code == 403
     assert post(Origin="null").status_code == 403  # an older browser, from a sandboxed frame
-    # The page's own posts, and programs (which send neither header), go through. A form
-    # under Referrer-Policy: no-referrer sends "Origin: null" with Sec-Fetch-Site: same-origin.
+    # The page's own posts, and programs (which send neither header), go through; over plain
+    # HTTP browsers send no Sec-Fetch-Site, only Origin (a real one under our Referrer-Policy).
     assert post(**{"Sec-Fetch-Site": "same-origin"}, Origin="http://localhost").status_code == 200
     assert post(**{"Sec-Fetch-Site": "same-origin"}, Origin="null").status_code == 200
+    assert post(Origin="http://localhost").status_code == 200
+    assert client.get("/").headers["Referrer-Policy"] == "same-origin"
     assert post().status_code == 200
 
 

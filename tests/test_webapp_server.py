@@ -165,6 +165,7 @@ def test_fuzzed_uploads_never_get_a_5xx(server):
         results = list(pool.map(send, fuzzing.mutated(seeds, 5000, seed=7)))
     statuses = Counter(status for _, status, _ in results)
     assert sum(statuses.values()) == 5000
+    assert statuses[200] > 250, statuses  # lightly damaged files still decode: not all refused
     assert not [r for r in results if r[1] >= 500], statuses
     # "file 1 (upload): <what is wrong>"
     reasons = [

@@ -5,9 +5,10 @@ no state a request changes except anonymous prediction counts, and the JSON API,
 program may call, does exactly what the form does. A token on the form protected nothing the
 API left open. What a hostile page *can* do is make its visitors' browsers post images here
 (CORS does not stop a plain form or fetch POST), spending our workers and skewing the drift
-counts. So every POST that a browser marks as cross-site (Sec-Fetch-Site, sent by every current
-browser) or whose Origin is another site is refused with 403; programs (curl, SDKs) send
-neither header and are unaffected.
+counts. So every POST that a browser marks as cross-site (Sec-Fetch-Site, sent by current
+browsers over HTTPS) or whose Origin is another site or "null" (sandboxed frames) is refused
+with 403; programs (curl, SDKs) send neither header and are unaffected. A sibling subdomain is
+"same-site" and allowed: give the app its own registrable domain if that matters.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def check_same_site() -> None:
         return
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site is not None:
-        # Set by the browser itself (pages cannot forge it): the most reliable signal. Origin
-        # is not: with Referrer-Policy no-referrer, a same-origin form sends "Origin: null".
+        # Set by the browser itself (pages cannot forge it): the most reliable signal. Sent
+        # over HTTPS and to localhost only; elsewhere Origin decides.
         if fetch_site == "cross-site":
             raise ClientError(403, "cross-site requests are refused: post from this site's page")
         return
@@ -73,7 +74,10 @@ def init_app(app: Flask) -> None:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" on the
+        # page's own POSTs, which check_same_site could not tell from a sandboxed frame's
+        # (plain HTTP gets no Sec-Fetch-Site). Other sites still get no referrer.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if request.is_secure:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"

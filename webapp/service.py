@@ -38,6 +38,9 @@ class Result:
 # Images per LiteRT call in a web worker: bounds its memory whatever a request holds (16
 # files, or an explain's 50 occluded copies). Measured with bench/serve.py (README).
 SERVE_MAX_BATCH = 8
+# How long an explain request waits for the worker's one explanation slot before a 503, so a
+# burst of explain requests cannot hold every thread while predictions queue behind them.
+EXPLAIN_WAIT_S = 5.0
 
 
 class ModelState:
@@ -96,8 +99,12 @@ class ModelState:
         """(preview, heat-map overlay) of an upload as PNG data: URIs, for the page."""
         clf = self.require()
         target = clf.card.classes.index(result.top[0][0])
-        with self._explaining:
+        if not self._explaining.acquire(timeout=EXPLAIN_WAIT_S):
+            raise ClientError(503, "busy explaining other images: retry, or drop explain=true")
+        try:
             heat = saliency.occlusion_map(clf, result.pixels, target)
+        finally:
+            self._explaining.release()
         display = load_image(upload.data, DISPLAY_SIZE, "rgb", self.max_pixels).astype(np.uint8)
         preview = saliency.data_uri(saliency.png_bytes(display))
         return preview, saliency.data_uri(saliency.overlay_png(display, heat))

@@ -53,7 +53,10 @@ def corrected_psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     predictions that is 0.39, over the usual 0.2 threshold on unchanged traffic. Measured with
     tests/test_drift.py's simulation: the plain PSI flagged 100% of unchanged 45-class samples;
     this flags under 1%, and still flags a 25% shift of traffic to one class."""
-    k = len(expected)
+    # Only bins either sample uses count (a confident model fills 1-2 of 10 confidence bins).
+    pairs = [(e, a) for e, a in zip(expected, actual, strict=True) if e or a]
+    expected, actual = [e for e, _ in pairs], [a for _, a in pairs]
+    k = len(pairs)
     n_ref, n_live = sum(expected), sum(actual)
     if not k or not n_ref or not n_live:
         return 0.0

@@ -98,11 +98,9 @@ def tunable_layers(base: keras.Model) -> list[layers.Layer]:
     return [layer for layer in base.layers if layer.weights and not isinstance(layer, frozen)]
 
 
-def set_trainable(base: keras.Model, fine_tune_layers: int) -> None:
-    """Freeze the base except its top `fine_tune_layers` tunable layers (-1: all of them).
-
-    BatchNormalization stays frozen, and in inference mode (the model calls the base with
-    training=False), as the Keras transfer-learning guide requires."""
+def check_fine_tune_layers(base: keras.Model, fine_tune_layers: int) -> list[layers.Layer]:
+    """The base's tunable layers; ParamsError when fine_tune_layers asks for more. Called when
+    the model is built, so a wrong value stops the run before phase 1, not after it."""
     tunable = tunable_layers(base)
     if fine_tune_layers > len(tunable):
         raise ParamsError(
@@ -110,6 +108,15 @@ def set_trainable(base: keras.Model, fine_tune_layers: int) -> None:
             f"(not counting normalisation); use 1..{len(tunable)} or -1 for all "
             f"(got {fine_tune_layers})"
         )
+    return tunable
+
+
+def set_trainable(base: keras.Model, fine_tune_layers: int) -> None:
+    """Freeze the base except its top `fine_tune_layers` tunable layers (-1: all of them).
+
+    BatchNormalization stays frozen, and in inference mode (the model calls the base with
+    training=False), as the Keras transfer-learning guide requires."""
+    tunable = check_fine_tune_layers(base, fine_tune_layers)
     n = len(tunable) if fine_tune_layers == -1 else fine_tune_layers
     base.trainable = n > 0
     unfrozen = {id(layer) for layer in tunable[len(tunable) - n :]} if n else set()
@@ -132,6 +139,7 @@ def transfer_model(num_classes: int, image: ImageParams, train: TrainParams) -> 
     base = constructor(include_top=False, weights=train.weights, input_shape=shape)
     pretrained = train.weights is not None
     if pretrained:
+        check_fine_tune_layers(base, train.fine_tune_layers)
         set_trainable(base, 0)
     fix = _efficientnet_fix(base, train.weights) if train.model == "efficientnet_b0" else None
     inputs = keras.Input(shape, name="image")

@@ -12,6 +12,7 @@ by at least 14. (dHash, tried first, flipped up to 14 bits on a mere re-encode o
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -58,9 +59,10 @@ def close_pairs(hashes: Sequence[int | None], max_bits: int) -> Iterator[tuple[i
         return
     values = np.array([hashes[i] for i in known], dtype=np.uint64)
     bands = max_bits + 1
-    width = -(-64 // bands)
-    for band in range(bands):
-        key = (values >> np.uint64(band * width)) & np.uint64((1 << width) - 1)
+    # Exactly `bands` non-empty bands covering the 64 bits (widths differ by at most one).
+    edges = [64 * b // bands for b in range(bands + 1)]
+    for lo, hi in itertools.pairwise(edges):
+        key = (values >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
         order = np.argsort(key, kind="stable")
         starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
         sizes = np.diff(np.r_[starts, len(order)])

@@ -8,6 +8,8 @@ exported model and this function are the whole contract between training and ser
 from __future__ import annotations
 
 import io
+import os
+import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,14 +46,53 @@ def _open(source: ImageSource) -> Image.Image:
         return Image.open(source)
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image too large: {exc}") from None
-    except OSError as exc:
-        if exc.errno is not None:
-            raise  # the file system's error (missing file, permissions), not the image's
-        raise ImageError(f"not an image Pillow can read: {_reason(exc)}") from None
     except Exception as exc:
-        raise ImageError(f"not an image Pillow can read: {_reason(exc)}") from None
+        error = _image_error(exc, "not an image Pillow can read")
+        if error is exc:
+            raise
+        raise error from None
+
+
+# What Pillow's format plugins raise on garbled input (tests/test_fuzz.py found each one).
+# Anything else counts as the file's fault only when raised inside Pillow (its SPIDER plugin
+# raises AttributeError on a damaged header); from our own code it is a bug and propagates.
+PILLOW_FAILURES = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    Image.DecompressionBombError,
+)
+
+
+def _raised_in_pillow(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}PIL{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _image_error(exc: Exception, what: str) -> Exception:
+    """The ImageError to raise for an exception met while reading a file, or the exception
+    itself: the file system's (an OSError with errno: missing file, permissions), or one that
+    is neither a known Pillow failure nor raised inside Pillow (a bug of ours)."""
+    if isinstance(exc, ImageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc  # the file system's error (missing file, permissions), not the image's
+    if not isinstance(exc, PILLOW_FAILURES) and not _raised_in_pillow(exc):
+        return exc
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageTooLargeError(f"image too large: {exc}")
+    return ImageError(f"{what}: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -158,16 +199,11 @@ def decode_pixels(
             img.load()
             img = _normalise_mode(img, color_mode)
             img = img.resize((size, size), Image.Resampling.BILINEAR)
-        except ImageError:
-            raise
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"image too large: {exc}") from None
-        except OSError as exc:
-            if exc.errno is not None:
-                raise  # the file system's error, not the image's
-            raise ImageError(f"corrupt or truncated image: {_reason(exc)}") from None
-        except Exception as exc:  # truncated or corrupt data surfaces here
-            raise ImageError(f"corrupt or truncated image: {_reason(exc)}") from None
+        except Exception as exc:  # corrupt data surfaces here, when pixels are read
+            error = _image_error(exc, "corrupt or truncated image")
+            if error is exc:
+                raise
+            raise error from None
         finally:
             opened.close()
     arr = np.asarray(img, dtype=np.uint8)

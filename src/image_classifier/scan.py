@@ -103,7 +103,9 @@ def _check_job(job: tuple[str, int, bool]) -> Checked:
 def _checked(paths: list[str], max_pixels: int, perceptual: bool, progress: bool, desc: str):
     jobs = [(p, max_pixels, perceptual) for p in paths]
     bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress)
-    workers = len(os.sched_getaffinity(0))
+    workers = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     if len(jobs) < PARALLEL_MIN_FILES or workers == 1:
         for job in jobs:
             yield _check_job(job)

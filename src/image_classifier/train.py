@@ -22,7 +22,13 @@ from image_classifier import atomic, config
 from image_classifier.cli import run_stage
 from image_classifier.input_pipeline import PixelSource, inference_dataset, training_dataset
 from image_classifier.manifests import Row, read_manifest, write_manifest
-from image_classifier.models import build_model, find_base, set_trainable, with_dtype_policy
+from image_classifier.models import (
+    build_model,
+    check_fine_tune_layers,
+    find_base,
+    set_trainable,
+    with_dtype_policy,
+)
 from image_classifier.params import Params, ParamsError, TrainParams
 from image_classifier.store import inference_batch_size, open_split
 
@@ -88,6 +94,7 @@ MIN_STEPS_PER_EPOCH = 8
 class Budget:
     batch_size: int
     steps_per_epoch: int
+    steps_per_execution: int
     epochs: int
     min_epochs: int  # early stopping may end training only after these
 
@@ -101,8 +108,13 @@ def training_budget(n_train: int, params: TrainParams) -> Budget:
     runs at least train.min_steps optimizer steps before early stopping may stop it."""
     batch = max(1, min(params.batch_size, n_train // MIN_STEPS_PER_EPOCH))
     steps = math.ceil(n_train / batch)
+    # Keras runs whole calls of steps_per_execution steps, even past steps_per_epoch (16 per
+    # "epoch" of 8, measured): an epoch is made a whole number of calls, so these counts are
+    # the optimizer steps really taken. The dataset repeats, so a few extra steps are fine.
+    per_call = min(STEPS_PER_EXECUTION, steps)
+    steps = math.ceil(steps / per_call) * per_call
     min_epochs = math.ceil(params.min_steps / steps)
-    return Budget(batch, steps, max(params.epochs, min_epochs), min_epochs)
+    return Budget(batch, steps, per_call, max(params.epochs, min_epochs), min_epochs)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -113,12 +125,14 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: float(n / (n_classes * k)) if k else 0.0 for c, k in enumerate(counts)}
 
 
-def compile_model(model: keras.Model, learning_rate: float, optimizer: str) -> None:
+def compile_model(
+    model: keras.Model, learning_rate: float, optimizer: str, steps_per_execution: int
+) -> None:
     model.compile(
         optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=steps_per_execution,
     )
 
 
@@ -175,15 +189,17 @@ def initial_model(params: Params, classes: Sequence[str], policy: str) -> keras.
     if policy != "float32":
         model = with_dtype_policy(model, policy)
     base = find_base(model)
-    if base is not None:  # a trained base: phase 1 trains the head on it, frozen
+    if base is not None and params.train.weights is not None:
+        # A pretrained base: phase 1 trains the head on it, frozen, as for a new model. (A base
+        # trained from random weights keeps training whole, as it was.)
+        check_fine_tune_layers(base, params.train.fine_tune_layers)
         set_trainable(base, 0)
     return model
 
 
 def fine_tunes(params: TrainParams, base: keras.Model | None) -> bool:
-    """Phase 2 runs for a pretrained (or init_from) base when fine_tune_layers is not 0."""
-    pretrained = params.weights is not None or params.init_from is not None
-    return base is not None and pretrained and params.fine_tune_layers != 0
+    """Phase 2 runs for a pretrained base when fine_tune_layers is not 0."""
+    return base is not None and params.weights is not None and params.fine_tune_layers != 0
 
 
 def fit(
@@ -215,9 +231,9 @@ def fit(
         strategy = make_strategy(tp.distribute)
         with strategy.scope():
             model = initial_model(params, classes, policy)
-            compile_model(model, tp.learning_rate, tp.optimizer)
+            compile_model(model, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
         base = find_base(model)
-        train_ds, steps = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
+        train_ds, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
         val_ds = inference_dataset(
             val, inference_batch_size(params.image.size, params.image.channels)
         )
@@ -227,7 +243,7 @@ def fit(
         keep = KeepBest()
         fit_args = dict(
             x=train_ds,
-            steps_per_epoch=steps,
+            steps_per_epoch=budget.steps_per_epoch,
             validation_data=val_ds,
             shuffle=False,  # the dataset shuffles indices itself, with the seed
             class_weight=weights,
@@ -243,7 +259,9 @@ def fit(
             keep.restore()  # phase 2 starts from phase 1's best head
             with strategy.scope():
                 set_trainable(base, tp.fine_tune_layers)
-                compile_model(model, tp.fine_tune_learning_rate, tp.optimizer)
+                compile_model(
+                    model, tp.fine_tune_learning_rate, tp.optimizer, budget.steps_per_execution
+                )
             log.info("fine-tuning the top %s layers of %s", tp.fine_tune_layers, base.name)
             model.fit(
                 initial_epoch=done,
