@@ -148,15 +148,26 @@ def test_readme_documents_deploy():
         assert needle in readme, needle
 
 
+# Run as: nobody when the tests run as root (CI here); otherwise the test process is already
+# an unprivileged user, and the folder is made read-only to it. Either way it runs, no skip.
+AS_UNPRIVILEGED = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def _read_only(tree: Path) -> None:
+    for path in sorted(tree.rglob("*"), reverse=True):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    tree.chmod(0o555)
+
+
 def _unprivileged_python(tmp: Path) -> Path:
     """A venv with only requirements.txt (what Heroku and the Docker image install), built on
-    an interpreter an unprivileged user may run (pyenv's under /root is not one)."""
+    an interpreter the unprivileged user may run (pyenv's under /root is not one)."""
     for candidate in ("/usr/bin/python3.11", "/usr/local/bin/python3.11", sys.executable):
-        probe = subprocess.run([candidate, "-c", "0"], user=65534, group=65534, capture_output=True)
+        probe = subprocess.run([candidate, "-c", "0"], capture_output=True, **AS_UNPRIVILEGED)
         if probe.returncode == 0:
             break
     else:
-        pytest.fail("no Python 3.11 that user 65534 can run (looked in /usr/bin, /usr/local/bin)")
+        pytest.fail("no Python 3.11 the unprivileged user can run (looked in /usr/bin, ...)")
     venv = tmp / "venv"
     subprocess.run([candidate, "-m", "venv", str(venv)], check=True)
     subprocess.run(
@@ -168,7 +179,6 @@ def _unprivileged_python(tmp: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root")
 def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
     """What the Dockerfile (uid 10001, root-owned /app) and Kubernetes (readOnlyRootFilesystem)
     do: the Procfile's command, run by a user who can write nowhere but /tmp, and no DRIFT_DB.
@@ -189,6 +199,16 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
         finally:
             sys.path.pop(0)
         bundle.bundle(slug, root=fake_root)
+        _read_only(slug)
+        # The premise, checked rather than assumed: the server's user cannot write there.
+        probe = subprocess.run(
+            [str(python), "-c", "open('probe', 'w')"],
+            cwd=slug,
+            capture_output=True,
+            text=True,
+            **AS_UNPRIVILEGED,
+        )
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe.stderr
         command = shlex.split((slug / "Procfile").read_text().split("web:", 1)[1])
         port = free_port()
         env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "WEB_CONCURRENCY": "2", "HOME": "/tmp"}
@@ -201,12 +221,10 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
             [str(python), "-m", *command],
             cwd=slug,
             env=env,
-            user=65534,
-            group=65534,
-            extra_groups=[],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **AS_UNPRIVILEGED,
         )
         try:
             url = f"http://127.0.0.1:{port}"
@@ -242,4 +260,7 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
         assert "Traceback" not in text
         assert not (slug / "var").exists()
     finally:
+        for path in tmp.rglob("*"):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)  # so the cleanup can remove what _read_only protected
         shutil.rmtree(tmp, ignore_errors=True)
