@@ -26,6 +26,10 @@ COPY Procfile params.yaml ./
 COPY src/image_classifier ./src/image_classifier
 COPY webapp ./webapp
 COPY saved_models/model.tflite saved_models/model.json ./saved_models/
+# The model page's evaluation (webapp/model_report.py FILES)
+COPY reports/metrics.json reports/export.json ./reports/
+COPY reports/eval/class_report.csv reports/eval/confusion.png reports/eval/misclassified.png \
+     reports/eval/evaluated_model.json ./reports/eval/
 
 USER 10001
 EXPOSE 8000

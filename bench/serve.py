@@ -1,17 +1,22 @@
-"""Serving speed and size: gunicorn (started as the Procfile does) on loopback.
+"""Serving speed and memory, ours side by side with the tutorials' pattern, in one run.
 
-    python bench/serve.py [--workers 2] [--seconds 10] [--venv-size]
-    python bench/serve.py --mobilenet224 --explain 20     # a 224-px MobileNetV2, photo JPEG
+    python bench/serve.py [--model-dir saved_models] [--image FILE] [--workers 2]
+    python bench/serve.py --make mobilenet_v2 --quantization int8 --explain 20
 
-Needs the exported model (run `dvc repro` first), or --mobilenet224 to export a MobileNetV2
-(random weights: cost, not accuracy) at 224 px RGB into a temp folder and send a 500x375
-photo-like JPEG instead of the 256x256 digit. Sends it to POST /api/v1/predict:
-- latency at concurrency 1 (p50, p95, p99 over --requests sequential requests),
-- throughput at concurrency 8 (requests/s over --seconds),
-- resident memory of each gunicorn worker: peak while under load, and afterwards,
-- with --explain N: N requests of serve.max_explain_files files with ?explain=true, 2 at a
-  time, and the workers' peak memory meanwhile,
-- with --venv-size: the size of a fresh virtual environment made from requirements.txt.
+Serves one exported model (model.tflite + model.json, and model.keras for the peer) two ways
+on loopback and sends both the same upload to POST /api/v1/predict:
+- ours: gunicorn started as the Procfile does (gthread, --workers, LITERT_THREADS=--threads);
+- the tutorials' pattern (bench/tutorial_app.py): Flask calling Keras `model.predict` on the
+  same model, one synchronous gunicorn worker.
+For each: latency at concurrency 1 (p50/p95/p99 over --requests sequential requests from this
+script), throughput at --concurrency (requests/s over --seconds, sent by ApacheBench `ab` when
+installed: apt-get install apache2-utils; else by this script's threads, which cost more CPU
+on the same cores), and every worker's peak resident memory under that load.
+--make ARCH exports a model at 224 px RGB into a temp folder instead (random weights whose
+BatchNormalization statistics are set from photo-like images, so activations are well scaled
+as in a trained network; cost, not accuracy), quantized as --quantization says, and sends a
+500x375 photo-like JPEG. --image sends your file. --explain N adds N explain requests;
+--venv-size measures a fresh virtual environment from requirements.txt (the slug's bulk).
 Every request goes to 127.0.0.1 only and the loops are bounded in count and time.
 """
 
@@ -21,6 +26,7 @@ import argparse
 import contextlib
 import http.client
 import io
+import json
 import os
 import shutil
 import signal
@@ -66,20 +72,41 @@ def photo_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def mobilenet224(out: Path) -> Path:
-    """Export a MobileNetV2 (random weights) at 224 px RGB as the pipeline would."""
-    sys.path.insert(0, str(ROOT / "src"))
-    from image_classifier import atomic, export, models
-    from image_classifier.params import parse_params
+MAKE_SCRIPT = """
+import sys
+from pathlib import Path
+import keras
+import numpy as np
+from image_classifier import atomic, export, models, quantize, synthetic
+from image_classifier.params import parse_params
 
-    params = parse_params(
-        {"image": {"size": 224, "color_mode": "rgb"}, "train": {"model": "mobilenet_v2"}}
-    )
-    classes = [f"c{i}" for i in range(10)]
-    model = models.build_model(len(classes), params.image, params.train)
-    tflite = export.to_tflite(model)
-    atomic.write_bytes(out / "model.tflite", tflite)
-    atomic.write_json(out / "model.json", export.model_card(classes, params, tflite, {}, 0.0))
+arch, mode, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+raw = {"image": {"size": 224, "color_mode": "rgb"}, "train": {"model": arch, "weights": None}}
+raw["export"] = {"quantization": mode}
+params = parse_params(raw)
+classes = [f"c{i}" for i in range(10)]
+model = models.build_model(len(classes), params.image, params.train)
+spec = synthetic.Spec((10,) * 10, seed=99)
+photos = [synthetic.render(i % 10, i, spec).resize((224, 224)) for i in range(64)]
+x = np.stack([np.asarray(p, dtype="float32") for p in photos])
+for layer in model.layers + models.find_base(model).layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+        layer.momentum = 0.0  # moving statistics := this batch's
+model(x, training=True)
+model.save(out / "model.keras")
+float_model = export.to_tflite(model)
+tflite = quantize.quantize(float_model, mode, [x[:32], x[32:]])
+check = {"max_prob_diff": None, "top1_agreement": None, "n_images": 0}
+atomic.write_bytes(out / "model.tflite", tflite)
+atomic.write_json(out / "model.json", export.model_card(classes, params, tflite, {}, check))
+"""
+
+
+def make_model(arch: str, quantization: str, out: Path) -> Path:
+    """Export `arch` at 224 px RGB (see the module docstring) into `out`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-c", MAKE_SCRIPT, arch, quantization, str(out)]
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
     return out
 
 
@@ -115,15 +142,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(
-    port: int, workers: int, drift_db: Path, model_dir: Path | None = None
+def wait_ready(proc: subprocess.Popen, port: int, what: str) -> subprocess.Popen:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit(f"{what} did not become ready (is the model exported? run `dvc repro`)")
+
+
+def env_with_venv(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def start_ours(
+    port: int, workers: int, threads: int, drift_db: Path, model_dir: Path
 ) -> subprocess.Popen:
     # The drift counts stay on (they are part of the per-request cost), in a scratch file.
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
-    env["DRIFT_DB"] = str(drift_db)
-    if model_dir is not None:
-        env["MODEL_DIR"] = str(model_dir)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = env_with_venv(
+        PORT=str(port),
+        WEB_CONCURRENCY=str(workers),
+        LITERT_THREADS=str(threads),
+        DRIFT_DB=str(drift_db),
+        MODEL_DIR=str(model_dir.resolve()),
+        REPORTS_DIR=str(drift_db.parent),  # no reports needed to serve predictions
+    )
     cmd = (ROOT / "Procfile").read_text().split("web:", 1)[1].strip()
     proc = subprocess.Popen(
         cmd,
@@ -134,17 +184,23 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise SystemExit("server did not become ready (is saved_models/ exported? run `dvc repro`)")
+    return wait_ready(proc, port, "our server")
+
+
+def start_peer(port: int, model_dir: Path) -> subprocess.Popen:
+    env = env_with_venv(MODEL_DIR=str(model_dir.resolve()), TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = [
+        "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "120",
+        "--pythonpath", str(ROOT / "bench"), "tutorial_app:app",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return wait_ready(proc, port, "the tutorials' server")
 
 
 def _master(proc: subprocess.Popen) -> psutil.Process:
@@ -182,15 +238,13 @@ class PeakRss:
         self._thread.join()
 
 
-def throughput(
-    port: int, body: bytes, concurrency: int, seconds: float, path: str = "/api/v1/predict"
-) -> float:
+def throughput_threads(port: int, body: bytes, concurrency: int, seconds: float) -> float:
     stop = time.monotonic() + seconds
     counts = [0] * concurrency
 
     def loop(i: int) -> None:
         while time.monotonic() < stop:
-            post(port, body, path)
+            post(port, body)
             counts[i] += 1
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(concurrency)]
@@ -200,6 +254,33 @@ def throughput(
     for t in threads:
         t.join()
     return sum(counts) / (time.perf_counter() - start)
+
+
+def throughput_ab(port: int, body: bytes, concurrency: int, seconds: float) -> float:
+    with tempfile.NamedTemporaryFile(suffix=".body") as fh:
+        fh.write(body)
+        fh.flush()
+        cmd = [
+            "ab", "-q", "-t", str(seconds), "-n", "1000000", "-c", str(concurrency),
+            "-p", fh.name, "-T", f"multipart/form-data; boundary={BOUNDARY}",
+            f"http://127.0.0.1:{port}/api/v1/predict",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    fields = dict(
+        line.split(":", 1) for line in out.splitlines() if ":" in line and not line.startswith(" ")
+    )
+    failed = int(fields["Failed requests"].split()[0]) + int(
+        fields.get("Non-2xx responses", "0").split()[0]
+    )
+    if failed:
+        raise RuntimeError(f"ab: {failed} failed requests\n{out}")
+    return float(fields["Requests per second"].split()[0])
+
+
+def throughput(port: int, body: bytes, concurrency: int, seconds: float) -> tuple[float, str]:
+    if shutil.which("ab"):
+        return throughput_ab(port, body, concurrency, seconds), "ab"
+    return throughput_threads(port, body, concurrency, seconds), "python threads"
 
 
 def venv_size_mb() -> float:
@@ -212,67 +293,154 @@ def venv_size_mb() -> float:
         return total / 2**20
 
 
+def measure(proc: subprocess.Popen, port: int, body: bytes, args) -> dict:
+    """Latency at concurrency 1, throughput at args.concurrency, workers' memory."""
+    for _ in range(20):  # warm-up: every worker has served a few
+        post(port, body)
+    latencies = sorted(post(port, body) * 1000 for _ in range(args.requests))
+    q = statistics.quantiles(latencies, n=100)
+    with PeakRss(proc) as load:
+        rps, client = throughput(port, body, args.concurrency, args.seconds)
+    return {
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(q[94], 2),
+        "p99_ms": round(q[98], 2),
+        "rps": round(rps, 1),
+        "load_client": client,
+        "worker_peak_rss_mb": load.peak,
+        "worker_rss_mb_after": worker_rss_mb(proc),
+    }
+
+
+def explain(proc: subprocess.Popen, port: int, image: bytes, n: int) -> dict:
+    files = 4  # serve.max_explain_files
+    body = multipart(image, files)
+    with PeakRss(proc) as peak:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            took = list(
+                pool.map(lambda _: post(port, body, "/api/v1/predict?explain=true"), range(n))
+            )
+        elapsed = time.perf_counter() - start
+    return {
+        "files_per_request": files,
+        "median_ms": round(statistics.median(took) * 1000),
+        "rps": round(n / elapsed, 2),
+        "worker_peak_rss_mb": peak.peak,
+    }
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "saved_models")
+    parser.add_argument("--make", choices=["mobilenet_v2", "efficientnet_b0", "resnet50"])
+    parser.add_argument("--quantization", default="none", help="with --make")
+    parser.add_argument("--image", type=Path, help="the upload (default: see the docstring)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="LITERT_THREADS per worker")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--no-peer", action="store_true", help="skip the tutorials' pattern")
     parser.add_argument("--venv-size", action="store_true")
-    parser.add_argument("--mobilenet224", action="store_true")
     parser.add_argument("--explain", type=int, default=0, metavar="N")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None:
         raise SystemExit("gunicorn is not installed in this environment (make venv)")
     scratch = tempfile.TemporaryDirectory()
-    model_dir = mobilenet224(Path(scratch.name)) if args.mobilenet224 else None
-    image = photo_jpeg() if args.mobilenet224 else jpeg_256()
-    label = "500x375 JPEG, MobileNetV2 224 px" if args.mobilenet224 else "256x256 JPEG"
+    model_dir = args.model_dir
+    if args.make:
+        model_dir = make_model(args.make, args.quantization, Path(scratch.name))
+    card = json.loads((model_dir / "model.json").read_text())
+    if args.image:
+        image, label = args.image.read_bytes(), args.image.name
+    elif card["input"]["color_mode"] == "rgb" and card["input"]["size"] >= 64:
+        image, label = photo_jpeg(), "500x375 photo-like JPEG"
+    else:
+        image, label = jpeg_256(), "256x256 JPEG of a digit"
     body = multipart(image)
-    port = free_port()
-    proc = start_server(port, args.workers, Path(scratch.name) / "drift.sqlite", model_dir)
+    results: dict = {
+        "model": {
+            "architecture": card.get("architecture"),
+            "input": card["input"]["size"],
+            "quantization": card.get("quantization", "none"),
+            "tflite_kb": round((model_dir / "model.tflite").stat().st_size / 1024),
+        },
+        "upload": label,
+        "workers": args.workers,
+        "litert_threads": args.threads,
+    }
     try:
-        for _ in range(20):  # warm-up: every worker has served a few
-            post(port, body)
-        latencies = sorted(post(port, body) * 1000 for _ in range(args.requests))
-        q = statistics.quantiles(latencies, n=100)
-        print(
-            f"concurrency 1: p50 {statistics.median(latencies):.2f} ms, p95 {q[94]:.2f} ms, "
-            f"p99 {q[98]:.2f} ms over {args.requests} requests ({label})"
+        port = free_port()
+        proc = start_ours(
+            port, args.workers, args.threads, Path(scratch.name) / "drift.sqlite", model_dir
         )
-        with PeakRss(proc) as load:
-            rps = throughput(port, body, args.concurrency, args.seconds)
-        print(f"concurrency {args.concurrency}, {args.workers} workers: {rps:.0f} requests/s")
-        print(
-            f"worker resident memory (MB): {worker_rss_mb(proc)}; peak under load {load.peak}; "
-            f"gunicorn master {master_rss_mb(proc)}"
-        )
-        if args.explain:
-            files = 4  # serve.max_explain_files
-            explain_body = multipart(image, files)
-            with PeakRss(proc) as peak:
-                start = time.perf_counter()
-                with ThreadPoolExecutor(2) as pool:
-                    took = list(
-                        pool.map(
-                            lambda _: post(port, explain_body, "/api/v1/predict?explain=true"),
-                            range(args.explain),
-                        )
-                    )
-                elapsed = time.perf_counter() - start
-            print(
-                f"explain, {files} files a request, 2 at a time: median "
-                f"{statistics.median(took) * 1000:.0f} ms a request, {args.explain / elapsed:.1f} "
-                f"requests/s; worker peak memory {peak.peak} MB, after {worker_rss_mb(proc)}"
-            )
+        try:
+            results["ours"] = measure(proc, port, body, args)
+            results["ours"]["master_rss_mb"] = master_rss_mb(proc)
+            if args.explain:
+                results["explain"] = explain(proc, port, image, args.explain)
+        finally:
+            stop(proc)
+        if not args.no_peer:
+            if not (model_dir / "model.keras").is_file():
+                raise SystemExit(f"{model_dir}/model.keras is missing: the peer needs it")
+            port = free_port()
+            peer = start_peer(port, model_dir)
+            try:
+                results["peer"] = measure(peer, port, body, args)
+            finally:
+                stop(peer)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
         scratch.cleanup()
     if args.venv_size:
-        size = venv_size_mb()
-        print(f"fresh venv from requirements.txt: {size:.0f} MB on disk ({size / 500:.0%} of")
-        print("Heroku's 500 MB slug limit, before the model and the app's own files)")
+        results["venv_mb"] = round(venv_size_mb())
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(r: dict) -> None:
+    m = r["model"]
+    print(
+        f"\n{m['architecture']} {m['input']} px, {m['quantization']} ({m['tflite_kb']} KiB), "
+        f"upload: {r['upload']}; ours: {r['workers']} workers x {r['litert_threads']} LiteRT "
+        "thread(s)"
+    )
+    rows = [
+        ("p50 ms, concurrency 1", "p50_ms"),
+        ("p95 ms, concurrency 1", "p95_ms"),
+        ("p99 ms, concurrency 1", "p99_ms"),
+        ("requests/s, concurrency 8", "rps"),
+        ("worker peak RSS MB", "worker_peak_rss_mb"),
+    ]
+    peer = r.get("peer")
+    print(f"{'':<28}{'ours':>10}{'tutorials':>11}{'ratio':>8}")
+    for name, key in rows:
+        ours = r["ours"][key]
+        line = f"{name:<28}{ours:>10}"
+        if peer:
+            theirs = peer[key]
+            ratio = ours / theirs if key == "rps" else theirs / ours
+            line += f"{theirs:>11}{ratio:>7.1f}x"
+        print(line)
+    print(
+        f"load client: {r['ours']['load_client']}; gunicorn master {r['ours']['master_rss_mb']} MB"
+    )
+    if "explain" in r:
+        e = r["explain"]
+        print(
+            f"explain, {e['files_per_request']} files a request, 2 at a time: median "
+            f"{e['median_ms']} ms, {e['rps']} requests/s, worker peak {e['worker_peak_rss_mb']} MB"
+        )
+    if "venv_mb" in r:
+        print(f"fresh venv from requirements.txt: {r['venv_mb']} MB (Heroku's slug limit: 500 MB)")
 
 
 if __name__ == "__main__":

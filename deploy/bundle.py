@@ -4,7 +4,8 @@
 
 DVC keeps the model out of git, so a plain `git push heroku` would ship a web app with no model.
 The deploy workflow instead pulls (or rebuilds) the model with DVC, runs this script, and pushes
-OUT_DIR as a one-commit repository to Heroku. No data, tests or pipeline code go along.
+OUT_DIR as a one-commit repository to Heroku. The evaluation reports the web app's model page
+shows go along with the model; no data, tests or pipeline code do.
 """
 
 from __future__ import annotations
@@ -16,20 +17,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from webapp.model_report import FILES as REPORT_FILES  # noqa: E402
 
 FILES = ["Procfile", "requirements.txt", ".python-version", "params.yaml"]
 TREES = ["webapp", "src/image_classifier"]
 MODEL = ["saved_models/model.tflite", "saved_models/model.json"]
+REPORTS = [f"reports/{name}" for name in REPORT_FILES]
 
 
 def bundle(out: Path, root: Path = ROOT) -> list[str]:
-    missing = [m for m in MODEL if not (root / m).is_file()]
+    missing = [m for m in MODEL + REPORTS if not (root / m).is_file()]
     if missing:
         raise SystemExit(f"missing {missing}: run `dvc pull` or `dvc repro` first")
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in FILES + MODEL:
+    for name in FILES + MODEL + REPORTS:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, out / name)
     for tree in TREES:

@@ -56,8 +56,10 @@ def image_tree(tmp_path: Path) -> Path:
 def model_dir(tmp_path_factory) -> Path:
     """A tiny exported model (model.tflite + model.json) for classes cat, dog, crème brûlée."""
     from image_classifier import atomic, export, train
+    from image_classifier.inference import Classifier, ModelCard
     from image_classifier.input_pipeline import ArraySource
     from image_classifier.params import parse_params
+    from image_classifier.preprocessing import PREPROCESSING_VERSION
 
     params = parse_params(
         {"image": {"size": 12}, "train": {"epochs": 8, "batch_size": 8, "min_steps": 0}}
@@ -67,7 +69,52 @@ def model_dir(tmp_path_factory) -> Path:
     data = ArraySource(x, np.repeat(np.arange(3), 8))
     model = train.fit(params, data, data, classes)
     tflite = export.to_tflite(model)
+    card = ModelCard(tuple(classes), 12, "grayscale", PREPROCESSING_VERSION)
+    x = data.x.astype(np.float32)
+    lite = Classifier(tflite, card).predict(x)
+    check = export.check_export(model.predict(x, verbose=0), lite, params.export)
     out = tmp_path_factory.mktemp("model")
     atomic.write_bytes(out / "model.tflite", tflite)
-    atomic.write_json(out / "model.json", export.model_card(classes, params, tflite, {}, 0.0))
+    atomic.write_json(out / "model.json", export.model_card(classes, params, tflite, {}, check))
     return out
+
+
+class PatternSplit:
+    """The tiny model's patterns behind the store interface evaluate.write_reports reads."""
+
+    def __init__(self, per_class: int) -> None:
+        order = (0, 2, 1)  # model_dir's class k draws pattern order[k]
+        self.x = np.stack(
+            [np.asarray(pattern(k, 50 + i))[..., None] for k in order for i in range(per_class)]
+        )
+        self.labels = np.repeat(np.arange(3), per_class)
+        self.paths = [f"data/raw/{k}/{i}.png" for k in range(3) for i in range(per_class)]
+
+    def read(self, indices) -> np.ndarray:
+        return self.x[np.asarray(indices, dtype=int)]
+
+
+@pytest.fixture(scope="session")
+def reports_dir(model_dir, tmp_path_factory) -> Path:
+    """reports/ for model_dir's model, written by the evaluate stage's own code."""
+    import contextlib
+    import json
+
+    from image_classifier import atomic, evaluate, export, metrics
+    from image_classifier.inference import Classifier
+    from image_classifier.params import parse_params
+
+    clf = Classifier.from_dir(model_dir)
+    split = PatternSplit(4)
+    probs = clf.predict(split.x.astype(np.float32)).astype(np.float64)
+    baseline = metrics.baseline_metrics("linear", split.labels, np.full_like(probs, 1 / 3))
+    root = tmp_path_factory.mktemp("workspace")
+    with contextlib.chdir(root):
+        scores = evaluate.write_reports(
+            split, probs, list(clf.card.classes), parse_params({}), baseline, clf.card.version
+        )
+    tflite = (model_dir / "model.tflite").read_bytes()
+    check = json.loads((model_dir / "model.json").read_text())["keras_agreement"]
+    summary = export.export_summary("none", tflite, tflite, scores, check)
+    atomic.write_json(root / "reports" / "export.json", summary)
+    return root / "reports"

@@ -5,15 +5,19 @@ Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import pytest
 from playwright import sync_api
 
+from image_classifier import sample_data, synthetic
+from image_classifier.params import parse_params
 from webapp import create_app
 
 from conftest import live_server, pattern, png
+from test_dataset_matrix import STAGES, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -73,3 +77,69 @@ def test_upload_shows_label_and_heatmap(browser, base_url, image, name, viewport
     page.screenshot(path=str(ARTIFACTS / f"webapp-{name}.png"), full_page=True)
     assert not errors, errors  # no CSP violations or script errors
     context.close()
+
+
+# The model page for models the pipeline really made: the bundled digits with the repository's
+# params, and a 224-px RGB MobileNetV2 on generated photos (random weights, one epoch: the page
+# is under test, not the model).
+PIPELINES = {
+    "digits": ({}, None),
+    "photos-224-rgb": (
+        {
+            "image": {"size": 224, "color_mode": "rgb"},
+            "train": {
+                "model": "mobilenet_v2",
+                "weights": None,
+                "epochs": 1,
+                "min_steps": 0,
+                "batch_size": 8,
+            },
+        },
+        synthetic.Spec((14, 14, 14), seed=11, fmt="JPEG", scale=0.6),
+    ),
+}
+
+
+def pipeline_workspace(root: Path, name: str) -> Path:
+    overrides, spec = PIPELINES[name]
+    raw = root / "data" / "raw"
+    with contextlib.chdir(root):
+        if spec is None:
+            sample_data.write_sample(raw)
+        else:
+            synthetic.write_dataset(raw, spec, workers=1)
+        params = parse_params(with_overrides(overrides))
+        for stage in STAGES:
+            stage.run(params)
+    return root
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_model_page_shows_a_pipeline_models_evaluation(browser, tmp_path, name):
+    workspace = pipeline_workspace(tmp_path, name)
+    app = create_app(model_dir=workspace / "saved_models")  # reports/ beside it, as deployed
+    with live_server(app) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(f"{url}/model")
+        page.wait_for_selector("#headline")
+        assert page.locator("#report-problem").count() == 0
+        # One epoch of random features on 42 images does not beat the linear baseline; the
+        # page must say so. The digits model does, and gets no warning.
+        warned = page.locator("#baseline-warning").count()
+        assert warned == (0 if name == "digits" else 1)
+        headline = page.locator("#headline tbody tr")
+        assert headline.count() == 3
+        assert "accuracy" in headline.first.inner_text()
+        n_classes = len(app.extensions["model_state"].classifier.card.classes)
+        assert page.locator("#classes tbody tr").count() == n_classes
+        for figure in ("#confusion", "#mistakes"):
+            page.locator(figure).scroll_into_view_if_needed()
+            width = page.evaluate(f"document.querySelector('{figure}').naturalWidth")
+            assert width > 100, figure
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"model-page-{name}.png"), full_page=True)
+        assert not errors, errors
+        context.close()

@@ -1,4 +1,4 @@
-"""The whole pipeline (split -> prepare -> train -> evaluate -> export) on the datasets users
+"""The whole pipeline (split -> prepare -> train -> export -> evaluate) on the datasets users
 really have: two classes, few images, many classes, heavy imbalance, mixed modes and sizes.
 
 Each dataset is generated (seeded, photo-like, synthetic.py) and every stage runs in-process
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-STAGES = (split, prepare, train, evaluate, export)
+STAGES = (split, prepare, train, export, evaluate)
 
 
 def with_overrides(overrides: dict) -> dict:

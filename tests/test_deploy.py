@@ -45,6 +45,25 @@ def test_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_docker_image_carries_what_the_bundle_carries():
+    """The model and the model page's reports reach the image: each file the Heroku bundle
+    ships from the pipeline is both let through .dockerignore and COPY'd."""
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import bundle
+    finally:
+        sys.path.pop(0)
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    copied = " ".join(
+        line
+        for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+        if line.startswith("COPY ")
+    ).split()
+    for name in bundle.MODEL + bundle.REPORTS:
+        assert f"!{name}" in ignore, name
+        assert name in copied, name
+
+
 def test_actions_pinned_permissions_minimal_no_secrets_echoed():
     for path in WORKFLOWS:
         text = path.read_text()
@@ -103,7 +122,7 @@ def test_kubernetes_manifests():
     assert docs["Service"]["spec"]["selector"] == {"app": "image-classifier"}
 
 
-def fake_repo(root: Path, model_dir: Path) -> Path:
+def fake_repo(root: Path, model_dir: Path, reports_dir: Path) -> Path:
     """What bundle.py reads from a repository, with the tests' tiny exported model."""
     for name in ("Procfile", "requirements.txt", ".python-version", "params.yaml"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -111,11 +130,12 @@ def fake_repo(root: Path, model_dir: Path) -> Path:
     for tree in ("webapp", "src/image_classifier"):
         shutil.copytree(ROOT / tree, root / tree)
     shutil.copytree(model_dir, root / "saved_models")
+    shutil.copytree(reports_dir, root / "reports")
     return root
 
 
-def test_bundle_carries_the_model_and_runs_alone(model_dir, tmp_path):
-    fake_root = fake_repo(tmp_path / "repo", model_dir)
+def test_bundle_carries_the_model_and_runs_alone(model_dir, reports_dir, tmp_path):
+    fake_root = fake_repo(tmp_path / "repo", model_dir, reports_dir)
     (fake_root / "data/raw/x").mkdir(parents=True)
     (fake_root / "data/raw/x/secret.png").write_bytes(b"not shipped")
     sys.path.insert(0, str(ROOT / "deploy"))
@@ -127,10 +147,15 @@ def test_bundle_carries_the_model_and_runs_alone(model_dir, tmp_path):
     out.mkdir()
     files = bundle.bundle(out, root=fake_root)
     assert "saved_models/model.tflite" in files and "Procfile" in files
+    assert "reports/eval/confusion.png" in files and "reports/metrics.json" in files
     assert not any(f.startswith(("data/", "tests/")) for f in files)
+    assert not any(f.startswith("reports/") and f[8:] not in bundle.REPORT_FILES for f in files)
     code = (
         "import sys; from webapp import create_app; c = create_app().test_client(); "
         "r = c.get('/readyz'); assert r.status_code == 200, r.data; "
+        "page = c.get('/model').get_data(as_text=True); "
+        "assert 'id=\"headline\"' in page and 'report-problem' not in page, page; "
+        "assert c.get('/model/confusion.png').status_code == 200; "
         "assert 'tensorflow' not in sys.modules"
     )
     env = {**os.environ, "PYTHONPATH": "src"}  # as the Procfile's --pythonpath src
@@ -179,11 +204,12 @@ def _unprivileged_python(tmp: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
+def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, reports_dir):
     """What the Dockerfile (uid 10001, root-owned /app) and Kubernetes (readOnlyRootFilesystem)
     do: the Procfile's command, run by a user who can write nowhere but /tmp, and no DRIFT_DB.
     It must serve; drift recording turns itself off with a warning."""
     import requests
+
     from test_webapp_server import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="ro-deploy-", dir="/tmp"))
@@ -192,7 +218,7 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir):
         python = _unprivileged_python(tmp)
         slug = tmp / "slug"
         slug.mkdir()
-        fake_root = fake_repo(tmp / "repo", model_dir)
+        fake_root = fake_repo(tmp / "repo", model_dir, reports_dir)
         sys.path.insert(0, str(ROOT / "deploy"))
         try:
             import bundle

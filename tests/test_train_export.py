@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifier import export, train
+from image_classifier import export, quantize, train
 from image_classifier.inference import Classifier, ModelCard
 from image_classifier.input_pipeline import ArraySource
-from image_classifier.params import ParamsError, parse_params
+from image_classifier.params import ExportParams, ParamsError, parse_params
 
 from conftest import pattern
 
@@ -96,7 +96,8 @@ def test_training_continues_from_an_earlier_model(trained, tmp_path):
 
 
 def test_model_card_records_what_serving_needs(trained):
-    card = export.model_card(CLASSES, PARAMS, b"tflite", {"accuracy": 0.9, "x": 1}, 1e-7)
+    check = {"max_prob_diff": 1e-7, "top1_agreement": 1.0, "n_images": 9}
+    card = export.model_card(CLASSES, PARAMS, b"tflite", {"accuracy": 0.9, "x": 1}, check)
     assert card["classes"] == CLASSES
     assert card["input"] == {
         "size": 12,
@@ -106,6 +107,8 @@ def test_model_card_records_what_serving_needs(trained):
         "range": [0, 255],
     }
     assert card["metrics"] == {"accuracy": 0.9}
+    assert card["quantization"] == "none"
+    assert card["keras_agreement"] == check
     assert card["params_hash"] == PARAMS.model_hash()
     assert ModelCard.from_dict(card).classes == tuple(CLASSES)
 
@@ -144,3 +147,43 @@ def test_bounded_batches_give_the_same_probabilities(trained):
     whole = Classifier(tflite, card).predict(x)
     chunked = Classifier(tflite, card, max_batch=4).predict(x)
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["float16", "dynamic", "int8"])
+def test_quantized_exports_run_and_agree_with_keras(trained, mode):
+    """Every quantization mode gives a model LiteRT runs through the same Classifier (int8
+    takes and returns int8 tensors, which Classifier converts), smaller than float32, whose
+    top-1 classes match the Keras model's."""
+    x_cal = pixels(6, offset=200)
+    float_model = export.to_tflite(trained)
+    model = quantize.quantize(float_model, mode, [x_cal[:8], x_cal[8:]])
+    assert len(model) < len(float_model)
+    clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
+    if mode == "int8":
+        assert clf._in_type == np.int8 and clf._in_q[0] > 0
+    x = pixels(5, offset=300)
+    lite = clf.predict(x)
+    keras_probs = trained.predict(x, verbose=0)
+    np.testing.assert_allclose(lite.sum(axis=1), 1.0, atol=0.02)
+    check = export.check_export(keras_probs, lite, ExportParams(quantization=mode))
+    assert check["top1_agreement"] >= 0.9
+    assert check["n_images"] == len(x)
+
+
+def test_int8_needs_calibration_images(trained):
+    with pytest.raises(ValueError, match="calibration"):
+        quantize.quantize(export.to_tflite(trained), "int8", [])
+
+
+def test_export_refuses_a_model_that_disagrees():
+    """float32: any probability off by more than max_prob_diff; quantized: top-1 agreement
+    below min_top1_agreement. The message says which and what to change."""
+    keras_probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    off = keras_probs + np.array([[0.0, 0.0], [0.0, 0.0], [-0.2, 0.2], [0.0, 0.0]])
+    params = ExportParams
+    with pytest.raises(export.StageError, match=r"disagree on the test split by 2\.00e-01"):
+        export.check_export(keras_probs, off, params(quantization="none"))
+    with pytest.raises(export.StageError, match=r"only 75\.00%.*min_top1_agreement 0\.9"):
+        export.check_export(keras_probs, off, params(quantization="int8", min_top1_agreement=0.9))
+    ok = export.check_export(keras_probs, off, params(quantization="int8", min_top1_agreement=0.75))
+    assert ok["top1_agreement"] == 0.75

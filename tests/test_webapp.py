@@ -306,3 +306,44 @@ def test_uploads_never_touch_disk(client, monkeypatch):
 def test_unknown_routes_and_methods_are_json_4xx(client):
     assert client.get("/api/v1/nothing").json["error"]["status"] == 404
     assert client.get("/api/v1/predict").status_code == 405
+
+
+def model_page(model_dir, reports_dir, monkeypatch):
+    monkeypatch.setenv("REPORTS_DIR", str(reports_dir))
+    return create_app(model_dir=model_dir).test_client()
+
+
+def test_model_page_shows_the_evaluation(model_dir, reports_dir, monkeypatch):
+    """Test metrics against both baselines, the per-class table and both figures."""
+    client = model_page(model_dir, reports_dir, monkeypatch)
+    page = client.get("/model").get_data(as_text=True)
+    scores = json.loads((reports_dir / "metrics.json").read_text())
+    assert 'id="report-problem"' not in page
+    assert f"<td>{scores['accuracy']:.4f}</td>" in page
+    assert f"<td>{scores['baseline_linear_accuracy']:.4f}</td>" in page
+    assert page.count('<tr><th scope="row">') == 3 + 3  # headline metrics + classes
+    assert "crème brûlée" in page
+    for name in ("confusion", "misclassified"):
+        figure = client.get(f"/model/{name}.png")
+        assert figure.status_code == 200 and figure.data.startswith(b"\x89PNG")
+    assert client.get("/model/metrics.png").status_code == 404
+    assert client.get("/model/..%2Fmetrics.png").status_code == 404
+
+
+def test_model_page_never_shows_another_models_reports(
+    model_dir, reports_dir, tmp_path, monkeypatch
+):
+    """Reports left from another run say so instead of passing for the served model's."""
+    import shutil
+
+    stale = tmp_path / "reports"
+    shutil.copytree(reports_dir, stale)
+    (stale / "eval/evaluated_model.json").write_text('{"model_version": "0ld-model"}')
+    client = model_page(model_dir, stale, monkeypatch)
+    page = client.get("/model").get_data(as_text=True)
+    assert "describe model 0ld-model, not the served model" in page
+    assert 'id="headline"' not in page
+    assert client.get("/model/confusion.png").status_code == 404
+    missing = model_page(model_dir, tmp_path / "nowhere", monkeypatch).get("/model")
+    assert missing.status_code == 200
+    assert "no evaluation reports were deployed" in missing.get_data(as_text=True)

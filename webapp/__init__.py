@@ -21,6 +21,7 @@ from image_classifier.drift_store import DriftStore
 from image_classifier.params import Params, load_params
 from webapp import api, observability, ops, pages, security
 from webapp.errors import ClientError
+from webapp.model_report import load_report
 from webapp.openapi import SPEC
 from webapp.service import ModelState
 from webapp.uploads import InMemoryRequest
@@ -63,9 +64,11 @@ def open_drift_store(path: str) -> DriftStore | None:
 def create_app(model_dir: str | Path | None = None, params_file: str | Path | None = None) -> Flask:
     """Build the app and load the model once, in this process (each gunicorn worker, after fork).
 
-    model_dir defaults to $MODEL_DIR or saved_models/; params_file to $PARAMS_FILE or params.yaml.
+    model_dir defaults to $MODEL_DIR or saved_models/; params_file to $PARAMS_FILE or params.yaml;
+    the model page's reports are read from $REPORTS_DIR or reports/ beside the model folder.
     """
     model_dir = Path(model_dir or os.environ.get("MODEL_DIR", config.MODELS_DIR))
+    reports_dir = Path(os.environ.get("REPORTS_DIR", model_dir.parent / config.REPORTS_DIR))
     params = _params(Path(params_file or os.environ.get("PARAMS_FILE", config.PARAMS_FILE)))
     _setup_logging()
     app = Flask(__name__)
@@ -77,6 +80,8 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     security.trust_proxies(app)
     state = ModelState(model_dir, params.serve, params.image.max_pixels)
     app.extensions["model_state"] = state
+    served = state.classifier.card.version if state.classifier else None
+    app.extensions["model_report"] = load_report(reports_dir, served)
     drift_db = os.environ.get("DRIFT_DB", params.serve.drift_db)
     app.extensions["drift_store"] = open_drift_store(drift_db) if drift_db else None
     for blueprint in (pages.bp, api.bp, ops.bp):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,20 @@ SERVE_MAX_BATCH = 8
 EXPLAIN_WAIT_S = 5.0
 
 
+def litert_threads() -> int:
+    """LiteRT threads per worker ($LITERT_THREADS, default 1). With as many workers as cores,
+    one thread each keeps every core busy without the workers' threads fighting (measured
+    with bench/serve.py, README "Serving figures"); more threads only help a lone worker."""
+    value = os.environ.get("LITERT_THREADS", "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ValueError(f"LITERT_THREADS must be a whole number, got {value!r}") from None
+    if threads < 1:
+        raise ValueError(f"LITERT_THREADS must be >= 1, got {threads}")
+    return threads
+
+
 class ModelState:
     """The classifier, or why there is none; `ready` flips only after a warm-up inference."""
 
@@ -56,7 +71,9 @@ class ModelState:
         self.classifier: Classifier | None = None
         self.error = "not loaded"
         try:
-            clf = Classifier.from_dir(model_dir, num_threads=1, max_batch=SERVE_MAX_BATCH)
+            clf = Classifier.from_dir(
+                model_dir, num_threads=litert_threads(), max_batch=SERVE_MAX_BATCH
+            )
             size, channels = clf.card.image_size, 1 if clf.card.color_mode == "grayscale" else 3
             clf.predict(np.zeros((1, size, size, channels), dtype=np.float32))  # warm-up
         except (ModelLoadError, ValueError, RuntimeError) as exc:

@@ -24,8 +24,10 @@ REPORTS_DIR = Path("reports")
 SPLIT_REPORT = REPORTS_DIR / "split.json"
 TRAIN_LIVE_DIR = REPORTS_DIR / "train"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
+EXPORT_METRICS = REPORTS_DIR / "export.json"
 EVAL_DIR = REPORTS_DIR / "eval"
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
+EVALUATED_MODEL_FILE = "evaluated_model.json"  # in EVAL_DIR: the model version scored
 
 
 def trained_on_path(model: Path) -> Path:

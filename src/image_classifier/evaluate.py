@@ -1,23 +1,27 @@
-"""Stage `evaluate`: score the trained model on the test split only.
+"""Stage `evaluate`: score the exported model, as the web app runs it, on the test split only.
 
     python -m image_classifier.evaluate
 
-Writes reports/metrics.json (`dvc metrics show`) and, under reports/eval/, the per-class report,
-per-image predictions with every class probability (the confusion-matrix plot's data, and what
-export checks the .tflite model against), ROC curves and PNG figures. The test split is read
-from the pixel store in batches sized for the image size, so memory does not grow with it.
+The model scored is saved_models/model.tflite through inference.Classifier (LiteRT, the
+web app's runtime, quantized or not), so the numbers the quality gate judges are those of the
+model that will be served; no TensorFlow is loaded. Writes reports/metrics.json
+(`dvc metrics show`) and, under reports/eval/, the per-class report, per-image predictions with
+every class probability (the confusion-matrix plot's data), ROC curves and PNG figures. The
+test split is read from the pixel store in batches sized for the image size, so memory does
+not grow with it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 
-import keras
 import numpy as np
 
 from image_classifier import atomic, baselines, config, metrics, plots
 from image_classifier.cli import StageError, run_stage
+from image_classifier.inference import Classifier
 from image_classifier.params import Params
 from image_classifier.store import SplitPixels, inference_batch_size, open_split
 
@@ -25,13 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def predict_probs(
-    model: keras.Model, split: SplitPixels, batch_size: int
+    model: Classifier, split: SplitPixels, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, classes) float64 probabilities in store order, and the images downsampled for the
     linear baseline (collected on the same pass, so the test split is read once)."""
     probs, small = [], []
     for x, _ in split.batches(batch_size):
-        probs.append(np.asarray(model.predict_on_batch(x.astype(np.float32)), dtype=np.float64))
+        probs.append(model.predict(x.astype(np.float32)).astype(np.float64))
         small.append(baselines.downsample(x))
     if not probs:
         raise StageError("the test split is empty: nothing to evaluate")
@@ -75,7 +79,12 @@ def check_margin(scores: dict, metric: str, margin: float) -> str | None:
 
 
 def write_reports(
-    test: SplitPixels, probs: np.ndarray, classes: list[str], params: Params, extra: dict
+    test: SplitPixels,
+    probs: np.ndarray,
+    classes: list[str],
+    params: Params,
+    extra: dict,
+    model_version: str,
 ) -> dict:
     y = test.labels
     scores = {**metrics.compute_metrics(y, probs, params.evaluate.top_k), **extra}
@@ -92,6 +101,11 @@ def write_reports(
     tables["roc_micro.csv"] = roc[roc["class"] == "(micro)"][["fpr", "tpr"]]
     for name, table in tables.items():
         atomic.write_text(out / name, table.to_csv(index=False))
+    # The web app's model page shows these reports only for the model they describe, with the
+    # baseline warning when there is one.
+    warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin)
+    evaluated = {"model_version": model_version, "warning": warning}
+    atomic.write_json(out / config.EVALUATED_MODEL_FILE, evaluated)
     y_pred = probs.argmax(axis=1)
     plots.save_figure(plots.confusion_figure(y, y_pred, classes), out / "confusion.png")
     plots.save_figure(plots.roc_figure(roc), out / "roc.png")
@@ -103,13 +117,18 @@ def write_reports(
 
 
 def run(params: Params) -> dict:
-    model = keras.models.load_model(config.KERAS_MODEL)
+    model = Classifier.from_dir(config.MODELS_DIR, num_threads=os.cpu_count() or 1)
     size, mode = params.image.size, params.image.color_mode
     with open_split("test", size, mode) as test, open_split("train", size, mode) as train:
         classes = list(test.meta.classes)
+        if classes != list(model.card.classes):
+            raise StageError(
+                f"{config.MODEL_CARD} names classes {list(model.card.classes)}, the store "
+                f"{classes}: re-run the pipeline (dvc repro)"
+            )
         probs, small = predict_probs(model, test, inference_batch_size(size, test.meta.channels))
         extra = baseline_scores(train, small, test.labels, params.train.seed)
-        scores = write_reports(test, probs, classes, params, extra)
+        scores = write_reports(test, probs, classes, params, extra, model.card.version)
     log.info("test metrics: %s", json.dumps(scores))
     warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin)
     if warning:

@@ -1,35 +1,37 @@
-"""Stage `export`: convert the Keras model to LiteRT (.tflite) and write its model card.
+"""Stage `export`: convert the Keras model to LiteRT (.tflite), quantize it if asked, check it
+against the Keras model on the whole test split, and write it with its model card.
 
     python -m image_classifier.export
 
-The .tflite file is checked against the Keras model on the whole test split before anything is
-written: a conversion that changes predictions never reaches the web app. The Keras side of
-that check is the evaluate stage's per-image probabilities (reports/eval/predictions.csv), so
-the test split goes through Keras once per pipeline run, not twice.
+Nothing is written unless the check passes: a float32 export must give the Keras model's
+probabilities within export.max_prob_diff, a quantized one its top-1 class on at least
+export.min_top1_agreement of the test images. The exported model's own test metrics go into
+model.json and reports/export.json; the evaluate stage, which runs next, scores this same
+file as the web app serves it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from image_classifier import atomic, config
+from image_classifier import atomic, config, metrics
 from image_classifier.cli import StageError, run_stage
 from image_classifier.inference import Classifier, ModelCard
 from image_classifier.manifests import read_classes
-from image_classifier.params import Params
+from image_classifier.params import ExportParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
-from image_classifier.store import SplitPixels, inference_batch_size, open_split
+from image_classifier.quantize import quantize
+from image_classifier.store import inference_batch_size, open_split
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,8 @@ HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "roc
 
 
 def to_tflite(model: keras.Model) -> bytes:
-    """Keras -> SavedModel -> LiteRT flatbuffer, plain float32 (quantisation would break the
-    1e-4 agreement with the Keras model). Goes through export() to keep the log quiet."""
+    """Keras -> SavedModel -> float32 LiteRT flatbuffer (quantize.py may rewrite it). Goes
+    through export() to keep the log quiet."""
     with tempfile.TemporaryDirectory() as tmp:
         model.export(tmp, format="tf_saved_model", verbose=False)
         return tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
@@ -56,7 +58,7 @@ def git_commit() -> str:
 
 
 def model_card(
-    classes: list[str], params: Params, tflite: bytes, scores: dict, max_diff: float
+    classes: list[str], params: Params, tflite: bytes, scores: dict, check: dict
 ) -> dict:
     model_sha = hashlib.sha256(tflite).hexdigest()
     # DVC identifies a file by the MD5 of its bytes: this prefix matches dvc.lock's entry.
@@ -74,10 +76,11 @@ def model_card(
         "preprocessing_version": PREPROCESSING_VERSION,
         "params_hash": params.model_hash(),
         "architecture": params.train.model,
+        "quantization": params.export.quantization,
         "metrics": {k: scores[k] for k in HEADLINE_METRICS if k in scores},
         "tflite_sha256": model_sha,
         "tflite_md5": dvc_md5,
-        "keras_agreement": {"max_prob_diff": max_diff},
+        "keras_agreement": check,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -86,46 +89,88 @@ def agreement(keras_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
     return float(np.max(np.abs(keras_probs - tflite_probs), initial=0.0))
 
 
-def keras_test_probs(classes: list[str], paths: list[str]) -> np.ndarray:
-    """The Keras model's test probabilities, as the evaluate stage recorded them."""
-    table = pd.read_csv(config.PREDICTIONS_FILE, keep_default_na=False)
-    if table["path"].tolist() != paths:
+def check_export(keras_probs: np.ndarray, lite_probs: np.ndarray, ep: ExportParams) -> dict:
+    """The exported model's agreement with the Keras model; StageError when it is not enough."""
+    same_top1 = keras_probs.argmax(axis=1) == lite_probs.argmax(axis=1)
+    check = {
+        "max_prob_diff": agreement(keras_probs, lite_probs),
+        "top1_agreement": round(float(same_top1.mean()) if len(same_top1) else 1.0, 6),
+        "n_images": len(same_top1),
+    }
+    if ep.quantization == "none" and check["max_prob_diff"] > ep.max_prob_diff:
         raise StageError(
-            f"{config.PREDICTIONS_FILE} does not list the test split in store order: "
-            "re-run the evaluate stage (dvc repro)"
+            f".tflite and Keras disagree on the test split by {check['max_prob_diff']:.2e} "
+            f"(> export.max_prob_diff {ep.max_prob_diff}); nothing was written"
         )
-    return table[[f"prob_{name}" for name in classes]].to_numpy(dtype=np.float64)
+    if ep.quantization != "none" and check["top1_agreement"] < ep.min_top1_agreement:
+        raise StageError(
+            f"the {ep.quantization} model gives the Keras model's top-1 class on only "
+            f"{check['top1_agreement']:.2%} of the test split (< export.min_top1_agreement "
+            f"{ep.min_top1_agreement}); nothing was written. Try export.quantization: float16 "
+            "or none, or more export.calibration_images"
+        )
+    return check
 
 
-def lite_probs(clf: Classifier, split: SplitPixels, batch_size: int) -> np.ndarray:
-    out = [clf.predict(x.astype(np.float32)) for x, _ in split.batches(batch_size)]
-    return np.concatenate(out) if out else np.empty((0, len(clf.card.classes)))
+def export_summary(mode: str, tflite: bytes, float_model: bytes, scores: dict, check: dict) -> dict:
+    """reports/export.json: what was exported and how it scored (`dvc metrics show`)."""
+    return {
+        "quantization": mode,
+        "size_kb": round(len(tflite) / 1024, 1),
+        "float32_size_kb": round(len(float_model) / 1024, 1),
+        **{k: scores[k] for k in HEADLINE_METRICS if k in scores},
+        **{f"keras_{k}": v for k, v in check.items()},
+    }
+
+
+def calibration_batches(params: Params) -> Iterator[np.ndarray]:
+    """A seeded sample of training images, float32 batches in store order (int8 ranges)."""
+    size, mode = params.image.size, params.image.color_mode
+    with open_split("train", size, mode) as train:
+        rng = np.random.default_rng(params.train.seed)
+        n = min(params.export.calibration_images, len(train))
+        picked = np.sort(rng.choice(len(train), size=n, replace=False))
+        step = inference_batch_size(size, params.image.channels)
+        for i in range(0, n, step):
+            yield train.read(picked[i : i + step]).astype(np.float32)
 
 
 def run(params: Params) -> dict:
     classes = read_classes()
-    tflite = to_tflite(keras.models.load_model(config.KERAS_MODEL))
+    model = keras.models.load_model(config.KERAS_MODEL)
+    float_model = to_tflite(model)
+    mode = params.export.quantization
+    tflite = quantize(float_model, mode, calibration_batches(params) if mode == "int8" else ())
     card_stub = ModelCard(
         tuple(classes), params.image.size, params.image.color_mode, PREPROCESSING_VERSION
     )
     clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
+    keras_out, lite_out = [], []
     with open_split("test", params.image.size, params.image.color_mode) as test:
-        batch = inference_batch_size(params.image.size, params.image.channels)
-        diff = agreement(keras_test_probs(classes, test.paths), lite_probs(clf, test, batch))
-    if diff > params.export.max_prob_diff:
-        raise StageError(
-            f".tflite and Keras disagree on the test split by {diff:.2e} "
-            f"(> export.max_prob_diff {params.export.max_prob_diff}); nothing was written"
-        )
-    scores = json.loads(config.METRICS_FILE.read_text(encoding="utf-8"))
-    card = model_card(classes, params, tflite, scores, diff)
+        for x, _ in test.batches(inference_batch_size(params.image.size, params.image.channels)):
+            x = x.astype(np.float32)
+            keras_out.append(np.asarray(model.predict_on_batch(x), dtype=np.float64))
+            lite_out.append(clf.predict(x).astype(np.float64))
+        y = test.labels
+    if not lite_out:
+        raise StageError("the test split is empty: nothing to check the export on")
+    lite_probs = np.concatenate(lite_out)
+    check = check_export(np.concatenate(keras_out), lite_probs, params.export)
+    scores = metrics.compute_metrics(y, lite_probs, params.evaluate.top_k)
+    card = model_card(classes, params, tflite, scores, check)
     atomic.write_bytes(config.TFLITE_MODEL, tflite)
     atomic.write_json(config.MODEL_CARD, card)
+    summary = export_summary(mode, tflite, float_model, scores, check)
+    atomic.write_json(config.EXPORT_METRICS, summary)
     log.info(
-        "wrote %s (%d KiB), max |p_tflite - p_keras| = %.2e",
+        "wrote %s (%s, %d KiB): test accuracy %.4f, top-1 agreement with Keras %.4f, "
+        "max |p_tflite - p_keras| %.2e",
         config.TFLITE_MODEL,
+        mode,
         len(tflite) // 1024,
-        diff,
+        scores["accuracy"],
+        check["top1_agreement"],
+        check["max_prob_diff"],
     )
     return card
 

@@ -88,8 +88,12 @@ class Classifier:
                 raise ModelLoadError(f"{model} not found: run `dvc repro` (or `dvc pull`) first")
             kwargs["model_path"] = str(model)
         self._interpreter = Interpreter(**kwargs)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        self._input, self._output = inp["index"], out["index"]
+        # A full-integer (int8) model takes and returns int8; (scale, zero point) of 0 = float.
+        self._in_type, self._in_q = inp["dtype"], inp["quantization"]
+        self._out_q = out["quantization"]
         self._batch = 0
         self._lock = threading.Lock()
         out_shape = self._interpreter.get_output_details()[0]["shape"]
@@ -121,8 +125,23 @@ class Classifier:
             )
         return self._invoke(batch)
 
+    def _to_input(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        scale, zero = self._in_q
+        if not scale:
+            return np.ascontiguousarray(batch)
+        info = np.iinfo(self._in_type)
+        q = np.clip(np.rint(batch / scale) + zero, info.min, info.max)
+        return np.ascontiguousarray(q.astype(self._in_type))
+
+    def _from_output(self, out: np.ndarray) -> np.ndarray:
+        scale, zero = self._out_q
+        if not scale:
+            return out.copy()
+        return ((out.astype(np.float32) - zero) * scale).astype(np.float32)
+
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = self._to_input(batch)
         with self._lock:
             if batch.shape[0] != self._batch:
                 self._interpreter.resize_tensor_input(self._input, list(batch.shape))
@@ -130,7 +149,7 @@ class Classifier:
                 self._batch = batch.shape[0]
             self._interpreter.set_tensor(self._input, batch)
             self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output).copy()
+            return self._from_output(self._interpreter.get_tensor(self._output))
 
     def top_k(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
         order = np.argsort(-probs, kind="stable")[: min(k, len(probs))]

@@ -28,6 +28,7 @@ Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
 Distribute = Literal["none", "mirrored", "multi_worker"]
 SplitMethod = Literal["stratified", "hash"]
 ClassWeight = Literal["none", "balanced"]
+Quantization = Literal["none", "float16", "dynamic", "int8"]
 
 TRANSFER_MIN_SIZE = 32
 
@@ -235,8 +236,14 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ExportParams:
-    # The .tflite model must agree with the Keras model on the test split within this.
+    # none: float32. float16: weights stored as float16. dynamic: int8 weights, float
+    # activations. int8: weights and activations int8, calibrated on training images.
+    quantization: Quantization = "none"
+    # A float32 export must agree with the Keras model on the test split within this...
     max_prob_diff: float = 1e-4
+    # ... a quantized one must give the same top-1 class on at least this share of it.
+    min_top1_agreement: float = 0.97
+    calibration_images: int = 256  # training images int8 calibration reads (seeded)
 
     def __post_init__(self) -> None:
         _require(
@@ -244,6 +251,18 @@ class ExportParams:
             "export.max_prob_diff",
             "must be in (0, 1)",
             self.max_prob_diff,
+        )
+        _require(
+            0 < self.min_top1_agreement <= 1,
+            "export.min_top1_agreement",
+            "must be in (0, 1]",
+            self.min_top1_agreement,
+        )
+        _require(
+            self.calibration_images >= 1,
+            "export.calibration_images",
+            "must be >= 1",
+            self.calibration_images,
         )
 
 

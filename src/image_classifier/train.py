@@ -5,9 +5,11 @@ python -m image_classifier.train
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from image_classifier import atomic, config
+from image_classifier import atomic, config, distribute
 from image_classifier.cli import run_stage
 from image_classifier.input_pipeline import PixelSource, inference_dataset, training_dataset
 from image_classifier.manifests import Row, read_manifest, write_manifest
@@ -52,15 +54,6 @@ def seed_everything(seed: int, op_determinism: bool) -> None:
     keras.utils.set_random_seed(seed)
     if op_determinism:
         tf.config.experimental.enable_op_determinism()
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        # Reads the cluster from TF_CONFIG, as on every multi-worker TensorFlow setup.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()  # the default: this one device
 
 
 def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
@@ -99,7 +92,9 @@ class Budget:
     min_epochs: int  # early stopping may end training only after these
 
 
-def training_budget(n_train: int, params: TrainParams) -> Budget:
+def training_budget(
+    n_train: int, params: TrainParams, max_per_call: int = STEPS_PER_EXECUTION
+) -> Budget:
     """Batch size and epochs for a training split of n_train images.
 
     Tutorials' fixed budgets fail small folders: 100 images at batch 64 are 2 steps an epoch,
@@ -111,7 +106,7 @@ def training_budget(n_train: int, params: TrainParams) -> Budget:
     # Keras runs whole calls of steps_per_execution steps, even past steps_per_epoch (16 per
     # "epoch" of 8, measured): an epoch is made a whole number of calls, so these counts are
     # the optimizer steps really taken. The dataset repeats, so a few extra steps are fine.
-    per_call = min(STEPS_PER_EXECUTION, steps)
+    per_call = min(max_per_call, steps)
     steps = math.ceil(steps / per_call) * per_call
     min_epochs = math.ceil(params.min_steps / steps)
     return Budget(batch, steps, per_call, max(params.epochs, min_epochs), min_epochs)
@@ -218,7 +213,9 @@ def fit(
     tp = params.train
     seed_everything(tp.seed, tp.op_determinism)
     policy = "mixed_float16" if tp.mixed_precision else "float32"
-    budget = training_budget(len(train), tp)
+    strategy = distribute.make_strategy(tp.distribute)
+    per_call = distribute.max_steps_per_call(strategy, STEPS_PER_EXECUTION)
+    budget = training_budget(len(train), tp, per_call)
     log.info(
         "batch %d, %d steps an epoch, up to %d epochs (early stopping from epoch %d)",
         budget.batch_size,
@@ -228,7 +225,6 @@ def fit(
     )
     keras.mixed_precision.set_global_policy(policy)
     try:
-        strategy = make_strategy(tp.distribute)
         with strategy.scope():
             model = initial_model(params, classes, policy)
             compile_model(model, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
@@ -304,13 +300,23 @@ def save_model(model: keras.Model, classes: Sequence[str], rows: Sequence[Row]) 
 
 def run(params: Params) -> None:
     size, mode = params.image.size, params.image.color_mode
-    with open_split("train", size, mode) as train, open_split("val", size, mode) as val:
+    chief = distribute.is_chief()
+    with contextlib.ExitStack() as stack:
+        # A multi-worker run's other workers write to a scratch folder (distribute.py).
+        scratch = None if chief else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        live_dir = config.TRAIN_LIVE_DIR if scratch is None else scratch / "live"
+        train = stack.enter_context(open_split("train", size, mode))
+        val = stack.enter_context(open_split("val", size, mode))
         classes = list(train.meta.classes)
         log.info(
             "training %s on %d images, validating on %d", params.train.model, len(train), len(val)
         )
-        with Live(dir=str(config.TRAIN_LIVE_DIR), dvcyaml=None, save_dvc_exp=False) as live:
+        with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
             model = fit(params, train, val, classes, live)
+        if scratch is not None:
+            model.save(scratch / "model.keras")  # every worker takes part in saving
+            log.info("not the chief worker: outputs discarded")
+            return
         rows = trained_on(train.rows, params.train.init_from)
     save_model(model, classes, rows)
     log.info("wrote %s", config.KERAS_MODEL)
