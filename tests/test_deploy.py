@@ -3,6 +3,7 @@ Heroku bundle carries the model and runs on its own; the smoke check works."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -40,9 +41,76 @@ def test_workflows_pass_zizmor():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_passes_hadolint():
-    result = run(str(BIN / "hadolint"), "Dockerfile")
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/train.Dockerfile"])
+def test_dockerfiles_pass_hadolint(dockerfile):
+    result = run(str(BIN / "hadolint"), dockerfile)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_objects_match_the_api_schemas():
+    """Every manifest, serving and training, against Kubernetes' own OpenAPI schemas (strict:
+    an unknown or misspelt field fails), offline."""
+    manifests = sorted(str(p) for p in (ROOT / "deploy/k8s").rglob("*.yaml"))
+    assert len(manifests) >= 4
+    result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", *manifests)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = ROOT / "deploy/k8s/service.yaml"
+    typo = broken.read_text().replace("selector:", "selectr:")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:  # the check can fail
+        fh.write(typo)
+        fh.flush()
+        assert run(str(BIN / "kubernetes-validate"), "--strict", fh.name).returncode != 0
+
+
+def test_batch_prediction_job_gives_each_pod_its_shard():
+    job = yaml.safe_load((ROOT / "deploy/k8s/batch/predict-job.yaml").read_text())
+    count = job["spec"]["completions"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert f'--shard "$JOB_COMPLETION_INDEX/{count}"' in command
+    assert "$JOB_COMPLETION_INDEX.csv" in command  # one output file per pod
+
+
+def test_training_job_builds_each_workers_tf_config():
+    """The Indexed Job's pods find each other through the headless Service, and the TF_CONFIG
+    each computes names every pod, with itself at its own index."""
+    from image_classifier import distribute
+
+    docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/training/train-job.yaml").read_text()))
+    service = next(d for d in docs if d["kind"] == "Service")
+    job = next(d for d in docs if d["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    workers = int(env["TRAIN_WORKERS"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": job["metadata"]["name"]}
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == workers
+    assert pod["subdomain"] == env["TRAIN_SERVICE"] == service["metadata"]["name"]
+    assert env["TRAIN_JOB"] == job["metadata"]["name"]
+    assert int(env["TRAIN_PORT"]) == service["spec"]["ports"][0]["port"]
+    script = container["args"][0]
+    assert 'TF_CONFIG="$(python -m image_classifier.distribute)"' in script
+    for index in range(workers):
+        environ = {**env, "JOB_COMPLETION_INDEX": str(index)}
+        result = subprocess.run(
+            [sys.executable, "-m", "image_classifier.distribute"],
+            env={**os.environ, **environ, "PYTHONPATH": str(ROOT / "src")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        config = json.loads(result.stdout)
+        assert config["task"] == {"type": "worker", "index": index}
+        hosts = [
+            f"{env['TRAIN_JOB']}-{i}.{env['TRAIN_SERVICE']}:{env['TRAIN_PORT']}"
+            for i in range(workers)
+        ]
+        assert config["cluster"] == {"worker": hosts}
+        assert distribute.is_chief(result.stdout) == (index == 0)
+    with pytest.raises(ValueError, match=r"not in 0\.\.1"):
+        distribute.indexed_job_tf_config(2, 2, "j", "s", 1)
 
 
 def test_docker_image_carries_what_the_bundle_carries():

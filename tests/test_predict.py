@@ -2,6 +2,7 @@ import csv
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,40 @@ def test_cli_runs_without_tensorflow(model_dir, images):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "a.png" in result.stdout
+
+
+def test_shards_are_disjoint_and_cover_every_file(model_dir, tmp_path):
+    """N machines with --shard 0/N .. N-1/N: each file predicted exactly once, shares about
+    even, the same shares wherever the folder is mounted and whatever the listing order."""
+    folder = tmp_path / "photos"
+    for k in range(5):
+        (folder / f"class{k}").mkdir(parents=True)
+        for i in range(40):
+            (folder / f"class{k}" / f"{i:03d}.png").write_bytes(png(pattern(k % 3, i)))
+    everything = {p.relative_to(folder).as_posix() for p in predict.expand_paths([folder])}
+    assert len(everything) == 200
+    for n in (1, 3, 4):
+        shares = []
+        for i in range(n):
+            out = tmp_path / f"shard{i}of{n}.csv"
+            args = predict.parse_args(
+                [str(folder), "--shard", f"{i}/{n}", "--csv", str(out), "--quiet", "--no-progress"]
+            )
+            assert predict.run(args) == 0
+            with out.open(encoding="utf-8") as fh:
+                rows = [row["path"] for row in csv.DictReader(fh)]
+            shares.append({Path(p).relative_to(folder).as_posix() for p in rows})
+        assert sum(len(s) for s in shares) == len(everything)  # disjoint ...
+        assert set().union(*shares) == everything  # ... and complete
+        assert min(len(s) for s in shares) >= 200 / n * 0.6  # no machine left idle
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)
+    again = {p.relative_to(moved).as_posix() for p in predict.expand_paths([moved], (1, 4))}
+    assert again == shares[1]
+
+
+@pytest.mark.parametrize("bad", ["4/4", "-1/2", "1", "a/b", "0/0"])
+def test_bad_shard_is_a_clear_error(bad, capsys):
+    with pytest.raises(SystemExit):
+        predict.parse_args(["x", "--shard", bad])
+    assert "--shard" in capsys.readouterr().err

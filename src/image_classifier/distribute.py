@@ -114,3 +114,31 @@ def patch_keras_for_multi_worker() -> None:
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = local_batch
     tf_trainer.reduce_per_replica = reduce_per_replica
     _PATCHED = True
+
+
+def indexed_job_tf_config(index: int, workers: int, job: str, service: str, port: int) -> str:
+    """TF_CONFIG for pod `index` of a Kubernetes Indexed Job of `workers` pods whose headless
+    Service `service` gives each pod the DNS name <job>-<index>.<service>."""
+    if not 0 <= index < workers:
+        raise ValueError(f"worker index {index} is not in 0..{workers - 1}")
+    hosts = [f"{job}-{i}.{service}:{port}" for i in range(workers)]
+    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+
+
+def main() -> None:
+    """`python -m image_classifier.distribute`: print this pod's TF_CONFIG, from the Indexed
+    Job's JOB_COMPLETION_INDEX and TRAIN_WORKERS, TRAIN_JOB, TRAIN_SERVICE, TRAIN_PORT."""
+    env = os.environ
+    print(
+        indexed_job_tf_config(
+            int(env["JOB_COMPLETION_INDEX"]),
+            int(env["TRAIN_WORKERS"]),
+            env["TRAIN_JOB"],
+            env["TRAIN_SERVICE"],
+            int(env.get("TRAIN_PORT", "2222")),
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

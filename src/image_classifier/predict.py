@@ -1,10 +1,16 @@
 """Predict with the exported model (LiteRT, no TensorFlow).
 
     python -m image_classifier.predict PATH... [--top-k 3] [--csv predictions.csv]
+                                       [--shard I/N]
 
 PATHs are image files or folders (searched recursively, hidden files ignored). Images are read
 in batches, so memory stays bounded however many there are. Unreadable files are reported and
 skipped; the exit status is 1 if any were.
+
+--shard I/N (I = 0 .. N-1) predicts only this machine's share: N machines given the same
+PATHs and shards 0/N .. N-1/N cover every file exactly once. A file's shard depends on its
+path below the folder given (a hash), not on the listing order, so the machines need not see
+the files in the same order, and mounting the folder elsewhere does not move a file.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import logging
 import os
 import sys
@@ -37,19 +44,43 @@ class Prediction:
     top: list[tuple[str, float]]
 
 
-def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files as given; folders walked lazily, in sorted order, hidden entries skipped.
+def expand_paths(paths: Iterable[Path], shard: tuple[int, int] = (0, 1)) -> Iterator[Path]:
+    """Files as given; folders walked lazily, in sorted order, hidden entries skipped; only
+    those in `shard` (index, count).
 
     Lazy so that a folder of millions of images never sits in memory as a list."""
+    index, count = shard
     for path in paths:
         if not path.is_dir():
-            yield path
+            if shard_of(path.as_posix(), count) == index:
+                yield path
             continue
         for folder, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
-                if not name.startswith("."):
-                    yield Path(folder) / name
+                file = Path(folder) / name
+                key = file.relative_to(path).as_posix()
+                if not name.startswith(".") and shard_of(key, count) == index:
+                    yield file
+
+
+def shard_of(key: str, count: int) -> int:
+    """Which of `count` shards a file belongs to: stable, and even in expectation."""
+    if count == 1:
+        return 0
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), 0 <= I < N; ValueError with the rule otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be I/N, e.g. 0/4, not {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"--shard {text}: need N >= 1 and 0 <= I < N")
+    return index, count
 
 
 def predict_paths(
@@ -99,9 +130,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     clf = Classifier.from_dir(Path(args.model_dir), num_threads=args.threads)
     roots = [Path(p) for p in args.paths]
     # Count first (a cheap walk) so the progress bar has a total without holding every path.
-    total = sum(1 for _ in expand_paths(roots)) if args.progress else None
+    total = sum(1 for _ in expand_paths(roots, args.shard)) if args.progress else None
     progress = tqdm(
-        expand_paths(roots), total=total, unit="img", file=sys.stderr, disable=not args.progress
+        expand_paths(roots, args.shard),
+        total=total,
+        unit="img",
+        file=sys.stderr,
+        disable=not args.progress,
     )
     errors: list[str] = []
     count = 0
@@ -131,11 +166,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no table on stdout")
     parser.add_argument(
+        "--shard", default="0/1", metavar="I/N", help="predict share I of N (I = 0 .. N-1)"
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
     args = parser.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1:
         parser.error("--top-k and --batch-size must be >= 1")
+    try:
+        args.shard = parse_shard(args.shard)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
