@@ -204,6 +204,27 @@ def test_dvc_remote_round_trip(repo, tmp_path):
         assert (clone / name).read_bytes() == (repo / name).read_bytes(), name
 
 
+def stop_queue_workers(repo: Path, wait: float = 15.0) -> None:
+    """`dvc queue stop` asks the workers to go; make sure none outlives the test."""
+    import time
+
+    import psutil
+
+    def workers() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "cwd"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "queue" in cmd and str(repo) in str(proc.info["cwd"] or ""):
+                found.append(proc)
+        return found
+
+    deadline = time.monotonic() + wait
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for proc in workers():
+        proc.kill()
+
+
 def test_queued_experiments_run_two_at_a_time(repo):
     """A grid of experiments queued and run by two workers (`dvc queue start -j 2`); every
     one finishes and `dvc exp show` lists it with its metrics."""
@@ -212,15 +233,23 @@ def test_queued_experiments_run_two_at_a_time(repo):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "before the queue", "--allow-empty")
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = sh(repo, "dvc", "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
-    else:
-        pytest.fail(f"the queue did not finish:\n{status}")
+    # The queue's workers outlive `dvc queue start`: they must not hold a pipe we wait on.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with (repo / "queue.log").open("w") as log:
+        start = ["dvc", "queue", "start", "-j", "2"]
+        subprocess.run(start, cwd=repo, env=env, stdout=log, stderr=log, check=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = sh(repo, "dvc", "queue", "status")
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(3)
+        else:
+            pytest.fail(f"the queue did not finish:\n{status}")
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=env, capture_output=True)
+        stop_queue_workers(repo)
     assert "Failed" not in status, status
     rows = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
     found = {}

@@ -138,7 +138,10 @@ class Classifier:
         scale, zero = self._out_q
         if not scale:
             return out.copy()
-        return ((out.astype(np.float32) - zero) * scale).astype(np.float32)
+        probs = (out.astype(np.float32) - zero) * np.float32(scale)
+        # int8 softmax outputs come in steps of 1/256 and need not sum to 1; the model's output
+        # is a distribution, so it is given back as one.
+        return probs / np.maximum(probs.sum(axis=-1, keepdims=True), np.float32(1e-12))
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         batch = self._to_input(batch)

@@ -58,22 +58,18 @@ def quantize(model: bytes, mode: str, calibration: Iterable[np.ndarray] = ()) ->
     else:
         qt.load_quantization_recipe(recipe.static_wi8_ai8())
     ranges = None
-    if qt.need_calibration:
-        key, name = _signature(model)
-        samples = [{name: x[i : i + 1]} for x in calibration for i in range(len(x))]
-        if not samples:
-            raise ValueError("int8 quantization needs calibration images; none were given")
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            # Calibration keeps every intermediate tensor on purpose (it needs their ranges),
-            # and draws a progress bar per tensor (stderr) that a stage log does not want.
-            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        # Calibration keeps every intermediate tensor on purpose (it needs their ranges), and
+        # the quantizer draws progress bars (stderr) that a stage log does not want.
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        if qt.need_calibration:
+            key, name = _signature(model)
+            samples = [{name: x[i : i + 1]} for x in calibration for i in range(len(x))]
+            if not samples:
+                raise ValueError("int8 quantization needs calibration images; none were given")
             ranges = qt.calibrate({key: samples}, num_threads=os.cpu_count() or 1)
-    # The quantizer prints a size summary (stdout) and progress bars (stderr): the summary
-    # goes to the log, the bars nowhere.
-    with (
-        contextlib.redirect_stdout(io.StringIO()) as printed,
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        result = qt.quantize(ranges)
+        # It also prints a size summary (stdout): that goes to the log.
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            result = qt.quantize(ranges)
     log.info("quantized (%s): %s", mode, " ".join(printed.getvalue().split()))
     return bytes(result.quantized_model)
