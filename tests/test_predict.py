@@ -92,9 +92,9 @@ def test_shards_are_disjoint_and_cover_every_file(model_dir, tmp_path):
         shares = []
         for i in range(n):
             out = tmp_path / f"shard{i}of{n}.csv"
-            args = predict.parse_args(
-                [str(folder), "--shard", f"{i}/{n}", "--csv", str(out), "--quiet", "--no-progress"]
-            )
+            argv = [str(folder), "--model-dir", str(model_dir), "--shard", f"{i}/{n}"]
+            argv += ["--csv", str(out), "--quiet", "--no-progress"]
+            args = predict.parse_args(argv)
             assert predict.run(args) == 0
             with out.open(encoding="utf-8") as fh:
                 rows = [row["path"] for row in csv.DictReader(fh)]
