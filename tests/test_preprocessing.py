@@ -122,3 +122,33 @@ def test_a_bug_in_our_own_code_is_not_reported_as_a_bad_image(monkeypatch):
     data = png(PILImage.new("RGB", (4, 4)))
     with pytest.raises(AttributeError, match="a bug"):
         preprocessing.decode_pixels(data, 4, "rgb")
+
+
+@pytest.mark.parametrize(
+    ("source", "decoded"),
+    [((2000, 1500), (1000, 750)), ((4000, 3000), (1000, 750)), ((500, 375), (500, 375))],
+)
+def test_serving_decodes_large_jpegs_reduced(monkeypatch, model_dir, source, decoded):
+    """The web app's path (Classifier.preprocess -> load_image) lets libjpeg decode a large
+    upload at 1/2, 1/4 or 1/8 scale (draft mode), never below twice the model's input, and a
+    small one at full size."""
+    from PIL import JpegImagePlugin
+
+    from image_classifier.inference import Classifier, ModelCard
+
+    seen = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = draft(self, mode, size)
+        seen.append(self.size)  # the size libjpeg will decode at
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    clf = Classifier.from_dir(model_dir)
+    clf.card = ModelCard(clf.card.classes, 224, "rgb", clf.card.preprocessing_version)
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (source[1], source[0], 3), dtype=np.uint8))
+    pixels = clf.preprocess(png(photo, "JPEG"))
+    assert pixels.shape == (224, 224, 3)
+    assert seen == [decoded]
