@@ -1,6 +1,7 @@
 """The pipeline on realistic data, side by side with the Keras guide's pattern, in one run.
 
     python bench/scale.py --images 5000 [--size 224] [--epochs 1] [--data-dir DIR] [--no-peer]
+                          [--quantization none|float16|dynamic|int8]
 
 1. Generates (or reuses, in --data-dir) a seeded synthetic photo dataset: 10 classes,
    ~500x375 JPEGs of varied shapes and colours (image_classifier.synthetic).
@@ -109,7 +110,9 @@ def run_measured(cmd: list[str], cwd: Path, label_of, log: Path) -> tuple[float,
             code = proc.wait()
     wall = time.perf_counter() - start
     if code != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({code}); see {log}")
+        # The workspace (and this log) is a temporary folder, gone once we exit: show the end.
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}); the end of its log:\n{tail}")
     return wall, sampler.stats
 
 
@@ -172,6 +175,7 @@ def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:
     shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["image"].update(size=args.size, color_mode="rgb")
+    params["export"]["quantization"] = args.quantization
     params["train"].update(
         model="mobilenet_v2",
         weights=str(weights),
@@ -223,6 +227,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ic-bench")
     parser.add_argument("--no-peer", action="store_true", help="skip the Keras guide's pattern")
+    parser.add_argument("--quantization", default="none", help="export.quantization")
     parser.add_argument("--decode-sample", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -252,6 +257,7 @@ def main() -> None:
                     for name, s in sorted(stages.items(), key=lambda kv: kv[1]["start"])
                 },
                 "test_accuracy": metrics["accuracy"],
+                "export": json.loads((repo / "reports/export.json").read_text()),
             },
         }
         if not args.no_peer:
@@ -300,6 +306,12 @@ def report(r: dict) -> None:
             f"  accuracy: ours (test) {ours['test_accuracy']:.3f}, "
             f"peer (val) {p['val_accuracy']:.3f}"
         )
+    e = ours["export"]
+    print(
+        f"  export: {e['quantization']}, {e['size_kb']:.0f} KiB, "
+        f"test accuracy {e['accuracy']:.3f}, "
+        f"top-1 agreement with Keras {e['keras_top1_agreement']:.4f}"
+    )
     rates = r["decode_images_per_s"]
     one, many = rates.get("1"), max(rates.values())
     print(f"  decode: {rates} images/s; speed-up {many / one:.2f}x")

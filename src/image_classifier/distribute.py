@@ -75,6 +75,7 @@ def patch_keras_for_multi_worker() -> None:
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
+    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
     original_reduce = tf_trainer.reduce_per_replica
 
     def local_batch(self, iterator=None, data_batch=None):
@@ -110,7 +111,6 @@ def patch_keras_for_multi_worker() -> None:
 
         return tree.map_structure(mean, values)
 
-    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = local_batch
     tf_trainer.reduce_per_replica = reduce_per_replica
     _PATCHED = True

@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--version", help="model version (default: the served one, or saved_models/model.json's)"
     )
-    parser.add_argument("--reference", type=Path, default=config.EVAL_DIR / "predictions.csv")
+    parser.add_argument("--reference", type=Path, default=config.PREDICTIONS_FILE)
     parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
     args = parser.parse_args(argv)
     try:
