@@ -149,7 +149,8 @@ def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, 
     monkeypatch.setattr(train, "compile_model", spy)
     params = _transfer(weights=str(path), fine_tune_layers=3, fine_tune_learning_rate=1e-4)
     model = train.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
-    assert rates == [params.train.learning_rate, 1e-4]
+    # Phase 1 compiles the model, and on LiteRT also its head (frozen_base.py), at one rate.
+    assert set(rates[:-1]) == {params.train.learning_rate} and rates[-1] == 1e-4
     changed = _layer_changes(model, reference)
     top3 = [layer.name for layer in models.tunable_layers(models.find_base(model))[-3:]]
     assert {name for name, c in changed.items() if c} == set(top3)  # BN statistics too: none

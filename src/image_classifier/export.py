@@ -16,16 +16,15 @@ import hashlib
 import logging
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from image_classifier import atomic, config, metrics
 from image_classifier.cli import StageError, run_stage
+from image_classifier.convert import to_tflite
 from image_classifier.inference import Classifier, ModelCard
 from image_classifier.manifests import read_classes
 from image_classifier.params import ExportParams, Params
@@ -36,14 +35,6 @@ from image_classifier.store import inference_batch_size, open_split
 log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "roc_auc_ovr", "n_test")
-
-
-def to_tflite(model: keras.Model) -> bytes:
-    """Keras -> SavedModel -> float32 LiteRT flatbuffer (quantize.py may rewrite it). Goes
-    through export() to keep the log quiet."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model.export(tmp, format="tf_saved_model", verbose=False)
-        return tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
 
 
 def git_commit() -> str:

@@ -29,6 +29,7 @@ Distribute = Literal["none", "mirrored", "multi_worker"]
 SplitMethod = Literal["stratified", "hash"]
 ClassWeight = Literal["none", "balanced"]
 Quantization = Literal["none", "float16", "dynamic", "int8"]
+FrozenBaseRuntime = Literal["auto", "litert", "tensorflow"]
 
 TRANSFER_MIN_SIZE = 32
 
@@ -144,6 +145,9 @@ class TrainParams:
     distribute: Distribute = "none"
     # Train in mixed_float16 (GPUs with tensor cores); the saved model is float32 either way.
     mixed_precision: bool = False
+    # Where phase 1 runs the frozen base forwards: auto = LiteRT on a machine without a GPU
+    # (~3x TensorFlow's CPU speed), TensorFlow otherwise; see frozen_base.py.
+    frozen_base_runtime: FrozenBaseRuntime = "auto"
     # TF's deterministic kernels: needed for bit-identical runs on GPU, slower; CPU runs are
     # reproducible without it (see train.seed_everything).
     op_determinism: bool = False

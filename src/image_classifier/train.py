@@ -20,7 +20,7 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from image_classifier import atomic, config, distribute
+from image_classifier import atomic, config, distribute, frozen_base
 from image_classifier.cli import run_stage
 from image_classifier.input_pipeline import PixelSource, inference_dataset, training_dataset
 from image_classifier.manifests import Row, read_manifest, write_manifest
@@ -157,6 +157,14 @@ class KeepBest(keras.callbacks.Callback):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
+    def adopt(self, model: keras.Model) -> None:
+        """Phase 1 fitted a head sharing its layers with `model` (frozen_base.py): restore
+        the best head, and keep the best as `model`'s weights for phase 2 to compare with."""
+        self.restore()
+        self.set_model(model)
+        if self.best_weights is not None:
+            self.best_weights = model.get_weights()
+
 
 def callbacks(
     params: TrainParams, keep: KeepBest, min_epochs: int, live: Live | None
@@ -245,13 +253,15 @@ def fit(
             class_weight=weights,
             verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
         )
-        history = model.fit(
-            epochs=budget.epochs,
-            callbacks=callbacks(tp, keep, budget.min_epochs, live),
-            **fit_args,
+        phase_one = dict(
+            epochs=budget.epochs, callbacks=callbacks(tp, keep, budget.min_epochs, live)
         )
+        if frozen_base.runs_on_litert(tp, model, policy):
+            done = fit_head_on_litert(model, tp, budget, fit_args, phase_one)
+            keep.adopt(model)
+        else:
+            done = len(model.fit(**phase_one, **fit_args).epoch)
         if fine_tunes(tp, base):
-            done = len(history.epoch)
             keep.restore()  # phase 2 starts from phase 1's best head
             with strategy.scope():
                 set_trainable(base, tp.fine_tune_layers)
@@ -271,6 +281,23 @@ def fit(
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return with_dtype_policy(model, "float32") if policy != "float32" else model
+
+
+def fit_head_on_litert(
+    model: keras.Model, tp: TrainParams, budget: Budget, fit_args: dict, phase: dict
+) -> int:
+    """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same batches, as features,
+    fit the model's own head. Returns the number of epochs run."""
+    features, head = frozen_base.split_at_pooling(model)
+    run = frozen_base.LiteRTFeatures(features)
+    log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
+    compile_model(head, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
+    args = dict(
+        fit_args,
+        x=frozen_base.feature_dataset(fit_args["x"], run),
+        validation_data=frozen_base.features_of(fit_args["validation_data"], run),
+    )
+    return len(head.fit(**phase, **args).epoch)
 
 
 def record_best(live: Live, keep: KeepBest) -> None:

@@ -1,0 +1,101 @@
+"""Phase 1 with the frozen base on LiteRT (frozen_base.py): the same features as TensorFlow,
+chosen only where it applies, and a model that trains as it does on TensorFlow."""
+
+import keras
+import numpy as np
+import pytest
+
+from image_classifier import frozen_base, models, train
+from image_classifier.params import parse_params
+
+from test_training_schedule import CLASSES, colours
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A MobileNetV2 base whose features are well scaled: random weights alone make them
+    vanish (~1e-11), where any two runtimes agree trivially. Each BatchNormalization takes
+    its statistics from one batch, as bench/scale.py does."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    base(colours(8, 32, 9).x.astype(np.float32) / 127.5 - 1, training=True)
+    path = tmp_path_factory.mktemp("weights") / "base.weights.h5"
+    base.save_weights(path)
+    return path
+
+
+def _params(weights, **train_params):
+    raw = {"image": {"size": 32, "color_mode": "rgb"}}
+    raw["train"] = {
+        "model": "mobilenet_v2",
+        "weights": None if weights is None else str(weights),
+        "epochs": 8,
+        "min_steps": 0,
+        "batch_size": 8,
+        "learning_rate": 0.003,
+        **train_params,
+    }
+    return parse_params(raw)
+
+
+def _model(params):
+    return models.build_model(len(CLASSES), params.image, params.train)
+
+
+def test_litert_features_equal_tensorflows_and_the_head_completes_the_model(weights_file):
+    model = _model(_params(weights_file))
+    features, head = frozen_base.split_at_pooling(model)
+    x = colours(4, 32, 1).x.astype(np.float32)
+    expected = features.predict(x, verbose=0)
+    assert np.abs(expected).mean() > 0.01  # features that could disagree
+    got = frozen_base.LiteRTFeatures(features)(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # The head holds the model's own layers after the pooling: together they are the model.
+    np.testing.assert_allclose(head.predict(expected, verbose=0), model.predict(x, verbose=0))
+    assert head.get_layer("probabilities") is model.get_layer("probabilities")
+
+
+@pytest.mark.parametrize(
+    ("settings", "policy", "expected"),
+    [
+        ({}, "float32", True),  # auto, a frozen base, no GPU here
+        ({"frozen_base_runtime": "tensorflow"}, "float32", False),
+        ({"frozen_base_runtime": "litert"}, "float32", True),
+        ({}, "mixed_float16", False),  # mixed precision is for GPUs: TensorFlow
+        ({"distribute": "mirrored"}, "float32", False),
+        ({"weights": None}, "float32", False),  # no pretrained base: trained whole
+        ({"model": "simple_cnn", "weights": None}, "float32", False),
+    ],
+)
+def test_litert_is_chosen_only_for_a_frozen_base_on_one_cpu_machine(
+    weights_file, settings, policy, expected
+):
+    params = _params(settings.pop("weights", weights_file), **settings)
+    assert frozen_base.runs_on_litert(params.train, _model(params), policy) is expected
+
+
+# Random features do not generalise, but they can be fitted: validating on the training
+# images makes the kept epoch (lowest validation loss) the best fitted one.
+TRAIN = colours(24, 32, 0)
+
+
+def _fit(params, runtime):
+    return train.fit(_params(params, frozen_base_runtime=runtime), TRAIN, TRAIN, CLASSES)
+
+
+def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights_file):
+    on_tf, on_litert = _fit(weights_file, "tensorflow"), _fit(weights_file, "litert")
+    again = _fit(weights_file, "litert")
+    for a, b in zip(on_litert.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Both runtimes fit the training images, to the same model up to float rounding.
+    seen = TRAIN.x.astype(np.float32)
+    for model in (on_tf, on_litert):
+        assert (model.predict(seen, verbose=0).argmax(1) == TRAIN.labels).mean() >= 0.9
+    unseen = colours(10, 32, 2).x.astype(np.float32)
+    lite, tf_probs = on_litert.predict(unseen, verbose=0), on_tf.predict(unseen, verbose=0)
+    assert (lite.argmax(1) == tf_probs.argmax(1)).mean() >= 0.95
+    assert np.abs(lite - tf_probs).max() < 0.05
