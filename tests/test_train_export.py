@@ -160,9 +160,11 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     assert len(model) < len(float_model)
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
     if mode == "int8":
-        assert clf._in_type == np.int8 and clf._in_q[0] > 0
+        assert clf._in_type == np.int8 and clf._in_q == (1.0, -128)
     x = pixels(5, offset=300)
     lite = clf.predict(x)
+    # The web app hands over uint8 pixels (Classifier.preprocess): the same input exactly.
+    np.testing.assert_array_equal(clf.predict(x.astype(np.uint8)), lite)
     keras_probs = trained.predict(x, verbose=0)
     # Probabilities, even from int8 (the ROC AUC in evaluate refuses anything else).
     np.testing.assert_allclose(lite.sum(axis=1), 1.0, atol=1e-5)
@@ -170,6 +172,16 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     check = export.check_export(keras_probs, lite, ExportParams(quantization=mode))
     assert check["top1_agreement"] >= 0.9
     assert check["n_images"] == len(x)
+
+
+def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
+    """Dark calibration images (at most 100) must not make brighter pixels clip."""
+    dark = np.minimum(pixels(6, offset=200), 100.0)
+    model = quantize.quantize(export.to_tflite(trained), "int8", [dark])
+    clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
+    assert clf._in_q == (1.0, -128)
+    white = clf._to_input(np.full((1, 12, 12, 1), 255.0, np.float32))
+    assert white.max() == 127  # 255 - 128: not clipped at 100
 
 
 def test_int8_needs_calibration_images(trained):

@@ -33,7 +33,7 @@ class Result:
     top: list[tuple[str, float]]
     probs: np.ndarray
     unsure: bool
-    pixels: np.ndarray  # the model's input, kept for the heat map
+    pixels: np.ndarray  # the model's input (uint8), kept for the heat map
 
 
 # Images per LiteRT call in a web worker: bounds its memory whatever a request holds (16
@@ -119,7 +119,7 @@ class ModelState:
         if not self._explaining.acquire(timeout=EXPLAIN_WAIT_S):
             raise ClientError(503, "busy explaining other images: retry, or drop explain=true")
         try:
-            heat = saliency.occlusion_map(clf, result.pixels, target)
+            heat = saliency.occlusion_map(clf, result.pixels.astype(np.float32), target)
         finally:
             self._explaining.release()
         display = load_image(upload.data, DISPLAY_SIZE, "rgb", self.max_pixels).astype(np.uint8)

@@ -16,7 +16,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from image_classifier import config
-from image_classifier.preprocessing import PREPROCESSING_VERSION, ImageSource, load_image
+from image_classifier.preprocessing import PREPROCESSING_VERSION, ImageSource, decode_pixels
 
 
 class ModelLoadError(RuntimeError):
@@ -94,6 +94,9 @@ class Classifier:
         # A full-integer (int8) model takes and returns int8; (scale, zero point) of 0 = float.
         self._in_type, self._in_q = inp["dtype"], inp["quantization"]
         self._out_q = out["quantization"]
+        # uint8 pixels in: their int8 input for each of the 256 values, computed once by the
+        # float path (exact: preprocessing's float32 output holds the same whole numbers).
+        self._pixel_table = self._quantize(np.arange(256, dtype=np.float32))
         self._batch = 0
         self._lock = threading.Lock()
         out_shape = self._interpreter.get_output_details()[0]["shape"]
@@ -113,11 +116,14 @@ class Classifier:
         return cls(directory / config.TFLITE_MODEL.name, card, num_threads, max_batch)
 
     def preprocess(self, source: ImageSource, max_pixels: int = 40_000_000) -> np.ndarray:
-        return load_image(source, self.card.image_size, self.card.color_mode, max_pixels)
+        """The shared preprocessing's uint8 pixels (load_image is the same as float32);
+        predict() takes either, and an int8 model gets its input without a float pass."""
+        return decode_pixels(source, self.card.image_size, self.card.color_mode, max_pixels)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(n, size, size, channels) float32 pixels -> (n, classes) probabilities; in chunks
-        of at most max_batch images, so memory does not grow with the request."""
+        """(n, size, size, channels) pixels in [0, 255], uint8 or float32 -> (n, classes)
+        probabilities; in chunks of at most max_batch images, so memory does not grow with
+        the request."""
         step = self.max_batch or len(batch) or 1
         if len(batch) > step:
             return np.concatenate(
@@ -126,12 +132,18 @@ class Classifier:
         return self._invoke(batch)
 
     def _to_input(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch, dtype=np.float32)
+        if not self._in_q[0]:
+            return np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.dtype == np.uint8:
+            return self._pixel_table[batch]
+        return self._quantize(np.asarray(batch, dtype=np.float32))
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
         scale, zero = self._in_q
         if not scale:
-            return np.ascontiguousarray(batch)
+            return x
         info = np.iinfo(self._in_type)
-        q = np.clip(np.rint(batch / scale) + zero, info.min, info.max)
+        q = np.clip(np.rint(x / scale) + zero, info.min, info.max)
         return np.ascontiguousarray(q.astype(self._in_type))
 
     def _from_output(self, out: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # loaders refuse a model made with another version.
 PREPROCESSING_VERSION = 2  # v2: JPEG draft decoding for large sources
 
+ORIENTATION = 0x0112  # the EXIF tag exif_transpose() acts on
+
 # Transparent pixels are laid on white: most uploads with alpha are drawings on "nothing".
 BACKGROUND = (255, 255, 255)
 
@@ -123,6 +125,8 @@ def _normalise_mode(img: Image.Image, color_mode: str) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         img = Image.alpha_composite(background, rgba)
     target = "RGB" if color_mode == "rgb" else "L"
+    if img.mode == target:
+        return img  # convert() would return a copy
     return img.convert(target)  # CMYK, YCbCr, LAB, 1, ... all convert here
 
 
@@ -195,7 +199,9 @@ def decode_pixels(
                 # Only shrinks when both sides stay >= DRAFT_MARGIN x size (EXIF rotation
                 # swaps sides, hence the square request). A no-op for small sources.
                 img.draft(img.mode, (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
-            img = ImageOps.exif_transpose(img) or img
+            if img.getexif().get(ORIENTATION, 1) != 1:
+                # Only then: without a rotation exif_transpose still returns a full copy.
+                img = ImageOps.exif_transpose(img) or img
             img.load()
             img = _normalise_mode(img, color_mode)
             img = img.resize((size, size), Image.Resampling.BILINEAR)

@@ -31,11 +31,26 @@ log = logging.getLogger(__name__)
 MODES = ("none", "float16", "dynamic", "int8")
 
 
-def _signature(model: bytes) -> tuple[str, str]:
-    """(signature key, input name): the keys the quantizer's calibration data is given by."""
-    signatures = Interpreter(model_content=model).get_signature_list()
+# The model's input is raw pixels (preprocessing.py). Calibration would set the input's range
+# from the sample's extremes (0.47..199 on the digits, 0..226 on the generated photos), and
+# every brighter pixel of a later photo would be clipped; the whole pixel range instead gives
+# scale 1 and zero point -128: each pixel value is represented exactly.
+PIXEL_RANGE = (0.0, 255.0)
+
+
+def _signature(model: bytes) -> tuple[str, str, str]:
+    """(signature key, input name, input tensor name): the keys of the quantizer's calibration
+    data and of its ranges."""
+    interpreter = Interpreter(model_content=model)
+    signatures = interpreter.get_signature_list()
     key = next(iter(signatures))
-    return key, signatures[key]["inputs"][0]
+    return key, signatures[key]["inputs"][0], interpreter.get_input_details()[0]["name"]
+
+
+def _pixel_input(ranges: dict, tensor: str) -> dict:
+    low, high = ranges[tensor]["min"], ranges[tensor]["max"]
+    pixels = {"min": np.full_like(low, PIXEL_RANGE[0]), "max": np.full_like(high, PIXEL_RANGE[1])}
+    return {**ranges, tensor: pixels}
 
 
 def quantize(model: bytes, mode: str, calibration: Iterable[np.ndarray] = ()) -> bytes:
@@ -63,11 +78,12 @@ def quantize(model: bytes, mode: str, calibration: Iterable[np.ndarray] = ()) ->
         # the quantizer draws progress bars (stderr) that a stage log does not want.
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
         if qt.need_calibration:
-            key, name = _signature(model)
+            key, name, tensor = _signature(model)
             samples = [{name: x[i : i + 1]} for x in calibration for i in range(len(x))]
             if not samples:
                 raise ValueError("int8 quantization needs calibration images; none were given")
             ranges = qt.calibrate({key: samples}, num_threads=os.cpu_count() or 1)
+            ranges = _pixel_input(ranges, tensor)
         # It also prints a size summary (stdout): that goes to the log.
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             result = qt.quantize(ranges)
