@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -135,6 +136,43 @@ def test_stray_file_or_resaved_image_does_not_retrain(repo):
     (repo / "data/raw/circle/notes.txt").unlink()
     sh(repo, "dvc", "add", "-q", "data/raw")
     sh(repo, "dvc", "repro")
+
+
+def test_evaluate_scores_the_probabilities_export_wrote(repo):
+    """One LiteRT pass over the test split (in export); evaluate refuses any other file's."""
+    card = json.loads((repo / "saved_models/model.json").read_text())
+    scores = json.loads((repo / "reports/metrics.json").read_text())
+    assert scores["accuracy"] == card["metrics"]["accuracy"]
+    saved = repo / "reports/test_probabilities.npz"
+    kept = saved.read_bytes()
+    with np.load(saved) as npz:
+        probs = npz["probabilities"]
+    assert probs.shape == (scores["n_test"], 3)
+    np.savez(saved, probabilities=probs, tflite_sha256="0" * 64)  # another model's
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "image_classifier.evaluate"]
+    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    saved.write_bytes(kept)
+    assert result.returncode != 0
+    assert "is not from saved_models/model.tflite" in result.stdout + result.stderr
+
+
+def test_export_checks_keras_on_a_seeded_sample_and_scores_the_whole_split(repo):
+    n_test = json.loads((repo / "reports/metrics.json").read_text())["n_test"]
+    set_params(repo, {"export": {"check_images": 3}})
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage 'export'" in out
+    card = json.loads((repo / "saved_models/model.json").read_text())
+    assert card["keras_agreement"]["n_images"] == 3
+    assert (
+        card["metrics"]["accuracy"]
+        == json.loads((repo / "reports/metrics.json").read_text())["accuracy"]
+    )
+    with np.load(repo / "reports/test_probabilities.npz") as npz:
+        assert len(npz["probabilities"]) == n_test
+    set_params(repo, TINY | {"export": {"check_images": 1000}})
+    sh(repo, "dvc", "repro")
+    assert "up to date" in sh(repo, "dvc", "status")
 
 
 def test_forced_rerun_is_deterministic(repo):

@@ -25,6 +25,8 @@ SPLIT_REPORT = REPORTS_DIR / "split.json"
 TRAIN_LIVE_DIR = REPORTS_DIR / "train"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 EXPORT_METRICS = REPORTS_DIR / "export.json"
+# The written model's probabilities on the test split, from export, scored by evaluate.
+TEST_PROBABILITIES = REPORTS_DIR / "test_probabilities.npz"
 EVAL_DIR = REPORTS_DIR / "eval"
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
 EVALUATED_MODEL_FILE = "evaluated_model.json"  # in EVAL_DIR: the model version scored

@@ -2,9 +2,11 @@
 
     python -m image_classifier.evaluate
 
-The model scored is saved_models/model.tflite through inference.Classifier (LiteRT, the
-web app's runtime, quantized or not), so the numbers the quality gate judges are those of the
-model that will be served; no TensorFlow is loaded. Writes reports/metrics.json
+The probabilities scored are those export computed by running saved_models/model.tflite
+through inference.Classifier (LiteRT, the web app's runtime, quantized or not) on the whole
+test split: reports/test_probabilities.npz, tagged with the file's SHA-256, which must match
+model.json. So the numbers the quality gate judges are those of the model that will be served,
+and the model is not run twice; no TensorFlow is loaded. Writes reports/metrics.json
 (`dvc metrics show`) and, under reports/eval/, the per-class report, per-image predictions with
 every class probability (the confusion-matrix plot's data), ROC curves and PNG figures. The
 test split is read from the pixel store in batches sized for the image size, so memory does
@@ -15,31 +17,40 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import numpy as np
 
 from image_classifier import atomic, baselines, config, metrics, plots
 from image_classifier.cli import StageError, run_stage
-from image_classifier.inference import Classifier
+from image_classifier.inference import load_card
 from image_classifier.params import Params
 from image_classifier.store import SplitPixels, inference_batch_size, open_split
 
 log = logging.getLogger(__name__)
 
 
-def predict_probs(
-    model: Classifier, split: SplitPixels, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n, classes) float64 probabilities in store order, and the images downsampled for the
-    linear baseline (collected on the same pass, so the test split is read once)."""
-    probs, small = [], []
-    for x, _ in split.batches(batch_size):
-        probs.append(model.predict(x.astype(np.float32)).astype(np.float64))
-        small.append(baselines.downsample(x))
-    if not probs:
+def served_probs(split: SplitPixels) -> np.ndarray:
+    """The float64 probabilities export wrote for this split, checked against the model card:
+    the same file, the same number of images."""
+    card = json.loads(config.MODEL_CARD.read_text(encoding="utf-8"))
+    try:
+        with np.load(config.TEST_PROBABILITIES) as saved:
+            probs, sha = saved["probabilities"].astype(np.float64), str(saved["tflite_sha256"])
+    except FileNotFoundError:
+        raise StageError(f"{config.TEST_PROBABILITIES} not found: run the export stage") from None
+    if sha != card.get("tflite_sha256") or len(probs) != len(split):
+        raise StageError(
+            f"{config.TEST_PROBABILITIES} is not from {config.TFLITE_MODEL} on this test split: "
+            "re-run the pipeline (dvc repro)"
+        )
+    if not len(probs):
         raise StageError("the test split is empty: nothing to evaluate")
-    return np.concatenate(probs), np.concatenate(small)
+    return probs
+
+
+def downsampled(split: SplitPixels, batch_size: int) -> np.ndarray:
+    """The split's images as the linear baseline sees them."""
+    return np.concatenate([baselines.downsample(x) for x, _ in split.batches(batch_size)])
 
 
 def baseline_scores(
@@ -117,18 +128,19 @@ def write_reports(
 
 
 def run(params: Params) -> dict:
-    model = Classifier.from_dir(config.MODELS_DIR, num_threads=os.cpu_count() or 1)
+    card = load_card(config.MODEL_CARD)
     size, mode = params.image.size, params.image.color_mode
     with open_split("test", size, mode) as test, open_split("train", size, mode) as train:
         classes = list(test.meta.classes)
-        if classes != list(model.card.classes):
+        if classes != list(card.classes):
             raise StageError(
-                f"{config.MODEL_CARD} names classes {list(model.card.classes)}, the store "
+                f"{config.MODEL_CARD} names classes {list(card.classes)}, the store "
                 f"{classes}: re-run the pipeline (dvc repro)"
             )
-        probs, small = predict_probs(model, test, inference_batch_size(size, test.meta.channels))
+        probs = served_probs(test)
+        small = downsampled(test, inference_batch_size(size, test.meta.channels))
         extra = baseline_scores(train, small, test.labels, params.train.seed)
-        scores = write_reports(test, probs, classes, params, extra, model.card.version)
+        scores = write_reports(test, probs, classes, params, extra, card.version)
     log.info("test metrics: %s", json.dumps(scores))
     warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin)
     if warning:

@@ -248,8 +248,18 @@ class ExportParams:
     # ... a quantized one must give the same top-1 class on at least this share of it.
     min_top1_agreement: float = 0.97
     calibration_images: int = 256  # training images int8 calibration reads (seeded)
+    # Test images the Keras model runs on for the checks above (a seeded sample; null: all).
+    # The written model's own metrics always cover the whole test split.
+    check_images: int | None = 1000
 
     def __post_init__(self) -> None:
+        if self.check_images is not None:
+            _require(
+                self.check_images >= 1,
+                "export.check_images",
+                "must be >= 1 or null (the whole test split)",
+                self.check_images,
+            )
         _require(
             0 < self.max_prob_diff < 1,
             "export.max_prob_diff",
