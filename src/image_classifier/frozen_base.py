@@ -58,7 +58,7 @@ class LiteRTFeatures:
     """The features model on LiteRT, on every core: float32 pixels -> pooled features."""
 
     def __init__(self, features: keras.Model, threads: int | None = None) -> None:
-        threads = threads or len(os.sched_getaffinity(0))
+        threads = threads or os.cpu_count() or 1
         self._interpreter = Interpreter(model_content=to_tflite(features), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
