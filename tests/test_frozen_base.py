@@ -65,7 +65,7 @@ def test_litert_features_equal_tensorflows_and_the_head_completes_the_model(weig
         ({"frozen_base_runtime": "tensorflow"}, "float32", False),
         ({"frozen_base_runtime": "litert"}, "float32", True),
         ({}, "mixed_float16", False),  # mixed precision is for GPUs: TensorFlow
-        ({"distribute": "mirrored"}, "float32", False),
+        ({"distribute": "mirrored"}, "float32", False),  # (litert + distribute: ParamsError)
         ({"weights": None}, "float32", False),  # no pretrained base: trained whole
         ({"model": "simple_cnn", "weights": None}, "float32", False),
     ],

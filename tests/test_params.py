@@ -46,6 +46,10 @@ def test_empty_mapping_gives_defaults():
         ({"split": {"near_duplicate_bits": 40}}, "split.near_duplicate_bits: must be null (off)"),
         ({"evaluate": {"baseline_margin": 1}}, "evaluate.baseline_margin: must be in [0, 1)"),
         (
+            {"train": {"frozen_base_runtime": "litert", "distribute": "mirrored"}},
+            "train.frozen_base_runtime: must be auto or tensorflow with train.distribute",
+        ),
+        (
             {"train": {"model": "vgg19", "weights": "missing.weights.h5"}, "image": {"size": 32}},
             "train.weights: must be imagenet, null or the path of an existing weights file",
         ),

@@ -188,6 +188,13 @@ class TrainParams:
             "must be in (0, 1)",
             self.reduce_lr_factor,
         )
+        _require(
+            self.frozen_base_runtime != "litert" or self.distribute == "none",
+            "train.frozen_base_runtime",
+            "must be auto or tensorflow with train.distribute (litert runs phase 1 in this "
+            "process only)",
+            self.frozen_base_runtime,
+        )
         if self.init_from is not None:
             # DVC deletes a stage's outputs before running it: the model must be a copy.
             _require(
