@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from image_classifier import baselines
 
@@ -29,10 +28,3 @@ def test_linear_baseline_separates_colours_a_network_failed_on():
     probs = baselines.linear_probs(small[:80], y[:80], small[80:], n_classes=4)
     assert probs.shape == (40, 4) and not probs[:, 3].any()  # class 3 never seen in training
     assert (probs.argmax(1) == y[80:]).mean() == 1.0
-
-
-@pytest.mark.parametrize(("n", "limit"), [(10, 20), (100, 20)])
-def test_fit_sample_is_seeded_sorted_and_bounded(n, limit):
-    picked = baselines.fit_sample(n, seed=1, limit=limit)
-    assert len(picked) == min(n, limit) and (np.diff(picked) > 0).all()
-    np.testing.assert_array_equal(picked, baselines.fit_sample(n, seed=1, limit=limit))

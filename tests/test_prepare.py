@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_classifier import config, prepare, split
+from image_classifier import config, prepare, split, store
 from image_classifier.cli import StageError
 from image_classifier.decode import DecodeSettings, decode_rows
 from image_classifier.errors import DataError
@@ -153,3 +153,20 @@ def test_killed_prepare_leaves_the_previous_store(workspace):
         assert len(store) > 0
     prepare.run(PARAMS, workers=1)  # the next run cleans up what the killed one left
     assert not list(Path("data").glob(".prepared-*"))
+
+
+@pytest.mark.parametrize(("n", "limit"), [(10, 20), (100, 20)])
+def test_seeded_sample_is_seeded_sorted_and_bounded(n, limit):
+    picked = store.seeded_sample(n, limit, seed=1)
+    assert len(picked) == min(n, limit) and (np.diff(picked) > 0).all()
+    np.testing.assert_array_equal(picked, store.seeded_sample(n, limit, seed=1))
+
+
+def test_seeded_sample_of_all_or_of_some():
+    """export's Keras check and int8 calibration: None or a limit >= n takes every image."""
+    assert store.seeded_sample(5, None, 0).tolist() == [0, 1, 2, 3, 4]
+    assert store.seeded_sample(5, 9, 0).tolist() == [0, 1, 2, 3, 4]
+    picked = store.seeded_sample(1000, 10, 42)
+    assert len(set(picked.tolist())) == 10 and (np.diff(picked) > 0).all()
+    assert picked.tolist() == store.seeded_sample(1000, 10, 42).tolist()
+    assert picked.tolist() != store.seeded_sample(1000, 10, 43).tolist()

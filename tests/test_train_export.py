@@ -184,15 +184,6 @@ def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
     assert white.max() == 127  # 255 - 128: not clipped at 100
 
 
-def test_keras_check_sample_is_seeded_and_bounded():
-    assert export.seeded_sample(5, None, 0).tolist() == [0, 1, 2, 3, 4]
-    assert export.seeded_sample(5, 9, 0).tolist() == [0, 1, 2, 3, 4]
-    picked = export.seeded_sample(1000, 10, 42)
-    assert len(set(picked.tolist())) == 10 and (np.diff(picked) > 0).all()
-    assert picked.tolist() == export.seeded_sample(1000, 10, 42).tolist()
-    assert picked.tolist() != export.seeded_sample(1000, 10, 43).tolist()
-
-
 def test_int8_needs_calibration_images(trained):
     with pytest.raises(ValueError, match="calibration"):
         quantize.quantize(export.to_tflite(trained), "int8", [])

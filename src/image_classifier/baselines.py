@@ -54,10 +54,3 @@ def linear_probs(
     probs = np.zeros((len(x_test), n_classes))
     probs[:, model.classes_] = model.predict_proba(x_test)
     return probs
-
-
-def fit_sample(n: int, seed: int, limit: int = MAX_FIT_IMAGES) -> np.ndarray:
-    """Sorted indices of at most `limit` training images, seeded."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))

@@ -24,7 +24,7 @@ from image_classifier import atomic, baselines, config, metrics, plots
 from image_classifier.cli import StageError, run_stage
 from image_classifier.inference import load_card
 from image_classifier.params import Params
-from image_classifier.store import SplitPixels, inference_batch_size, open_split
+from image_classifier.store import SplitPixels, inference_batch_size, open_split, seeded_sample
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def baseline_scores(
 ) -> dict[str, float]:
     """Majority-class and linear baselines on the same test split (see baselines.py)."""
     n_classes = len(train.meta.classes)
-    picked = baselines.fit_sample(len(train), seed)
+    picked = seeded_sample(len(train), baselines.MAX_FIT_IMAGES, seed)
     batch = inference_batch_size(train.meta.size, train.meta.channels)
     x_fit = np.concatenate(
         [

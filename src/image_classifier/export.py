@@ -34,7 +34,7 @@ from image_classifier.manifests import read_classes
 from image_classifier.params import ExportParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
 from image_classifier.quantize import quantize
-from image_classifier.store import SplitPixels, inference_batch_size, open_split
+from image_classifier.store import SplitPixels, inference_batch_size, open_split, seeded_sample
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +122,10 @@ def calibration_batches(params: Params) -> Iterator[np.ndarray]:
     """A seeded sample of training images, float32 batches in store order (int8 ranges)."""
     size, mode = params.image.size, params.image.color_mode
     with open_split("train", size, mode) as train:
-        rng = np.random.default_rng(params.train.seed)
-        n = min(params.export.calibration_images, len(train))
-        picked = np.sort(rng.choice(len(train), size=n, replace=False))
+        picked = seeded_sample(len(train), params.export.calibration_images, params.train.seed)
         step = inference_batch_size(size, params.image.channels)
-        for i in range(0, n, step):
+        for i in range(0, len(picked), step):
             yield train.read(picked[i : i + step]).astype(np.float32)
-
-
-def seeded_sample(n: int, limit: int | None, seed: int) -> np.ndarray:
-    """Sorted indices of `limit` of n items (all of them when limit is None or >= n)."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def predict_split(

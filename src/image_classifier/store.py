@@ -167,3 +167,11 @@ def inference_batch_size(size: int, channels: int) -> int:
     budget = 32 * 224 * 224 * 3
     per_image = size * size * channels
     return int(max(1, min(256, 2 ** int(np.log2(max(1, budget // per_image))))))
+
+
+def seeded_sample(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of `limit` of a split's n images, seeded (all of them when limit is None
+    or >= n): int8 calibration, export's Keras check, the linear baseline's training set."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
