@@ -1,6 +1,8 @@
 """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same features as TensorFlow,
 chosen only where it applies, and a model that trains as it does on TensorFlow."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -86,8 +88,13 @@ def _fit(params, runtime):
     return train.fit(_params(params, frozen_base_runtime=runtime), TRAIN, TRAIN, CLASSES)
 
 
-def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights_file):
+def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights_file, tmp_path):
     on_tf, on_litert = _fit(weights_file, "tensorflow"), _fit(weights_file, "litert")
+    on_litert.save(tmp_path / "model.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras.models.load_model(tmp_path / "model.keras")
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
     again = _fit(weights_file, "litert")
     for a, b in zip(on_litert.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

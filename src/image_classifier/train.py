@@ -297,7 +297,11 @@ def fit_head_on_litert(
         x=frozen_base.feature_dataset(fit_args["x"], run),
         validation_data=frozen_base.features_of(fit_args["validation_data"], run),
     )
-    return len(head.fit(**phase, **args).epoch)
+    epochs = len(head.fit(**phase, **args).epoch)
+    # The model's own optimizer never ran: build its slots, so that model.keras reloads
+    # without Keras warning that the saved optimizer has fewer variables than it expects.
+    model.optimizer.build(model.trainable_variables)
+    return epochs
 
 
 def record_best(live: Live, keep: KeepBest) -> None:
