@@ -161,6 +161,9 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
     if mode == "int8":
         assert clf._in_type == np.int8 and clf._in_q == (1.0, -128)
+        # Every pixel value: the uint8 shortcut gives what quantizing the float gives.
+        every = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+        np.testing.assert_array_equal(clf._to_input(every), clf._to_input(every.astype(np.float32)))
     x = pixels(5, offset=300)
     lite = clf.predict(x)
     # The web app hands over uint8 pixels (Classifier.preprocess): the same input exactly.

@@ -97,6 +97,9 @@ class Classifier:
         # uint8 pixels in: their int8 input for each of the 256 values, computed once by the
         # float path (exact: preprocessing's float32 output holds the same whole numbers).
         self._pixel_table = self._quantize(np.arange(256, dtype=np.float32))
+        # Export's int8 input is the pixel minus 128 (scale 1, zero point -128: quantize.py),
+        # which is the top bit flipped: ~0.3 ms less a 224-px image than the table lookup.
+        self._flip_top_bit = self._in_type == np.int8 and self._in_q == (1.0, -128)
         self._batch = 0
         self._lock = threading.Lock()
         out_shape = self._interpreter.get_output_details()[0]["shape"]
@@ -135,6 +138,8 @@ class Classifier:
         if not self._in_q[0]:
             return np.ascontiguousarray(batch, dtype=np.float32)
         if batch.dtype == np.uint8:
+            if self._flip_top_bit:
+                return (batch ^ np.uint8(0x80)).view(np.int8)
             return self._pixel_table[batch]
         return self._quantize(np.asarray(batch, dtype=np.float32))
 
