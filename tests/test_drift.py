@@ -1,5 +1,9 @@
 import csv
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from webapp import create_app
 
 from conftest import live_server, pattern, png
 
+ROOT = Path(__file__).resolve().parents[1]
 LOOSE = DriftParams(min_samples=10)
 
 
@@ -63,6 +68,31 @@ def test_store_is_shared_between_workers_and_survives_restart(tmp_path):
     assert restarted.labels == {"cat": 2, "dog": 1}
     assert restarted.confidence[bucket(0.91)] == 2 and restarted.confidence[5] == 1
     assert bucket(1.0) == 9
+
+
+def test_a_worker_writes_its_counts_at_most_a_flush_interval_late(tmp_path):
+    db = tmp_path / "drift.sqlite"
+    writer, reader = DriftStore(db, flush_every_s=3600), DriftStore(db)
+    writer.record("v1", [("cat", 0.9)])
+    assert reader.profile("v1").total == 0  # still in the writer's memory
+    assert writer.profile("v1").total == 1  # a worker reads its own counts (and writes them)
+    assert reader.profile("v1").total == 1
+    writer.record("v1", [("cat", 0.9)])
+    writer.flush_every_s = 0  # the interval is over: the next prediction writes them all
+    writer.record("v1", [("dog", 0.1)])
+    assert reader.profile("v1").labels == {"cat": 2, "dog": 1}
+
+
+def test_counts_held_in_memory_are_written_when_the_worker_exits(tmp_path):
+    """gunicorn workers end with sys.exit (max_requests, SIGTERM), never calling close()."""
+    db = tmp_path / "drift.sqlite"
+    code = (
+        "import sys; from image_classifier.drift_store import DriftStore; "
+        f"DriftStore({str(db)!r}, flush_every_s=3600).record('v1', [('cat', 0.9)]); sys.exit(0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    assert DriftStore(db).profile("v1").labels == {"cat": 1}
 
 
 def write_reference(path, rows):
