@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import fuzzing
@@ -36,19 +37,19 @@ def gunicorn_workers(proc: subprocess.Popen) -> list[psutil.Process]:
     return masters[0].children() if masters else []
 
 
-@pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
+@contextmanager
+def procfile_server(model_dir: Path, log: Path, **env: str):
+    """The Procfile's web process (honcho), on a free port, until the block ends."""
     port = free_port()
-    # A file, not a pipe: thousands of request log lines would fill a pipe nobody reads and
-    # block the server (and its shutdown).
-    log = tmp_path_factory.mktemp("server") / "server.log"
     env = {
         **os.environ,
         "PORT": str(port),
-        "WEB_CONCURRENCY": "3",
         "MODEL_DIR": str(model_dir),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **env,
     }
+    # A file, not a pipe: thousands of request log lines would fill a pipe nobody reads and
+    # block the server (and its shutdown).
     proc = subprocess.Popen(
         ["honcho", "start", "-f", "Procfile", "web"],
         cwd=ROOT,
@@ -69,9 +70,18 @@ def server(model_dir, tmp_path_factory):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
         pytest.fail("server did not become ready:\n" + log.read_text(errors="replace"))
-    yield url, proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    try:
+        yield url, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with procfile_server(model_dir, log, WEB_CONCURRENCY="3") as running:
+        yield running
 
 
 def test_procfile_serves_predictions_over_http(server):
@@ -85,6 +95,41 @@ def test_procfile_serves_predictions_over_http(server):
 def test_web_concurrency_sets_worker_count(server):
     _, proc = server
     assert len(gunicorn_workers(proc)) == 3
+
+
+def wait_for_workers(proc: subprocess.Popen, n: int, exclude: int = 0) -> list[psutil.Process]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = [w for w in gunicorn_workers(proc) if w.pid != exclude]
+        if len(workers) == n:
+            return workers
+        time.sleep(0.2)
+    pytest.fail(f"expected {n} workers, found {len(gunicorn_workers(proc))}")
+
+
+def test_one_worker_per_cpu_pins_each_to_its_own(model_dir, tmp_path):
+    """WEB_CONCURRENCY = the CPUs: every worker on a CPU of its own, a recycled worker's
+    replacement on the CPU it freed; more workers than CPUs: none pinned."""
+    cpus = os.sched_getaffinity(0)
+    with procfile_server(model_dir, tmp_path / "pinned.log", WEB_CONCURRENCY=str(len(cpus))) as (
+        url,
+        proc,
+    ):
+        workers = wait_for_workers(proc, len(cpus))
+        placed = [w.cpu_affinity() for w in workers]
+        assert all(len(p) == 1 for p in placed) and {p[0] for p in placed} == cpus
+        leaving = workers[0]
+        freed = leaving.cpu_affinity()
+        leaving.send_signal(signal.SIGTERM)  # as max_requests recycles it
+        leaving.wait(timeout=20)
+        replacement = next(w for w in wait_for_workers(proc, len(cpus)) if w not in workers)
+        assert replacement.cpu_affinity() == freed
+        assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+    with procfile_server(
+        model_dir, tmp_path / "unpinned.log", WEB_CONCURRENCY=str(len(cpus) + 1)
+    ) as (_, proc):
+        workers = wait_for_workers(proc, len(cpus) + 1)
+        assert all(set(w.cpu_affinity()) == cpus for w in workers)
 
 
 def test_workers_survive_bad_input(server):
