@@ -35,7 +35,8 @@ def worker_cpu(allowed: set[int], workers: int, taken: set[int]) -> int | None:
     Linux now and then runs two busy workers on one core while another idles (measured on 2
     cores, MobileNetV2 int8, ab at concurrency 8: 290-299 req/s unpinned, 305-314 pinned; the
     same CPU time a request). With more CPUs than workers (a shared dyno shows 8 CPUs to 2
-    workers) or LiteRT threads > 1 the scheduler is better placed. PIN_WORKERS=0 turns it off.
+    workers) or LiteRT threads > 1 the scheduler is better placed. Explanations lose ~15 % of
+    their throughput pinned (README "Serving figures"): PIN_WORKERS=0 turns it off.
     """
     if os.environ.get("PIN_WORKERS", "1") == "0" or os.environ.get("LITERT_THREADS", "1") != "1":
         return None
