@@ -1,8 +1,10 @@
 import csv
 import io
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +72,52 @@ def test_store_is_shared_between_workers_and_survives_restart(tmp_path):
     assert bucket(1.0) == 9
 
 
-def test_a_worker_writes_its_counts_at_most_a_flush_interval_late(tmp_path):
+def test_a_worker_writes_its_counts_a_flush_interval_later_with_no_more_traffic(tmp_path):
     db = tmp_path / "drift.sqlite"
-    writer, reader = DriftStore(db, flush_every_s=3600), DriftStore(db)
-    writer.record("v1", [("cat", 0.9)])
+    writer, reader = DriftStore(db, flush_every_s=0.3), DriftStore(db)
+    writer.record("v1", [("cat", 0.9), ("dog", 0.1)])
     assert reader.profile("v1").total == 0  # still in the writer's memory
-    assert writer.profile("v1").total == 1  # a worker reads its own counts (and writes them)
-    assert reader.profile("v1").total == 1
+    deadline = time.monotonic() + 10
+    while reader.profile("v1").total == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the writer gets no other prediction: its timer writes them
+    assert reader.profile("v1").labels == {"cat": 1, "dog": 1}
     writer.record("v1", [("cat", 0.9)])
-    writer.flush_every_s = 0  # the interval is over: the next prediction writes them all
-    writer.record("v1", [("dog", 0.1)])
-    assert reader.profile("v1").labels == {"cat": 2, "dog": 1}
+    assert writer.profile("v1").labels == {"cat": 2, "dog": 1}  # a worker reads its own
+    assert reader.profile("v1").labels == {"cat": 2, "dog": 1}  # ... having written them
+
+
+class FailingWrites:
+    """A connection whose writes fail (a locked or read-only database); reads work."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def executemany(self, *args):
+        raise sqlite3.OperationalError("database is locked")
+
+    def execute(self, *args):
+        return self.db.execute(*args)
+
+
+def test_a_failed_write_keeps_the_counts_and_still_reads_the_others(tmp_path, caplog):
+    db = tmp_path / "drift.sqlite"
+    other = DriftStore(db)
+    other.record("v1", [("dog", 0.5)])
+    other.close()
+    store = DriftStore(db, flush_every_s=3600)
+    real = store._db
+    store._db = FailingWrites(real)
+    store.record("v1", [("cat", 0.9)])
+    assert store.profile("v1").labels == {"dog": 1}  # read anyway, failure logged
+    assert "drift counts not saved: database is locked" in caplog.text
+    store._db = real
+    assert store.profile("v1").labels == {"dog": 1, "cat": 1}  # kept, written now
 
 
 def test_counts_held_in_memory_are_written_when_the_worker_exits(tmp_path):
