@@ -220,7 +220,7 @@ def master_rss_mb(proc: subprocess.Popen) -> float:
 class PeakRss:
     """Samples every worker's resident memory every 50 ms; .peak is the largest seen (MB).
 
-    The workers are looked up again only when one has gone (a recycled worker): finding them
+    The workers are looked up again only while one is missing (a recycled worker): finding them
     walks the whole process table, ~1.6 ms of CPU that would be taken from the server 20 times
     a second on the cores it is measured on.
     """
@@ -231,9 +231,12 @@ class PeakRss:
 
     def _run(self) -> None:
         workers: list[psutil.Process] = []
+        most = 0  # a recycled worker's replacement may not be there yet when it is missed
         while not self._stop.is_set():
             try:
-                workers = workers or _master(self.proc).children()
+                if len(workers) < most or not workers:
+                    workers = _master(self.proc).children()
+                    most = max(most, len(workers))
                 rss = [w.memory_info().rss / 2**20 for w in workers]
                 self.peak = max(self.peak, round(max(rss, default=0.0), 1))
             except (psutil.Error, StopIteration):

@@ -20,11 +20,13 @@ def conf(monkeypatch):
     return module
 
 
-def test_one_worker_per_cpu_takes_the_first_free_cpu(conf):
-    assert conf.worker_cpu({0, 1}, 2, set()) == 0
-    assert conf.worker_cpu({0, 1}, 2, {0}) == 1
-    assert conf.worker_cpu({4, 5, 6}, 3, {4, 6}) == 5  # the CPUs this process may use
-    assert conf.worker_cpu({0, 1}, 2, {0, 1}) is None
+def test_one_worker_per_cpu_takes_the_least_held_cpu(conf):
+    assert conf.worker_cpu({0, 1}, 2, []) == 0
+    assert conf.worker_cpu({0, 1}, 2, [0]) == 1
+    assert conf.worker_cpu({4, 5, 6}, 3, [4, 6]) == 5  # the CPUs this process may use
+    # A HUP reload: the old workers still hold both CPUs while the new ones are spawned.
+    assert conf.worker_cpu({0, 1}, 2, [0, 1]) == 0
+    assert conf.worker_cpu({0, 1}, 2, [0, 1, 0]) == 1
 
 
 @pytest.mark.parametrize(
@@ -39,4 +41,4 @@ def test_one_worker_per_cpu_takes_the_first_free_cpu(conf):
 def test_workers_are_left_to_the_scheduler_otherwise(conf, monkeypatch, allowed, workers, env):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert conf.worker_cpu(allowed, workers, set()) is None
+    assert conf.worker_cpu(allowed, workers, []) is None

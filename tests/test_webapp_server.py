@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -97,37 +98,52 @@ def test_web_concurrency_sets_worker_count(server):
     assert len(gunicorn_workers(proc)) == 3
 
 
-def wait_for_workers(proc: subprocess.Popen, n: int, exclude: int = 0) -> list[psutil.Process]:
+def wait_for_workers(proc: subprocess.Popen, n: int) -> list[psutil.Process]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        workers = [w for w in gunicorn_workers(proc) if w.pid != exclude]
+        workers = gunicorn_workers(proc)
         if len(workers) == n:
             return workers
         time.sleep(0.2)
     pytest.fail(f"expected {n} workers, found {len(gunicorn_workers(proc))}")
 
 
+def pinned_cpus(proc: subprocess.Popen, n: int) -> list[int]:
+    """The CPUs of the n workers, once each has pinned itself (post_fork runs in the child)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            placed = [w.cpu_affinity() for w in wait_for_workers(proc, n)]
+            if all(len(p) == 1 for p in placed):
+                return sorted(p[0] for p in placed)
+        time.sleep(0.2)
+    pytest.fail(f"workers not pinned: {[w.cpu_affinity() for w in gunicorn_workers(proc)]}")
+
+
 def test_one_worker_per_cpu_pins_each_to_its_own(model_dir, tmp_path):
-    """WEB_CONCURRENCY = the CPUs: every worker on a CPU of its own, a recycled worker's
-    replacement on the CPU it freed; more workers than CPUs: none pinned."""
+    """WEB_CONCURRENCY = the CPUs: every worker on a CPU of its own, also after a recycled
+    worker is replaced and after a HUP reload; more workers than CPUs: none pinned."""
     cpus = os.sched_getaffinity(0)
-    with procfile_server(model_dir, tmp_path / "pinned.log", WEB_CONCURRENCY=str(len(cpus))) as (
-        url,
-        proc,
-    ):
-        workers = wait_for_workers(proc, len(cpus))
-        placed = [w.cpu_affinity() for w in workers]
-        assert all(len(p) == 1 for p in placed) and {p[0] for p in placed} == cpus
-        leaving = workers[0]
-        freed = leaving.cpu_affinity()
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs: with one, pinned and unpinned look the same")
+    one_per_cpu = {"WEB_CONCURRENCY": str(len(cpus)), "PIN_WORKERS": "1", "LITERT_THREADS": "1"}
+    with procfile_server(model_dir, tmp_path / "pinned.log", **one_per_cpu) as (url, proc):
+        assert pinned_cpus(proc, len(cpus)) == sorted(cpus)
+        leaving = wait_for_workers(proc, len(cpus))[0]
         leaving.send_signal(signal.SIGTERM)  # as max_requests recycles it
         leaving.wait(timeout=20)
-        replacement = next(w for w in wait_for_workers(proc, len(cpus)) if w not in workers)
-        assert replacement.cpu_affinity() == freed
+        assert pinned_cpus(proc, len(cpus)) == sorted(cpus)
+        old = {w.pid for w in gunicorn_workers(proc)}
+        master = psutil.Process(gunicorn_workers(proc)[0].ppid())
+        master.send_signal(signal.SIGHUP)  # new workers start while the old hold every CPU
+        deadline = time.monotonic() + 30
+        while old & {w.pid for w in gunicorn_workers(proc)} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not old & {w.pid for w in gunicorn_workers(proc)}
+        assert pinned_cpus(proc, len(cpus)) == sorted(cpus)
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
-    with procfile_server(
-        model_dir, tmp_path / "unpinned.log", WEB_CONCURRENCY=str(len(cpus) + 1)
-    ) as (_, proc):
+    more = {**one_per_cpu, "WEB_CONCURRENCY": str(len(cpus) + 1)}
+    with procfile_server(model_dir, tmp_path / "unpinned.log", **more) as (_, proc):
         workers = wait_for_workers(proc, len(cpus) + 1)
         assert all(set(w.cpu_affinity()) == cpus for w in workers)
 
