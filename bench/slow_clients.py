@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import free_port, jpeg_256, multipart, start_server
+from serve import ROOT, free_port, jpeg_256, multipart, start_ours
 
 BOUNDARY = "benchboundary7d1f"
 
@@ -79,7 +79,7 @@ def run(setup: str, extra_args: str, slow: int, seconds: float) -> None:
     os.environ["GUNICORN_CMD_ARGS"] = extra_args
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, 2, Path(tmp) / "drift.sqlite")
+        proc = start_ours(port, 2, 1, Path(tmp) / "drift.sqlite", ROOT / "saved_models")
         stop = threading.Event()
         slow_threads = [
             threading.Thread(target=trickle, args=(port, seconds, stop)) for _ in range(slow)
