@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,31 +109,37 @@ def wait_for_workers(proc: subprocess.Popen, n: int) -> list[psutil.Process]:
     pytest.fail(f"expected {n} workers, found {len(gunicorn_workers(proc))}")
 
 
-def pinned_cpus(proc: subprocess.Popen, n: int) -> list[int]:
-    """The CPUs of the n workers, once each has pinned itself (post_fork runs in the child)."""
+def pinned_cpus(proc: subprocess.Popen, n: int, log: Path) -> list[int]:
+    """The CPUs of the n workers, once each has pinned itself (post_fork runs in the child)
+    and said so in the server's log; the log and the kernel's affinity must agree."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        said = {int(pid): int(cpu) for pid, cpu in PINNED.findall(log.read_text(errors="replace"))}
         with contextlib.suppress(psutil.Error):
-            placed = [w.cpu_affinity() for w in wait_for_workers(proc, n)]
-            if all(len(p) == 1 for p in placed):
-                return sorted(p[0] for p in placed)
+            workers = wait_for_workers(proc, n)
+            if all(w.pid in said for w in workers):
+                assert all(w.cpu_affinity() == [said[w.pid]] for w in workers)
+                return sorted(said[w.pid] for w in workers)
         time.sleep(0.2)
     pytest.fail(f"workers not pinned: {[w.cpu_affinity() for w in gunicorn_workers(proc)]}")
 
 
+PINNED = re.compile(r"worker (\d+) pinned to CPU (\d+)")
+
+
 def test_one_worker_per_cpu_pins_each_to_its_own(model_dir, tmp_path):
     """WEB_CONCURRENCY = the CPUs: every worker on a CPU of its own, also after a recycled
-    worker is replaced and after a HUP reload; more workers than CPUs: none pinned."""
+    worker is replaced and after a HUP reload; more workers than CPUs: none pinned. The
+    server's log says which worker it pinned where, so this holds on one CPU too."""
     cpus = os.sched_getaffinity(0)
-    if len(cpus) < 2:
-        pytest.skip("needs 2 CPUs: with one, pinned and unpinned look the same")
     one_per_cpu = {"WEB_CONCURRENCY": str(len(cpus)), "PIN_WORKERS": "1", "LITERT_THREADS": "1"}
-    with procfile_server(model_dir, tmp_path / "pinned.log", **one_per_cpu) as (url, proc):
-        assert pinned_cpus(proc, len(cpus)) == sorted(cpus)
+    log = tmp_path / "pinned.log"
+    with procfile_server(model_dir, log, **one_per_cpu) as (url, proc):
+        assert pinned_cpus(proc, len(cpus), log) == sorted(cpus)
         leaving = wait_for_workers(proc, len(cpus))[0]
         leaving.send_signal(signal.SIGTERM)  # as max_requests recycles it
         leaving.wait(timeout=20)
-        assert pinned_cpus(proc, len(cpus)) == sorted(cpus)
+        assert pinned_cpus(proc, len(cpus), log) == sorted(cpus)
         old = {w.pid for w in gunicorn_workers(proc)}
         master = psutil.Process(gunicorn_workers(proc)[0].ppid())
         master.send_signal(signal.SIGHUP)  # new workers start while the old hold every CPU
@@ -140,12 +147,15 @@ def test_one_worker_per_cpu_pins_each_to_its_own(model_dir, tmp_path):
         while old & {w.pid for w in gunicorn_workers(proc)} and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not old & {w.pid for w in gunicorn_workers(proc)}
-        assert pinned_cpus(proc, len(cpus)) == sorted(cpus)
+        assert pinned_cpus(proc, len(cpus), log) == sorted(cpus)
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
     more = {**one_per_cpu, "WEB_CONCURRENCY": str(len(cpus) + 1)}
-    with procfile_server(model_dir, tmp_path / "unpinned.log", **more) as (_, proc):
+    log = tmp_path / "unpinned.log"
+    with procfile_server(model_dir, log, **more) as (url, proc):
         workers = wait_for_workers(proc, len(cpus) + 1)
+        assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
         assert all(set(w.cpu_affinity()) == cpus for w in workers)
+        assert "Booting worker" in log.read_text() and not PINNED.search(log.read_text())
 
 
 def test_workers_survive_bad_input(server):
