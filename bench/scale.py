@@ -204,14 +204,16 @@ def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:
 def decode_throughput(repo: Path, size: int, limit: int) -> dict[int, float]:
     """Images/s of prepare's decoder on the first `limit` training images, 1 and all cores."""
     sys.path.insert(0, str(repo / "src"))
-    from image_classifier.decode import DecodeSettings, decode_rows, default_workers
-    from image_classifier.manifests import read_manifest
+    from image_classifier.data.manifests import read_manifest
+    from image_classifier.data.parallel import default_workers
+    from image_classifier.data.store_writer import DecodeSettings, decode_rows
+    from image_classifier.preprocessing import MAX_PIXELS
 
     cwd = Path.cwd()
     os.chdir(repo)
     try:
         rows = read_manifest(Path("data/splits/train.csv"))[:limit]
-        settings = DecodeSettings(size, "rgb", 40_000_000)
+        settings = DecodeSettings(size, "rgb", MAX_PIXELS)
         out = {}
         for workers in sorted({1, default_workers()}):
             with tempfile.TemporaryDirectory(dir=repo) as tmp:

@@ -78,7 +78,9 @@ import sys
 from pathlib import Path
 import keras
 import numpy as np
-from image_classifier import atomic, export, models, quantize, synthetic
+from image_classifier import atomic, export, synthetic
+from image_classifier.training import models
+from image_classifier.litert import quantize
 from image_classifier.params import parse_params
 
 arch, mode, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])

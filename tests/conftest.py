@@ -55,11 +55,12 @@ def image_tree(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny exported model (model.tflite + model.json) for classes cat, dog, crème brûlée."""
-    from image_classifier import atomic, export, train
-    from image_classifier.inference import Classifier, ModelCard
-    from image_classifier.input_pipeline import ArraySource
+    from image_classifier import atomic, export
+    from image_classifier.litert.classifier import Classifier, ModelCard
     from image_classifier.params import parse_params
     from image_classifier.preprocessing import PREPROCESSING_VERSION
+    from image_classifier.training import fit_loop
+    from image_classifier.training.input_pipeline import ArraySource
 
     params = parse_params(
         {"image": {"size": 12}, "train": {"epochs": 8, "batch_size": 8, "min_steps": 0}}
@@ -67,7 +68,7 @@ def model_dir(tmp_path_factory) -> Path:
     classes = ["cat", "crème brûlée", "dog"]
     x = np.stack([np.asarray(pattern(k, i))[..., None] for k in (0, 2, 1) for i in range(8)])
     data = ArraySource(x, np.repeat(np.arange(3), 8))
-    model = train.fit(params, data, data, classes)
+    model = fit_loop.fit(params, data, data, classes)
     tflite = export.to_tflite(model)
     card = ModelCard(tuple(classes), 12, "grayscale", PREPROCESSING_VERSION)
     x = data.x.astype(np.float32)
@@ -100,8 +101,9 @@ def reports_dir(model_dir, tmp_path_factory) -> Path:
     import contextlib
     import json
 
-    from image_classifier import atomic, evaluate, export, metrics
-    from image_classifier.inference import Classifier
+    from image_classifier import atomic, evaluate, export
+    from image_classifier.evaluation import metrics
+    from image_classifier.litert.classifier import Classifier
     from image_classifier.params import parse_params
 
     clf = Classifier.from_dir(model_dir)

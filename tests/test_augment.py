@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from image_classifier.augment import augment_batch
 from image_classifier.params import AugmentParams
+from image_classifier.training.augment import augment_batch
 
 ALL = AugmentParams(flip="horizontal", rotation=0.05, zoom=0.1, contrast=0.2, translation=0.1)
 

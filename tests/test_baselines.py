@@ -1,6 +1,6 @@
 import numpy as np
 
-from image_classifier import baselines
+from image_classifier.evaluation import baselines
 
 
 def test_downsample_takes_block_means_to_the_side():

@@ -75,6 +75,7 @@ def test_training_job_builds_each_workers_tf_config():
     """The Indexed Job's pods find each other through the headless Service, and the TF_CONFIG
     each computes names every pod, with itself at its own index."""
     from image_classifier import distribute
+    from image_classifier.training.distribute import is_chief
 
     docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/training/train-job.yaml").read_text()))
     service = next(d for d in docs if d["kind"] == "Service")
@@ -108,7 +109,7 @@ def test_training_job_builds_each_workers_tf_config():
             for i in range(workers)
         ]
         assert config["cluster"] == {"worker": hosts}
-        assert distribute.is_chief(result.stdout) == (index == 0)
+        assert is_chief(result.stdout) == (index == 0)
     with pytest.raises(ValueError, match=r"not in 0\.\.1"):
         distribute.indexed_job_tf_config(2, 2, "j", "s", 1)
 

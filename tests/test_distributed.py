@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from image_classifier import distribute, evaluate, export, prepare, sample_data, split
+from image_classifier import evaluate, export, prepare, sample_data, split
 from image_classifier.params import parse_params
+from image_classifier.training import distribute
 
 from test_dataset_matrix import with_overrides
 from test_webapp_server import free_port
@@ -43,8 +44,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
-from image_classifier import distribute, train
-from image_classifier.input_pipeline import ArraySource
+from image_classifier.training import distribute, fit_loop
+from image_classifier.training.input_pipeline import ArraySource
 from image_classifier.params import parse_params
 
 assert distribute.make_strategy("mirrored").num_replicas_in_sync == 2
@@ -55,7 +56,7 @@ x[y == 1, :, :4] = 0  # learnable: a dark band for class 1, a light one for clas
 x[y == 2, :, :4] = 255
 raw = {"image": {"size": 12}, "train": {"epochs": 3, "batch_size": 8, "min_steps": 0,
        "distribute": "mirrored"}}
-model = train.fit(parse_params(raw), ArraySource(x, y), ArraySource(x, y), ["a", "b", "c"])
+model = fit_loop.fit(parse_params(raw), ArraySource(x, y), ArraySource(x, y), ["a", "b", "c"])
 print("replicas", model.distribute_strategy.num_replicas_in_sync)
 """
 

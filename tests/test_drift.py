@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from image_classifier import drift
-from image_classifier.drift_store import DriftStore, Profile, bucket
+from image_classifier.monitoring import stats
+from image_classifier.monitoring.counts import DriftStore, Profile, bucket
 from image_classifier.params import DriftParams
 from webapp import create_app
 
@@ -29,33 +30,33 @@ def profile(labels: dict[str, int], confidence: float = 0.95) -> Profile:
 
 
 def test_psi_is_zero_for_identical_and_grows_with_shift():
-    assert sum(drift.psi([10, 20, 30], [20, 40, 60])) == pytest.approx(0, abs=1e-12)
-    small = sum(drift.psi([50, 50], [55, 45]))
-    large = sum(drift.psi([50, 50], [90, 10]))
+    assert sum(stats.psi([10, 20, 30], [20, 40, 60])) == pytest.approx(0, abs=1e-12)
+    small = sum(stats.psi([50, 50], [55, 45]))
+    large = sum(stats.psi([50, 50], [90, 10]))
     assert 0 < small < 0.05 < large
     # (0.9 - 0.5) ln(0.9/0.5) + (0.1 - 0.5) ln(0.1/0.5)
     assert large == pytest.approx(0.4 * 0.5877867 + 0.4 * 1.6094379, rel=1e-6)
 
 
 def test_same_distribution_is_not_drift():
-    report = drift.compare(profile({"a": 50, "b": 50}), profile({"a": 48, "b": 52}), LOOSE)
+    report = stats.compare(profile({"a": 50, "b": 50}), profile({"a": 48, "b": 52}), LOOSE)
     assert not report.drifted and report.class_psi < 0.01
 
 
 def test_class_shift_and_confidence_drop_are_drift():
     ref = profile({"a": 50, "b": 50})
-    shifted = drift.compare(ref, profile({"a": 95, "b": 5}), LOOSE)
+    shifted = stats.compare(ref, profile({"a": 95, "b": 5}), LOOSE)
     assert shifted.drifted and "class PSI" in shifted.problems[0]
-    unsure = drift.compare(ref, profile({"a": 50, "b": 50}, confidence=0.45), LOOSE)
+    unsure = stats.compare(ref, profile({"a": 50, "b": 50}, confidence=0.45), LOOSE)
     assert unsure.drifted
     assert unsure.confidence_shift == pytest.approx(0.45 - 0.95, abs=1e-9)
     assert any("mean confidence fell" in p for p in unsure.problems)
 
 
 def test_too_few_samples_is_not_judged():
-    report = drift.compare(profile({"a": 50}), profile({"b": 5}), DriftParams(min_samples=100))
+    report = stats.compare(profile({"a": 50}), profile({"b": 5}), DriftParams(min_samples=100))
     assert report.problems and not report.drifted
-    assert "not enough" in drift.format_report(report, "v1")
+    assert "not enough" in stats.format_report(report, "v1")
 
 
 def test_store_is_shared_between_workers_and_survives_restart(tmp_path):
@@ -124,7 +125,7 @@ def test_counts_held_in_memory_are_written_when_the_worker_exits(tmp_path):
     """gunicorn workers end with sys.exit (max_requests, SIGTERM), never calling close()."""
     db = tmp_path / "drift.sqlite"
     code = (
-        "import sys; from image_classifier.drift_store import DriftStore; "
+        "import sys; from image_classifier.monitoring.counts import DriftStore; "
         f"DriftStore({str(db)!r}, flush_every_s=3600).record('v1', [('cat', 0.9)]); sys.exit(0)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -197,9 +198,9 @@ def test_many_classes_and_few_samples_do_not_look_like_drift():
     shift[0] += 0.25  # a quarter of the traffic moves to one class
     for _ in range(300):
         ref, live = rng.multinomial(269, p), rng.multinomial(200, p)
-        plain.append(sum(drift.psi(ref, live)))
-        judged.append(drift.corrected_psi(ref, live))
-        shifted.append(drift.corrected_psi(rng.multinomial(269, p), rng.multinomial(200, shift)))
+        plain.append(sum(stats.psi(ref, live)))
+        judged.append(stats.corrected_psi(ref, live))
+        shifted.append(stats.corrected_psi(rng.multinomial(269, p), rng.multinomial(200, shift)))
     assert np.mean(np.array(plain) > 0.2) > 0.95  # the false alarms this fixes
     assert np.mean(np.array(judged) > 0.2) < 0.01
     assert np.mean(np.array(shifted) > 0.2) > 0.95

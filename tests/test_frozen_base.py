@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifier import frozen_base, models, train
 from image_classifier.params import parse_params
+from image_classifier.training import fit_loop, frozen_base, models
 
 from test_training_schedule import CLASSES, colours
 
@@ -85,7 +85,7 @@ TRAIN = colours(24, 32, 0)
 
 
 def _fit(params, runtime):
-    return train.fit(_params(params, frozen_base_runtime=runtime), TRAIN, TRAIN, CLASSES)
+    return fit_loop.fit(_params(params, frozen_base_runtime=runtime), TRAIN, TRAIN, CLASSES)
 
 
 def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights_file, tmp_path):

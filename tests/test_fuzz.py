@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from image_classifier import config, prepare, split
-from image_classifier.manifests import read_manifest
+from image_classifier.data.manifests import read_manifest
 from image_classifier.params import parse_params
 from image_classifier.preprocessing import ImageError, check_header, decode_pixels
 

@@ -1,7 +1,7 @@
 import pytest
 
 from image_classifier import atomic
-from image_classifier.manifests import Row, class_names, read_manifest, write_manifest
+from image_classifier.data.manifests import Row, class_names, read_manifest, write_manifest
 
 
 def test_manifest_round_trip_with_awkward_names(tmp_path):

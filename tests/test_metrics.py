@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from image_classifier import metrics
+from image_classifier.evaluation import metrics
 
 Y = np.array([0, 0, 1, 1, 2, 2])
 P = np.array(

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifier import models
 from image_classifier.params import ImageParams, ParamsError, TrainParams
+from image_classifier.training import models
 
 RGB32 = ImageParams(size=32, color_mode="rgb")
 

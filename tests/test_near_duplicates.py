@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_classifier import near_duplicates as nd
 from image_classifier import synthetic
+from image_classifier.data import near_duplicates as nd
 from image_classifier.params import SplitParams
 
 DEFAULT_BITS = SplitParams().near_duplicate_bits

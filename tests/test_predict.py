@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from image_classifier import predict
-from image_classifier.inference import Classifier, ModelLoadError, load_card
+from image_classifier.litert.classifier import Classifier, ModelLoadError, load_card
 
 from conftest import pattern, png
 

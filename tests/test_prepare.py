@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_classifier import config, prepare, split, store
+from image_classifier import config, prepare, split
 from image_classifier.cli import StageError
-from image_classifier.decode import DecodeSettings, decode_rows
+from image_classifier.data import store
+from image_classifier.data.manifests import read_manifest
+from image_classifier.data.store import StoreError, open_split
+from image_classifier.data.store_writer import DecodeSettings, decode_rows
 from image_classifier.errors import DataError
-from image_classifier.manifests import read_manifest
 from image_classifier.params import parse_params
 from image_classifier.preprocessing import load_image
-from image_classifier.store import StoreError, open_split
 from image_classifier.synthetic import Spec, write_dataset
 
 from conftest import png

@@ -92,7 +92,7 @@ def test_pixel_limit_refuses_before_decoding():
 
 
 def test_module_imports_no_tensorflow():
-    code = "import sys, image_classifier.preprocessing, image_classifier.inference; "
+    code = "import sys, image_classifier.preprocessing, image_classifier.litert.classifier; "
     code += "sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -134,7 +134,7 @@ def test_serving_decodes_large_jpegs_reduced(monkeypatch, model_dir, source, dec
     small one at full size."""
     from PIL import JpegImagePlugin
 
-    from image_classifier.inference import Classifier, ModelCard
+    from image_classifier.litert.classifier import Classifier, ModelCard
 
     seen = []
     draft = JpegImagePlugin.JpegImageFile.draft

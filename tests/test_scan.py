@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
+from image_classifier.data.scan import scan_folder
 from image_classifier.errors import DataError
-from image_classifier.scan import scan_folder
 
 from conftest import pattern, png
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from image_classifier import config, split, synthetic
+from image_classifier.data.manifests import read_manifest, write_manifest
 from image_classifier.errors import DataError
-from image_classifier.manifests import read_manifest, write_manifest
 from image_classifier.params import parse_params
 
 from conftest import pattern, png

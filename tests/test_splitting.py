@@ -2,11 +2,11 @@ import hashlib
 
 import pytest
 
+from image_classifier.data.assignment import assign_splits as assign_with_groups
+from image_classifier.data.assignment import find_duplicates, split_counts
+from image_classifier.data.scan import ImageFile
 from image_classifier.errors import DataError
 from image_classifier.params import SplitParams
-from image_classifier.scan import ImageFile
-from image_classifier.splitting import assign_splits as assign_with_groups
-from image_classifier.splitting import find_duplicates, split_counts
 
 
 def files(n_per_class: dict[str, int]) -> list[ImageFile]:

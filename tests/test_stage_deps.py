@@ -17,20 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "image_classifier"
 
 
+def module_file(dotted: str) -> Path | None:
+    """The file of a package module ("data.store" -> src/image_classifier/data/store.py)."""
+    path = PACKAGE.joinpath(*dotted.split(".")).with_suffix(".py")
+    return path if dotted and path.is_file() else None
+
+
 def imported_modules(path: Path) -> set[str]:
-    """Names of image_classifier modules one file imports (at any level of the file)."""
+    """Dotted names of the image_classifier modules one file imports (at any level of it)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "image_classifier":
-                found.update(alias.name for alias in node.names)
-            elif node.module.startswith("image_classifier."):
-                found.add(node.module.split(".")[1])
+            if node.module != "image_classifier" and not node.module.startswith(
+                "image_classifier."
+            ):
+                continue
+            base = node.module.removeprefix("image_classifier").lstrip(".")
+            found.add(base)
+            found.update(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("image_classifier."):
-                    found.add(alias.name.split(".")[1])
-    return {name for name in found if (PACKAGE / f"{name}.py").is_file()}
+                found.add(alias.name.removeprefix("image_classifier."))
+    return {name for name in found if module_file(name)}
 
 
 def closure(module: str) -> set[str]:
@@ -39,13 +47,18 @@ def closure(module: str) -> set[str]:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(imported_modules(PACKAGE / f"{name}.py") - seen)
+            todo.extend(imported_modules(module_file(name)) - seen)
     return seen
 
 
 def test_imported_modules_reads_both_import_forms(tmp_path):
-    assert {"atomic", "config", "store"} <= imported_modules(PACKAGE / "prepare.py")
-    assert "preprocessing" in closure("prepare")  # through decode and store
+    assert {"atomic", "config", "data.store"} <= imported_modules(PACKAGE / "prepare.py")
+    assert {"data.store", "training.fit_loop"} <= imported_modules(PACKAGE / "train.py")
+    assert "preprocessing" in closure("prepare")  # through data.store_writer and data.store
+
+
+def stage_deps(module: str) -> set[str]:
+    return {f"src/image_classifier/{m.replace('.', '/')}.py" for m in closure(module)}
 
 
 def test_every_stage_lists_exactly_its_import_closure():
@@ -53,7 +66,7 @@ def test_every_stage_lists_exactly_its_import_closure():
     problems = []
     for name, stage in stages.items():
         module = re.fullmatch(r"python -m image_classifier\.(\w+)", stage["cmd"]).group(1)
-        want = {f"src/image_classifier/{m}.py" for m in closure(module)}
+        want = stage_deps(module)
         have = {d for d in stage["deps"] if d.startswith("src/")}
         if missing := sorted(want - have):
             problems.append(f"{name}: missing {missing}")
@@ -66,3 +79,12 @@ def test_only_stages_reading_raw_files_depend_on_the_raw_folder():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     raw = {name for name, s in stages.items() if "${data.raw_dir}" in s.get("deps", [])}
     assert raw == {"split", "prepare"}
+
+
+def test_subpackages_import_nothing_when_imported():
+    """A subpackage's __init__ stays empty of imports, so that importing one library (say
+    data.store, for the web app) never loads its neighbours (training loads TensorFlow)."""
+    for init in PACKAGE.glob("*/__init__.py"):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+        assert not imports, f"{init.relative_to(ROOT)} imports something"

@@ -6,10 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from image_classifier import export, metrics, quantize, train
-from image_classifier.inference import Classifier, ModelCard
-from image_classifier.input_pipeline import ArraySource
+from image_classifier import export
+from image_classifier.evaluation import metrics
+from image_classifier.litert import quantize
+from image_classifier.litert.classifier import Classifier, ModelCard
 from image_classifier.params import ExportParams, ParamsError, parse_params
+from image_classifier.training import fit_loop
+from image_classifier.training.input_pipeline import ArraySource
 
 from conftest import pattern
 
@@ -42,11 +45,11 @@ def pixels(n_per_class: int, offset: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained():
-    return train.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
+    return fit_loop.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
 
 
 def test_fit_is_seeded_and_deterministic(trained):
-    again = train.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
+    again = fit_loop.fit(PARAMS, arrays(8), arrays(3, offset=50), CLASSES)
     x = pixels(3, offset=80)
     np.testing.assert_array_equal(trained.predict(x, verbose=0), again.predict(x, verbose=0))
     for mine, theirs in zip(trained.get_weights(), again.get_weights(), strict=True):
@@ -59,7 +62,7 @@ def test_mirrored_strategy_trains_on_this_machine():
         "image": {"size": 12},
         "train": {"epochs": 1, "batch_size": 8, "min_steps": 0, "distribute": "mirrored"},
     }
-    model = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
+    model = fit_loop.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
     assert model.predict(pixels(1), verbose=0).shape == (3, 3)
 
 
@@ -74,11 +77,11 @@ def test_init_from_checks_classes(trained, tmp_path):
     path = tmp_path / "model.keras"
     trained.save(path)
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
-    loaded = train.load_initial_model(path, CLASSES)
+    loaded = fit_loop.load_initial_model(path, CLASSES)
     x = pixels(1)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.predict(x, verbose=0))
     with pytest.raises(ParamsError, match=r"trained on classes \['a', 'b', 'c'\].*'d'"):
-        train.load_initial_model(path, ["a", "b", "d"])
+        fit_loop.load_initial_model(path, ["a", "b", "d"])
 
 
 def test_training_continues_from_an_earlier_model(trained, tmp_path):
@@ -87,12 +90,12 @@ def test_training_continues_from_an_earlier_model(trained, tmp_path):
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
     raw = {"image": {"size": 12}, "train": {"epochs": 1, "batch_size": 8, "min_steps": 0}}
     raw["train"].update(init_from=str(path), learning_rate=1e-12)
-    continued = train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
+    continued = fit_loop.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
     # With a vanishing learning rate the weights are the earlier model's, not a fresh init.
     np.testing.assert_allclose(continued.get_weights()[0], trained.get_weights()[0], atol=1e-6)
     raw["train"]["init_from"] = str(tmp_path / "missing.keras")
     with pytest.raises(ParamsError, match="is not a file"):
-        train.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
+        fit_loop.fit(parse_params(raw), arrays(4), arrays(2, offset=50), CLASSES)
 
 
 def test_model_card_records_what_serving_needs(trained):
@@ -117,19 +120,19 @@ def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
     """train.mixed_precision: mixed_float16 while training (a GPU speed-up; run here on the
     CPU), a float32 model afterwards, and the .tflite export agrees with it as usual."""
     trained_as = []
-    convert = train.with_dtype_policy
+    convert = fit_loop.with_dtype_policy
 
     def spy(model, policy):
         conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
         trained_as.append(conv.dtype_policy.name)
         return convert(model, policy)
 
-    monkeypatch.setattr(train, "with_dtype_policy", spy)
+    monkeypatch.setattr(fit_loop, "with_dtype_policy", spy)
     raw = {
         "image": {"size": 12},
         "train": {"epochs": 2, "batch_size": 8, "min_steps": 0, "mixed_precision": True},
     }
-    model = train.fit(parse_params(raw), arrays(6), arrays(2, offset=50), CLASSES)
+    model = fit_loop.fit(parse_params(raw), arrays(6), arrays(2, offset=50), CLASSES)
     assert trained_as == ["mixed_float16"]
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert keras.mixed_precision.global_policy().name == "float32"

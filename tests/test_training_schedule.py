@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from dvclive import Live
 
-from image_classifier import models, train
-from image_classifier.input_pipeline import ArraySource
 from image_classifier.params import ParamsError, TrainParams, parse_params
+from image_classifier.training import fit_loop, models
+from image_classifier.training.input_pipeline import ArraySource
 
 CLASSES = ["red", "green", "blue"]
 HUES = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], np.float32)
@@ -29,15 +29,23 @@ def colours(n_per_class: int, size: int, seed: int) -> ArraySource:
     [
         # 85 images at batch 32 would be 3 steps an epoch: capped to 10 (9 steps), and at
         # least 300 steps (34 epochs) before early stopping may end training.
-        (85, TrainParams(batch_size=32, epochs=40, min_steps=300), train.Budget(10, 9, 9, 40, 34)),
-        (85, TrainParams(batch_size=32, epochs=10, min_steps=300), train.Budget(10, 9, 9, 34, 34)),
+        (
+            85,
+            TrainParams(batch_size=32, epochs=40, min_steps=300),
+            fit_loop.Budget(10, 9, 9, 40, 34),
+        ),
+        (
+            85,
+            TrainParams(batch_size=32, epochs=10, min_steps=300),
+            fit_loop.Budget(10, 9, 9, 34, 34),
+        ),
         # 313 steps an epoch become 320: 20 whole calls of 16.
-        (10_000, TrainParams(batch_size=32, epochs=5), train.Budget(32, 320, 16, 5, 1)),
-        (5, TrainParams(batch_size=64, epochs=3, min_steps=0), train.Budget(1, 5, 5, 3, 0)),
+        (10_000, TrainParams(batch_size=32, epochs=5), fit_loop.Budget(32, 320, 16, 5, 1)),
+        (5, TrainParams(batch_size=64, epochs=3, min_steps=0), fit_loop.Budget(1, 5, 5, 3, 0)),
     ],
 )
 def test_training_budget_adapts_to_the_dataset_size(n_train, params, expected):
-    assert train.training_budget(n_train, params) == expected
+    assert fit_loop.training_budget(n_train, params) == expected
 
 
 def test_the_budget_is_the_number_of_optimizer_steps_taken():
@@ -45,13 +53,13 @@ def test_the_budget_is_the_number_of_optimizer_steps_taken():
     raw["train"] = {"epochs": 3, "min_steps": 0, "batch_size": 2, "early_stopping_patience": 9}
     params = parse_params(raw)
     data = colours(6, 8, 0)  # 18 images at batch 2: 9 steps an epoch, 9 per call
-    model = train.fit(params, data, colours(2, 8, 1), CLASSES)
-    budget = train.training_budget(len(data), params.train)
+    model = fit_loop.fit(params, data, colours(2, 8, 1), CLASSES)
+    budget = fit_loop.training_budget(len(data), params.train)
     assert int(model.optimizer.iterations.numpy()) == 3 * budget.steps_per_epoch == 27
 
 
 def test_balanced_class_weights():
-    weights = train.class_weights(np.array([0] * 8 + [1] * 2), 3)
+    weights = fit_loop.class_weights(np.array([0] * 8 + [1] * 2), 3)
     assert weights == {0: 10 / (3 * 8), 1: 10 / (3 * 2), 2: 0.0}
 
 
@@ -67,7 +75,7 @@ def test_class_weight_balanced_reaches_keras_fit(monkeypatch):
     raw = {"image": {"size": 8, "color_mode": "rgb"}}
     raw["train"] = {"epochs": 1, "min_steps": 0, "class_weight": "balanced"}
     data = ArraySource(colours(6, 8, 0).x[:14], np.array([0] * 10 + [1] * 2 + [2] * 2))
-    train.fit(parse_params(raw), data, colours(2, 8, 1), CLASSES)
+    fit_loop.fit(parse_params(raw), data, colours(2, 8, 1), CLASSES)
     assert seen == [{0: 14 / 30, 1: 14 / 6, 2: 14 / 6}]
 
 
@@ -79,7 +87,7 @@ def test_reported_training_metrics_are_those_of_the_saved_weights(tmp_path):
     raw["train"] = {"epochs": 8, "min_steps": 0, "learning_rate": 0.05, "batch_size": 4}
     val = colours(3, 8, 1)
     with Live(dir=str(tmp_path), dvcyaml=None, save_dvc_exp=False) as live:
-        model = train.fit(parse_params(raw), colours(8, 8, 0), val, CLASSES, live)
+        model = fit_loop.fit(parse_params(raw), colours(8, 8, 0), val, CLASSES, live)
     summary = json.loads((tmp_path / "metrics.json").read_text())
     history = {
         name: [float(line.split("\t")[-1]) for line in path.read_text().splitlines()[1:]]
@@ -140,15 +148,15 @@ def _transfer(**train_params):
 def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, monkeypatch):
     path, reference = weights_file
     rates = []
-    compile_model = train.compile_model
+    compile_model = fit_loop.compile_model
 
     def spy(model, learning_rate, optimizer, steps_per_execution):
         rates.append(learning_rate)
         compile_model(model, learning_rate, optimizer, steps_per_execution)
 
-    monkeypatch.setattr(train, "compile_model", spy)
+    monkeypatch.setattr(fit_loop, "compile_model", spy)
     params = _transfer(weights=str(path), fine_tune_layers=3, fine_tune_learning_rate=1e-4)
-    model = train.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    model = fit_loop.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
     # Phase 1 compiles the model, and on LiteRT also its head (frozen_base.py), at one rate.
     assert set(rates[:-1]) == {params.train.learning_rate} and rates[-1] == 1e-4
     changed = _layer_changes(model, reference)
@@ -158,21 +166,25 @@ def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, 
 
 def test_no_phase_two_keeps_the_base_as_loaded(weights_file):
     path, reference = weights_file
-    model = train.fit(_transfer(weights=str(path)), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    model = fit_loop.fit(
+        _transfer(weights=str(path)), colours(8, 32, 0), colours(2, 32, 1), CLASSES
+    )
     assert not any(_layer_changes(model, reference).values())
 
 
 def test_init_from_honours_the_fine_tuning_settings(weights_file, tmp_path):
     path, _ = weights_file
-    start = train.fit(_transfer(weights=str(path)), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    start = fit_loop.fit(
+        _transfer(weights=str(path)), colours(8, 32, 0), colours(2, 32, 1), CLASSES
+    )
     start.save(tmp_path / "model.keras")
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
     start = keras.models.load_model(tmp_path / "model.keras")
     data = colours(8, 32, 2), colours(2, 32, 3)
     init = {"weights": str(path), "init_from": str(tmp_path / "model.keras")}
-    frozen = train.fit(_transfer(**init), *data, CLASSES)
+    frozen = fit_loop.fit(_transfer(**init), *data, CLASSES)
     assert not any(_layer_changes(frozen, start).values())
-    tuned = train.fit(_transfer(**init, fine_tune_layers=2), *data, CLASSES)
+    tuned = fit_loop.fit(_transfer(**init, fine_tune_layers=2), *data, CLASSES)
     top2 = [layer.name for layer in models.tunable_layers(models.find_base(tuned))[-2:]]
     assert {name for name, c in _layer_changes(tuned, start).items() if c} == set(top2)
 
@@ -181,16 +193,16 @@ def test_too_many_fine_tune_layers_fail_before_training(weights_file, monkeypatc
     path, _ = weights_file
     monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("trained anyway"))
     with pytest.raises(ParamsError, match="has 52 layers with weights"):
-        train.fit(
+        fit_loop.fit(
             _transfer(weights=str(path), fine_tune_layers=60), *[colours(2, 32, 0)] * 2, CLASSES
         )
 
 
 def test_init_from_a_base_trained_from_scratch_keeps_training_it_whole(tmp_path):
-    start = train.fit(_transfer(weights=None), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    start = fit_loop.fit(_transfer(weights=None), colours(8, 32, 0), colours(2, 32, 1), CLASSES)
     start.save(tmp_path / "model.keras")
     (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
     start = keras.models.load_model(tmp_path / "model.keras")
     params = _transfer(weights=None, init_from=str(tmp_path / "model.keras"))
-    again = train.fit(params, colours(8, 32, 2), colours(2, 32, 3), CLASSES)
+    again = fit_loop.fit(params, colours(8, 32, 2), colours(2, 32, 3), CLASSES)
     assert any(_layer_changes(again, start).values())

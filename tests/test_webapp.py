@@ -97,7 +97,7 @@ def test_kserve_v1_shape(client):
 
 
 def test_api_matches_direct_inference(client, model_dir):
-    from image_classifier.inference import Classifier
+    from image_classifier.litert.classifier import Classifier
 
     clf = Classifier.from_dir(model_dir)
     data = image_bytes(1, 7)

@@ -17,7 +17,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from image_classifier import config
-from image_classifier.drift_store import DriftStore
+from image_classifier.monitoring.counts import DriftStore
 from image_classifier.params import Params, load_params
 from webapp import api, observability, ops, pages, security
 from webapp.errors import ClientError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from image_classifier.inference import describe
+from image_classifier.litert.classifier import describe
 from webapp.errors import ClientError
 from webapp.observability import record
 from webapp.service import ModelState, Result, Upload

@@ -7,12 +7,12 @@ Needs only the LiteRT classifier (no TensorFlow, no gradients) and one batched i
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 from PIL import Image
 
-from image_classifier.inference import Classifier
+from image_classifier.litert.classifier import Classifier
+from image_classifier.preprocessing import encode_png
 
 # A blue -> cyan -> yellow -> red ramp for the overlay.
 _RAMP = np.array([[0, 0, 160], [0, 200, 255], [255, 230, 0], [230, 0, 0]], dtype=np.float32)
@@ -64,13 +64,7 @@ def overlay_png(display: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> by
     colours = colorize(np.asarray(heat_img, dtype=np.float32) / 255.0)
     base = display if display.shape[-1] == 3 else np.repeat(display, 3, axis=-1)
     blended = base.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha
-    return png_bytes(blended.clip(0, 255).astype(np.uint8))
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels.squeeze() if pixels.shape[-1] == 1 else pixels).save(buf, format="PNG")
-    return buf.getvalue()
+    return encode_png(blended.clip(0, 255).astype(np.uint8))
 
 
 def data_uri(png: bytes) -> str:

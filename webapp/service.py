@@ -10,9 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from image_classifier.inference import Classifier, ModelLoadError
+from image_classifier.litert.classifier import Classifier, ModelLoadError
 from image_classifier.params import ServeParams
-from image_classifier.preprocessing import ImageError, ImageTooLargeError, load_image
+from image_classifier.preprocessing import (
+    ImageError,
+    ImageTooLargeError,
+    channels,
+    encode_png,
+    load_image,
+)
 from webapp import saliency
 from webapp.errors import ClientError
 
@@ -74,8 +80,9 @@ class ModelState:
             clf = Classifier.from_dir(
                 model_dir, num_threads=litert_threads(), max_batch=SERVE_MAX_BATCH
             )
-            size, channels = clf.card.image_size, 1 if clf.card.color_mode == "grayscale" else 3
-            clf.predict(np.zeros((1, size, size, channels), dtype=np.float32))  # warm-up
+            size = clf.card.image_size
+            shape = (1, size, size, channels(clf.card.color_mode))
+            clf.predict(np.zeros(shape, dtype=np.float32))  # warm-up
         except (ModelLoadError, ValueError, RuntimeError) as exc:
             self.error = str(exc)
             log.error("model not loaded: %s", exc)
@@ -123,5 +130,5 @@ class ModelState:
         finally:
             self._explaining.release()
         display = load_image(upload.data, DISPLAY_SIZE, "rgb", self.max_pixels).astype(np.uint8)
-        preview = saliency.data_uri(saliency.png_bytes(display))
+        preview = saliency.data_uri(encode_png(display))
         return preview, saliency.data_uri(saliency.overlay_png(display, heat))

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from image_classifier.data.store import StoreError
 from image_classifier.errors import DataError
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import ImageError
-from image_classifier.store import StoreError
 
 
 class StageError(RuntimeError):

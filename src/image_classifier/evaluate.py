@@ -20,11 +20,12 @@ import logging
 
 import numpy as np
 
-from image_classifier import atomic, baselines, config, metrics, plots
+from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
-from image_classifier.inference import load_card
+from image_classifier.data.store import SplitPixels, inference_batch_size, open_split, seeded_sample
+from image_classifier.evaluation import baselines, metrics, plots
+from image_classifier.litert.classifier import load_card
 from image_classifier.params import Params
-from image_classifier.store import SplitPixels, inference_batch_size, open_split, seeded_sample
 
 log = logging.getLogger(__name__)
 

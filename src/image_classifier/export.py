@@ -26,15 +26,16 @@ from datetime import UTC, datetime
 import keras
 import numpy as np
 
-from image_classifier import atomic, config, metrics
+from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
-from image_classifier.convert import to_tflite
-from image_classifier.inference import Classifier, ModelCard
-from image_classifier.manifests import read_classes
+from image_classifier.data.manifests import read_classes
+from image_classifier.data.store import SplitPixels, inference_batch_size, open_split, seeded_sample
+from image_classifier.evaluation import metrics
+from image_classifier.litert.classifier import Classifier, ModelCard
+from image_classifier.litert.convert import to_tflite
+from image_classifier.litert.quantize import quantize
 from image_classifier.params import ExportParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
-from image_classifier.quantize import quantize
-from image_classifier.store import SplitPixels, inference_batch_size, open_split, seeded_sample
 
 log = logging.getLogger(__name__)
 

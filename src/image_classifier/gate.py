@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from image_classifier import config
-from image_classifier.metrics import baseline_name, required_over_baseline
+from image_classifier.evaluation.metrics import baseline_name, required_over_baseline
 from image_classifier.params import GateParams, ParamsError, load_params
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from image_classifier import config
+from image_classifier.preprocessing import MAX_PIXELS, channels
 
 ColorMode = Literal["rgb", "grayscale"]
 Architecture = Literal["simple_cnn", "mobilenet_v2", "efficientnet_b0", "resnet50", "vgg19"]
@@ -85,8 +86,7 @@ class SplitParams:
 class ImageParams:
     size: int = 16
     color_mode: ColorMode = "grayscale"
-    # Decompression-bomb guard: images with more pixels are refused before decoding.
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
 
     def __post_init__(self) -> None:
         _require(8 <= self.size <= 1024, "image.size", "must be between 8 and 1024", self.size)
@@ -94,7 +94,7 @@ class ImageParams:
 
     @property
     def channels(self) -> int:
-        return 3 if self.color_mode == "rgb" else 1
+        return channels(self.color_mode)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from image_classifier import atomic, config
 from image_classifier.cli import setup_logging
-from image_classifier.inference import Classifier, ModelLoadError
+from image_classifier.litert.classifier import Classifier, ModelLoadError
 from image_classifier.preprocessing import ImageError
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,17 @@ import time
 
 from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
-from image_classifier.decode import DecodeResult, DecodeSettings, DiskFullError, decode_rows
+from image_classifier.data.manifests import Row, class_names, read_manifest, write_manifest
+from image_classifier.data.store import HEADER_BYTES, StoreMeta
+from image_classifier.data.store_writer import (
+    DecodeResult,
+    DecodeSettings,
+    DiskFullError,
+    decode_rows,
+)
 from image_classifier.errors import DataError
-from image_classifier.manifests import Row, class_names, read_manifest, write_manifest
 from image_classifier.params import Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
-from image_classifier.store import HEADER_BYTES, StoreMeta
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,19 @@ BACKGROUND = (255, 255, 255)
 
 ImageSource = str | Path | bytes | BinaryIO
 
+# Decompression-bomb guard: images with more pixels are refused before decoding. The default
+# of params.yaml's image.max_pixels, and of every function here that takes one.
+MAX_PIXELS = 40_000_000
+
+COLOR_MODES = {"rgb": 3, "grayscale": 1}  # -> channels
+
+
+def channels(color_mode: str) -> int:
+    """Channels of the pixels decode_pixels gives for a colour mode."""
+    if color_mode not in COLOR_MODES:
+        raise ValueError(f"color_mode must be 'rgb' or 'grayscale', not {color_mode!r}")
+    return COLOR_MODES[color_mode]
+
 
 class ImageError(ValueError):
     """The input cannot be turned into a model input; the message says why."""
@@ -156,7 +169,7 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise ImageError("image has no pixels")
 
 
-def check_header(source: ImageSource, max_pixels: int = 40_000_000) -> tuple[int, int]:
+def check_header(source: ImageSource, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """(width, height) from the header alone; ImageError when unreadable or too large.
 
     Cheap (no pixels are decoded), so the split scan can vet every file; a file whose pixel
@@ -178,7 +191,7 @@ def decode_pixels(
     source: ImageSource,
     size: int,
     color_mode: str = "rgb",
-    max_pixels: int = 40_000_000,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Turn a file path, bytes or a binary file object into (size, size, channels) uint8 pixels.
 
@@ -186,8 +199,7 @@ def decode_pixels(
     converts any Pillow mode to RGB or grayscale and resizes with bilinear filtering.
     Raises ImageError with a readable reason for anything it cannot use.
     """
-    if color_mode not in ("rgb", "grayscale"):
-        raise ValueError(f"color_mode must be 'rgb' or 'grayscale', not {color_mode!r}")
+    channels(color_mode)  # refuses an unknown mode before any work
     with _quiet():
         opened = _open(source)
         img = opened
@@ -222,7 +234,7 @@ def load_image(
     source: ImageSource,
     size: int,
     color_mode: str = "rgb",
-    max_pixels: int = 40_000_000,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """decode_pixels as float32 in [0, 255]: what the model takes (it scales inside itself).
 
@@ -230,3 +242,12 @@ def load_image(
     same way, so a stored image and this function agree exactly.
     """
     return decode_pixels(source, size, color_mode, max_pixels).astype(np.float32)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """uint8 (h, w), (h, w, 1) or (h, w, 3) pixels as PNG bytes (grayscale or RGB)."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels).save(
+        buf, format="PNG"
+    )
+    return buf.getvalue()

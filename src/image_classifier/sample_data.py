@@ -10,15 +10,14 @@ are never overwritten.
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from image_classifier import atomic, config
+from image_classifier.preprocessing import encode_png
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,6 @@ def digit_images() -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img, "L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def foreign_files(root: Path, expected: set[str]) -> list[Path]:
     if not root.exists():
         return []
@@ -67,7 +60,7 @@ def write_sample(root: Path = config.SAMPLE_DIR) -> int:
             f"`dvc remove sample && dvc add {root}` (see README, 'Your own images')."
         )
     for rel, img in images:
-        atomic.write_bytes(root / rel, png_bytes(img))
+        atomic.write_bytes(root / rel, encode_png(img))
     (root / MARKER).write_text("written by python -m image_classifier.sample_data\n")
     return len(images)
 

@@ -17,16 +17,16 @@ from pathlib import Path
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
+from image_classifier.data.assignment import Duplicate, Groups, assign_splits, find_duplicates
+from image_classifier.data.manifests import Row, read_manifest, write_manifest
+from image_classifier.data.scan import ImageFile, ScanResult, scan_folder
 from image_classifier.errors import DataError
-from image_classifier.manifests import Row, read_manifest, write_manifest
 from image_classifier.params import Params
-from image_classifier.scan import ImageFile, ScanResult, scan_folder
-from image_classifier.splitting import Duplicate, Groups, assign_splits, find_duplicates
 
 log = logging.getLogger(__name__)
 
 
-def split_report(
+def scan_report(
     scan: ScanResult,
     splits: dict[str, list[ImageFile]],
     duplicates: list[Duplicate],
@@ -92,7 +92,7 @@ def run(params: Params) -> dict:
     for name, files in splits.items():
         write_manifest(config.manifest_path(name), (Row(f.path, f.label, f.sha256) for f in files))
     n_pinned = sum(f.sha256 in pinned for f in splits["train"])
-    report = split_report(scan, splits, duplicates, groups, n_pinned)
+    report = scan_report(scan, splits, duplicates, groups, n_pinned)
     atomic.write_json(config.SCAN_REPORT, report)
     log.info(
         "split %s; skipped %d files; %d duplicate groups, %d near-duplicate groups; %d images "

@@ -23,9 +23,9 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from image_classifier.convert import to_tflite
-from image_classifier.models import find_base
+from image_classifier.litert.convert import to_tflite
 from image_classifier.params import TrainParams
+from image_classifier.training.models import find_base
 
 
 def runs_on_litert(params: TrainParams, model: keras.Model, policy: str) -> bool:

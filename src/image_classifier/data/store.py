@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from image_classifier import config
-from image_classifier.manifests import Row, read_manifest
+from image_classifier.data.manifests import Row, read_manifest
 from image_classifier.preprocessing import PREPROCESSING_VERSION
 
 # The .npy header is padded to a fixed size so the final image count can be written in place

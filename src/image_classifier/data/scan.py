@@ -13,16 +13,13 @@ import contextlib
 import hashlib
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import NamedTuple
 
-from tqdm import tqdm
-
+from image_classifier.data.near_duplicates import image_phash
+from image_classifier.data.parallel import ordered_map
 from image_classifier.errors import DataError
-from image_classifier.near_duplicates import image_phash
 from image_classifier.preprocessing import ImageError, check_header
 
 log = logging.getLogger(__name__)
@@ -92,31 +89,8 @@ def check_file(path: str | Path, max_pixels: int, perceptual: bool = False) -> C
     return Checked(hashlib.sha256(data).hexdigest(), phash, None)
 
 
-# Below this many files a process pool costs more than it saves.
-PARALLEL_MIN_FILES = 512
-
-
 def _check_job(job: tuple[str, int, bool]) -> Checked:
     return check_file(*job)
-
-
-def _checked(paths: list[str], max_pixels: int, perceptual: bool, progress: bool, desc: str):
-    jobs = [(p, max_pixels, perceptual) for p in paths]
-    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress)
-    workers = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    if len(jobs) < PARALLEL_MIN_FILES or workers == 1:
-        for job in jobs:
-            yield _check_job(job)
-            bar.update()
-    else:
-        # forkserver: workers start clean, whatever threads the parent process runs.
-        with ProcessPoolExecutor(workers, get_context("forkserver")) as pool:
-            for result in pool.map(_check_job, jobs, chunksize=64):
-                yield result
-                bar.update()
-    bar.close()
 
 
 def scan_folder(
@@ -126,8 +100,12 @@ def scan_folder(
     classes, candidates, strays = list_candidates(root)
     files: list[ImageFile] = []
     skipped = [Skipped(p.as_posix(), "not inside a class folder") for p in strays]
-    checked = _checked(
-        [p for p, _ in candidates], max_pixels, perceptual, progress, f"scanning {root}"
+    checked = ordered_map(
+        _check_job,
+        [(path, max_pixels, perceptual) for path, _ in candidates],
+        chunksize=64,
+        desc=f"scanning {root}",
+        progress=progress,
     )
     for (path, label), result in zip(candidates, checked, strict=True):
         if result.sha256 is None:

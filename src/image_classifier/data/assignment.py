@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from image_classifier.config import SPLIT_NAMES
+from image_classifier.data.near_duplicates import close_pairs
+from image_classifier.data.scan import ImageFile
 from image_classifier.errors import DataError
-from image_classifier.near_duplicates import close_pairs
 from image_classifier.params import SplitParams
-from image_classifier.scan import ImageFile
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from image_classifier import config
-from image_classifier.preprocessing import PREPROCESSING_VERSION, ImageSource, decode_pixels
+from image_classifier.preprocessing import (
+    MAX_PIXELS,
+    PREPROCESSING_VERSION,
+    ImageSource,
+    decode_pixels,
+)
 
 
 class ModelLoadError(RuntimeError):
@@ -118,7 +123,7 @@ class Classifier:
         card = load_card(directory / config.MODEL_CARD.name)
         return cls(directory / config.TFLITE_MODEL.name, card, num_threads, max_batch)
 
-    def preprocess(self, source: ImageSource, max_pixels: int = 40_000_000) -> np.ndarray:
+    def preprocess(self, source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         """The shared preprocessing's uint8 pixels (load_image is the same as float32);
         predict() takes either, and an int8 model gets its input without a float pass."""
         return decode_pixels(source, self.card.image_size, self.card.color_mode, max_pixels)

@@ -13,8 +13,8 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from image_classifier.augment import augment_batch
 from image_classifier.params import AugmentParams
+from image_classifier.training.augment import augment_batch
 
 
 class PixelSource(Protocol):

@@ -12,19 +12,17 @@ import errno
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from image_classifier.data.manifests import Row
+from image_classifier.data.parallel import ordered_map
+from image_classifier.data.scan import Skipped
+from image_classifier.data.store import HEADER_BYTES, npy_header
 from image_classifier.errors import DataError
-from image_classifier.manifests import Row
-from image_classifier.preprocessing import ImageError, decode_pixels
-from image_classifier.scan import Skipped
-from image_classifier.store import HEADER_BYTES, npy_header
+from image_classifier.preprocessing import ImageError, channels, decode_pixels
 
 
 class DiskFullError(OSError):
@@ -39,7 +37,7 @@ class DecodeSettings:
 
     @property
     def record_shape(self) -> tuple[int, int, int]:
-        return (self.size, self.size, 3 if self.color_mode == "rgb" else 1)
+        return (self.size, self.size, channels(self.color_mode))
 
     @property
     def record_bytes(self) -> int:
@@ -50,15 +48,6 @@ class DecodeSettings:
 class DecodeResult:
     kept: list[Row]
     skipped: list[Skipped]
-
-
-# Starting a process pool costs about a second (forkserver, imports); below this many images
-# decoding in-process is faster (~450 JPEGs/s on one core of this machine).
-PARALLEL_MIN_ROWS = 512
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # Per-worker state, set once by _init_worker (a file descriptor cannot be pickled per task).
@@ -123,8 +112,6 @@ def decode_rows(
     """Write a .npy of every readable image in rows (in order) to target; report the others.
 
     workers=None: all cores, except for small splits, which start no pool at all."""
-    if workers is None:
-        workers = 1 if len(rows) < PARALLEL_MIN_ROWS else default_workers()
     size = HEADER_BYTES + len(rows) * settings.record_bytes
     with target.open("wb") as fh:
         fh.write(npy_header((len(rows), *settings.record_shape)))
@@ -140,26 +127,22 @@ def decode_rows(
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(exc.errno, "no space left on device") from None
         raise
-    bar = tqdm(total=len(rows), desc=f"decoding {desc}", unit="img", disable=not progress)
-    jobs = list(enumerate(rows))
-    reasons: list[str | None] = []
-    if workers == 1 or len(rows) < 2 * workers:
-        _init_worker(str(target), settings)
-        try:
-            for job in jobs:
-                reasons.append(_decode_job(job))
-                bar.update()
-        finally:
+    try:
+        reasons = list(
+            ordered_map(
+                _decode_job,
+                list(enumerate(rows)),
+                workers=workers,
+                initializer=_init_worker,
+                initargs=(str(target), settings),
+                desc=f"decoding {desc}",
+                unit="img",
+                progress=progress,
+            )
+        )
+    finally:
+        if "fd" in _worker:  # decoded in this process: the descriptor is this one's to close
             os.close(_worker.pop("fd"))
-    else:
-        # forkserver: workers start clean, whatever threads the parent process runs.
-        with ProcessPoolExecutor(
-            workers, get_context("forkserver"), _init_worker, (str(target), settings)
-        ) as pool:
-            for reason in pool.map(_decode_job, jobs, chunksize=32):
-                reasons.append(reason)
-                bar.update()
-    bar.close()
     ok = [reason is None for reason in reasons]
     skipped = [Skipped(row.path, r) for row, r in zip(rows, reasons, strict=True) if r is not None]
     fd = os.open(target, os.O_RDWR)

@@ -1,0 +1,315 @@
+"""The fit loop of the train stage: budget, callbacks, the two phases of transfer learning.
+
+Pure of file I/O: `fit` takes pixel sources and returns a model; the stage shell (train.py)
+opens the store and writes saved_models/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+
+from image_classifier.data.store import inference_batch_size
+from image_classifier.params import Params, ParamsError, TrainParams
+from image_classifier.training import distribute, frozen_base
+from image_classifier.training.input_pipeline import (
+    PixelSource,
+    inference_dataset,
+    training_dataset,
+)
+from image_classifier.training.models import (
+    build_model,
+    check_fine_tune_layers,
+    find_base,
+    set_trainable,
+    with_dtype_policy,
+)
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def seed_everything(seed: int, op_determinism: bool) -> None:
+    """Same params, same weights: seeds Python, NumPy and TF.
+
+    On CPU the kernels this project uses are deterministic already and augmentation is
+    stateless (augment.py), so two runs give identical weights without TF's op determinism,
+    which would also run the tf.data map on one thread. `train.op_determinism: true` turns it
+    on, for GPUs, whose cuDNN kernels are not deterministic by default."""
+    keras.utils.set_random_seed(seed)
+    if op_determinism:
+        tf.config.experimental.enable_op_determinism()
+
+
+def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
+    """An earlier model.keras to continue from; its classes (classes.json beside it) must match."""
+    classes_file = path.with_name("classes.json")
+    if not path.is_file():
+        raise ParamsError(f"train.init_from: {path} is not a file")
+    if not classes_file.is_file():
+        raise ParamsError(
+            f"train.init_from: {classes_file} not found (it names the model's classes)"
+        )
+    previous = json.loads(classes_file.read_text(encoding="utf-8"))
+    if list(previous) != list(classes):
+        raise ParamsError(
+            f"train.init_from: {path} was trained on classes {previous}, but the data has "
+            f"{list(classes)}; train from scratch (init_from: null) when classes change"
+        )
+    return keras.models.load_model(path)
+
+
+# Batches per call into the compiled training function. Keras returns to Python after every
+# call; at one step per call that overhead cost ~30% of MobileNetV2's throughput on this 2-core
+# machine (100 vs 137 images/s at 224 px). Callbacks still see every epoch.
+STEPS_PER_EXECUTION = 16
+# Small training splits get smaller batches, so that an epoch is at least this many steps
+# (and early stopping, which counts epochs, sees the model move between checks).
+MIN_STEPS_PER_EPOCH = 8
+
+
+@dataclass(frozen=True)
+class Budget:
+    batch_size: int
+    steps_per_epoch: int
+    steps_per_execution: int
+    epochs: int
+    min_epochs: int  # early stopping may end training only after these
+
+
+def training_budget(
+    n_train: int, params: TrainParams, max_per_call: int = STEPS_PER_EXECUTION
+) -> Budget:
+    """Batch size and epochs for a training split of n_train images.
+
+    Tutorials' fixed budgets fail small folders: 100 images at batch 64 are 2 steps an epoch,
+    and early stopping ends training after a few dozen steps, with a model that still predicts
+    one class. The batch is capped so an epoch has MIN_STEPS_PER_EPOCH steps, and training
+    runs at least train.min_steps optimizer steps before early stopping may stop it."""
+    batch = max(1, min(params.batch_size, n_train // MIN_STEPS_PER_EPOCH))
+    steps = math.ceil(n_train / batch)
+    # Keras runs whole calls of steps_per_execution steps, even past steps_per_epoch (16 per
+    # "epoch" of 8, measured): an epoch is made a whole number of calls, so these counts are
+    # the optimizer steps really taken. The dataset repeats, so a few extra steps are fine.
+    per_call = min(max_per_call, steps)
+    steps = math.ceil(steps / per_call) * per_call
+    min_epochs = math.ceil(params.min_steps / steps)
+    return Budget(batch, steps, per_call, max(params.epochs, min_epochs), min_epochs)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """scikit-learn's "balanced" weights: n / (classes * count), so each class's total loss
+    weighs the same; a class with no training image gets weight 0 (it never appears)."""
+    counts = np.bincount(labels, minlength=n_classes)
+    n = counts.sum()
+    return {c: float(n / (n_classes * k)) if k else 0.0 for c, k in enumerate(counts)}
+
+
+def compile_model(
+    model: keras.Model, learning_rate: float, optimizer: str, steps_per_execution: int
+) -> None:
+    model.compile(
+        optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+class KeepBest(keras.callbacks.Callback):
+    """The weights and logs of the epoch with the lowest validation loss, across both phases.
+
+    Keras' EarlyStopping(restore_best_weights=True) forgets its best at every fit() call, so
+    phase 2 could end on weights worse than phase 1's best; this one keeps them all along."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = math.inf
+        self.epoch = -1  # counted over both phases: dvclive's step
+        self.best_epoch = -1
+        self.best_logs: dict[str, float] = {}
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch += 1
+        loss = (logs or {}).get("val_loss", math.inf)
+        if loss < self.best:
+            self.best, self.best_epoch = float(loss), self.epoch
+            self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
+            self.best_weights = self.model.get_weights()
+
+    def restore(self) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+    def adopt(self, model: keras.Model) -> None:
+        """Phase 1 fitted a head sharing its layers with `model` (frozen_base.py): restore
+        the best head, and keep the best as `model`'s weights for phase 2 to compare with."""
+        self.restore()
+        self.set_model(model)
+        if self.best_weights is not None:
+            self.best_weights = model.get_weights()
+
+
+def callbacks(
+    params: TrainParams, keep: KeepBest, min_epochs: int, live: Live | None
+) -> list[keras.callbacks.Callback]:
+    out: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=params.early_stopping_patience,
+            start_from_epoch=min_epochs,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=params.reduce_lr_factor, patience=params.reduce_lr_patience
+        ),
+        keep,  # after ReduceLROnPlateau, which adds the learning rate to the logs
+    ]
+    if live is not None:
+        out.append(DVCLiveCallback(live=live))
+    return out
+
+
+def initial_model(params: Params, classes: Sequence[str], policy: str) -> keras.Model:
+    if not params.train.init_from:
+        return build_model(len(classes), params.image, params.train)
+    model = load_initial_model(Path(params.train.init_from), classes)
+    if policy != "float32":
+        model = with_dtype_policy(model, policy)
+    base = find_base(model)
+    if base is not None and params.train.weights is not None:
+        # A pretrained base: phase 1 trains the head on it, frozen, as for a new model. (A base
+        # trained from random weights keeps training whole, as it was.)
+        check_fine_tune_layers(base, params.train.fine_tune_layers)
+        set_trainable(base, 0)
+    return model
+
+
+def fine_tunes(params: TrainParams, base: keras.Model | None) -> bool:
+    """Phase 2 runs for a pretrained base when fine_tune_layers is not 0."""
+    return base is not None and params.weights is not None and params.fine_tune_layers != 0
+
+
+def fit(
+    params: Params,
+    train: PixelSource,
+    val: PixelSource,
+    classes: Sequence[str],
+    live: Live | None = None,
+) -> keras.Model:
+    """Build (or load), compile and fit; returns a float32 model with its best validation
+    weights (a mixed-precision run is converted back, so evaluate and export see no change).
+
+    Transfer learning runs as the Keras guide does it: phase 1 trains the new head on the
+    frozen base at train.learning_rate; phase 2 unfreezes the top train.fine_tune_layers
+    layers of the base and trains on at train.fine_tune_learning_rate."""
+    tp = params.train
+    seed_everything(tp.seed, tp.op_determinism)
+    policy = "mixed_float16" if tp.mixed_precision else "float32"
+    strategy = distribute.make_strategy(tp.distribute)
+    per_call = distribute.max_steps_per_call(strategy, STEPS_PER_EXECUTION)
+    budget = training_budget(len(train), tp, per_call)
+    log.info(
+        "batch %d, %d steps an epoch, up to %d epochs (early stopping from epoch %d)",
+        budget.batch_size,
+        budget.steps_per_epoch,
+        budget.epochs,
+        budget.min_epochs,
+    )
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            model = initial_model(params, classes, policy)
+            compile_model(model, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
+        base = find_base(model)
+        train_ds, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
+        val_ds = inference_dataset(
+            val, inference_batch_size(params.image.size, params.image.channels)
+        )
+        weights = (
+            class_weights(train.labels, len(classes)) if tp.class_weight == "balanced" else None
+        )
+        keep = KeepBest()
+        fit_args = dict(
+            x=train_ds,
+            steps_per_epoch=budget.steps_per_epoch,
+            validation_data=val_ds,
+            shuffle=False,  # the dataset shuffles indices itself, with the seed
+            class_weight=weights,
+            verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
+        )
+        phase_one = dict(
+            epochs=budget.epochs, callbacks=callbacks(tp, keep, budget.min_epochs, live)
+        )
+        if frozen_base.runs_on_litert(tp, model, policy):
+            done = fit_head_on_litert(model, tp, budget, fit_args, phase_one)
+            keep.adopt(model)
+        else:
+            done = len(model.fit(**phase_one, **fit_args).epoch)
+        if fine_tunes(tp, base):
+            keep.restore()  # phase 2 starts from phase 1's best head
+            with strategy.scope():
+                set_trainable(base, tp.fine_tune_layers)
+                compile_model(
+                    model, tp.fine_tune_learning_rate, tp.optimizer, budget.steps_per_execution
+                )
+            log.info("fine-tuning the top %s layers of %s", tp.fine_tune_layers, base.name)
+            model.fit(
+                initial_epoch=done,
+                epochs=done + tp.fine_tune_epochs,
+                callbacks=callbacks(tp, keep, 0, live),
+                **fit_args,
+            )
+        keep.restore()
+        if live is not None:
+            record_best(live, keep)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return with_dtype_policy(model, "float32") if policy != "float32" else model
+
+
+def fit_head_on_litert(
+    model: keras.Model, tp: TrainParams, budget: Budget, fit_args: dict, phase: dict
+) -> int:
+    """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same batches, as features,
+    fit the model's own head. Returns the number of epochs run."""
+    features, head = frozen_base.split_at_pooling(model)
+    run = frozen_base.LiteRTFeatures(features)
+    log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
+    compile_model(head, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
+    args = dict(
+        fit_args,
+        x=frozen_base.feature_dataset(fit_args["x"], run),
+        validation_data=frozen_base.features_of(fit_args["validation_data"], run),
+    )
+    epochs = len(head.fit(**phase, **args).epoch)
+    # The model's own optimizer never ran: build its slots, so that model.keras reloads
+    # without Keras warning that the saved optimizer has fewer variables than it expects.
+    model.optimizer.build(model.trainable_variables)
+    return epochs
+
+
+def record_best(live: Live, keep: KeepBest) -> None:
+    """reports/train/metrics.json (what `dvc metrics show` prints) describes the saved
+    weights: the best epoch's values, not the last epoch's."""
+    for name, value in keep.best_logs.items():
+        # dvclive's Keras callback files val_* under eval/ and the rest under train/.
+        group, key = ("eval", name[4:]) if name.startswith("val_") else ("train", name)
+        live.summary.setdefault(group, {})[key] = value
+    live.summary["best_step"] = keep.best_epoch
