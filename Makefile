@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data repro run serve test test-fast lint format bench bench-scale bench-serve clean
+.PHONY: help venv data repro run serve test test-fast lint format docs bench bench-scale bench-serve clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -32,7 +32,7 @@ venv: $(VENV)/.installed ## Create .venv (pipeline, serving, tests); GPU=1 for C
 data: venv ## Write the bundled sample (scikit-learn digits) into data/raw
 	python -m image_classifier.sample_data
 
-repro: venv ## Run the DVC pipeline: sample -> split -> train -> evaluate -> export
+repro: venv ## Run the DVC pipeline (stages and their order: dvc.yaml, or `dvc dag`)
 	dvc repro
 	dvc metrics show
 
@@ -53,6 +53,9 @@ test-fast: venv ## Unit tests only (skips the slow end-to-end runs)
 lint: venv ## ruff check and ruff format --check
 	ruff check .
 	ruff format --check .
+
+docs: venv ## Write docs/params.md from the params dataclasses (src/image_classifier/params.py)
+	python -m image_classifier.params > docs/params.md
 
 format: venv ## Apply ruff's fixes and formatting
 	ruff check --fix .

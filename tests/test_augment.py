@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,14 +15,18 @@ def batch(n: int = 4, size: int = 24) -> tf.Tensor:
     return tf.constant(rng.uniform(0, 255, (n, size, size, 3)).astype("float32"))
 
 
+OFF = AugmentParams(flip="none", rotation=0.0, zoom=0.0, contrast=0.0, translation=0.0)
+
+
 def test_nothing_enabled_is_the_identity():
     x = batch()
-    assert augment_batch(x, tf.constant([1, 2], tf.int64), AugmentParams()) is x
+    assert not OFF.enabled
+    assert augment_batch(x, tf.constant([1, 2], tf.int64), OFF) is x
 
 
 def test_zero_amounts_through_the_transform_leave_pixels_unchanged():
     # flip "none" with rotation 0 still runs no transform; a 1e-9 zoom runs the resampler.
-    tiny = AugmentParams(zoom=1e-9)
+    tiny = dataclasses.replace(OFF, zoom=1e-9)
     x = batch()
     np.testing.assert_allclose(augment_batch(x, tf.constant([0, 0], tf.int64), tiny), x, atol=1e-3)
 
@@ -38,7 +44,9 @@ def test_same_seed_same_output_other_step_other_output():
 @pytest.mark.parametrize("flip", ["horizontal", "vertical"])
 def test_flip_alone_mirrors_some_images_exactly(flip):
     x = batch(n=16)
-    out = augment_batch(x, tf.constant([3, 4], tf.int64), AugmentParams(flip=flip)).numpy()
+    out = augment_batch(
+        x, tf.constant([3, 4], tf.int64), dataclasses.replace(OFF, flip=flip)
+    ).numpy()
     axis = 1 if flip == "horizontal" else 0  # of one (h, w, c) image
     pairs = list(zip(out, x.numpy(), strict=True))
     mirrored = [np.allclose(o, np.flip(i, axis=axis), atol=1e-3) for o, i in pairs]

@@ -1,8 +1,16 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from image_classifier.params import Params, ParamsError, load_params, parse_params
+from image_classifier.params import (
+    Params,
+    ParamsError,
+    load_params,
+    parse_params,
+    reference,
+    reference_markdown,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,3 +93,37 @@ def test_model_hash_tracks_training_params_only():
     base = parse_params({})
     assert base.model_hash() == parse_params({"evaluate": {"top_k": 5}}).model_hash()
     assert base.model_hash() != parse_params({"train": {"epochs": 3}}).model_hash()
+
+
+def _keys(raw: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in raw.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += _keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def test_params_yaml_holds_exactly_the_codes_defaults():
+    """One home for each default: the dataclasses. params.yaml lists every key with that value,
+    so deleting a key from it changes nothing, and the web app's Params() matches the pipeline."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert parse_params(raw) == Params()
+    assert _keys(raw) == [row[0] for row in reference()]
+
+
+def test_params_reference_is_generated_from_the_code():
+    """docs/params.md is `python -m image_classifier.params`: run `make docs` after changing
+    a default or a help text."""
+    assert (ROOT / "docs/params.md").read_text(encoding="utf-8") == reference_markdown()
+
+
+def test_every_params_yaml_key_is_in_the_reference():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    text = (ROOT / "docs/params.md").read_text(encoding="utf-8")
+    missing = [key for key in _keys(raw) if f"`{key}`" not in text]
+    assert not missing, f"not in docs/params.md: {missing}"
+
+
+def test_every_param_has_help():
+    assert all(help_text.strip() for *_, help_text in reference())

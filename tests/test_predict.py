@@ -11,6 +11,8 @@ from image_classifier.litert.classifier import Classifier, ModelLoadError, load_
 
 from conftest import pattern, png
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def images(tmp_path):
@@ -67,13 +69,33 @@ def test_missing_model_is_a_clear_error(tmp_path):
         load_card(tmp_path / "model.json")
 
 
-def test_cli_runs_without_tensorflow(model_dir, images):
-    code = (
-        "import sys; from image_classifier import predict; "
-        f"status = predict.main([{str(images / 'a.png')!r}, '--model-dir', {str(model_dir)!r}]); "
-        "assert status == 0, status; assert 'tensorflow' not in sys.modules, 'tensorflow loaded'"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+# What a serving deploy runs: every web app module, its gunicorn config, the predict and drift
+# CLIs and the libraries they use. None may load TensorFlow (the serving requirements lack it).
+SERVING_MODULES = [
+    *sorted(f"webapp.{p.stem}" for p in (ROOT / "webapp").glob("*.py") if "." not in p.stem),
+    "image_classifier.predict",
+    "image_classifier.drift",
+    "image_classifier.litert.classifier",
+    "image_classifier.monitoring.counts",
+    "image_classifier.monitoring.stats",
+]
+
+
+def test_serving_modules_and_cli_never_import_tensorflow(model_dir, images):
+    code = f"""
+import importlib, importlib.util, sys
+for name in {SERVING_MODULES!r}:
+    importlib.import_module(name)
+conf_path = {str(ROOT / "webapp" / "gunicorn.conf.py")!r}
+conf = importlib.util.spec_from_file_location("gunicorn_conf", conf_path)
+conf.loader.exec_module(importlib.util.module_from_spec(conf))
+from image_classifier import predict
+status = predict.main([{str(images / "a.png")!r}, "--model-dir", {str(model_dir)!r}])
+assert status == 0, status
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+assert not loaded, loaded[:5]
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "a.png" in result.stdout
 

@@ -13,6 +13,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import yaml
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -22,7 +23,6 @@ from image_classifier.params import Params, load_params
 from webapp import api, observability, ops, pages, security
 from webapp.errors import ClientError
 from webapp.model_report import load_report
-from webapp.openapi import SPEC
 from webapp.service import ModelState
 from webapp.uploads import InMemoryRequest
 
@@ -86,7 +86,8 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     app.extensions["drift_store"] = open_drift_store(drift_db) if drift_db else None
     for blueprint in (pages.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
-    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(SPEC))
+    spec = yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8"))
+    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(spec))
     security.init_app(app)
     version = state.classifier.card.version if state.classifier else "none"
     observability.init_app(app, version)

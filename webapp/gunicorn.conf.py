@@ -11,11 +11,9 @@ from collections import Counter
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads, not plain sync workers: a client that trickles its upload ties up one thread, not a
-# whole worker. Measured with bench/slow_clients.py: 4 or 12 slow clients against 2 sync
-# workers made ordinary requests time out (5 s); against 2 x 16 threads none failed (median
-# 3 ms). Inference stays one at a time per worker (the LiteRT lock), so threads cost no model
-# memory; the Procfile's MALLOC_ARENA_MAX=2 keeps glibc from giving each thread its own heap
-# (MobileNetV2 at 224 px: 116 -> 99 MB a worker serving, 237 -> 171 MB explaining).
+# whole worker (bench/slow_clients.py measures both; docs/benchmarks.md). Inference stays one
+# at a time per worker (the LiteRT lock), so threads cost no model memory; the Procfile's
+# MALLOC_ARENA_MAX=2 keeps glibc from giving each of the threads its own heap.
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 preload_app = False
@@ -34,11 +32,10 @@ def worker_cpu(allowed: set[int], workers: int, taken: list[int]) -> int | None:
     leave it to the scheduler.
 
     Only with one worker per CPU this process may use, each running one LiteRT thread: then
-    Linux now and then runs two busy workers on one core while another idles (measured on 2
-    cores, MobileNetV2 int8, ab at concurrency 8: 290-299 req/s unpinned, 305-314 pinned; the
-    same CPU time a request). With more CPUs than workers (a shared dyno shows 8 CPUs to 2
-    workers) or LiteRT threads > 1 the scheduler is better placed. Explanations lose ~15 % of
-    their throughput pinned (README "Serving figures"): PIN_WORKERS=0 turns it off.
+    Linux now and then runs two busy workers on one core while another idles. With more CPUs
+    than workers (a shared dyno shows 8 CPUs to 2 workers) or LiteRT threads > 1 the scheduler
+    is better placed. Explanations, which run many inferences a request, lose throughput
+    pinned: PIN_WORKERS=0 turns it off (docs/operations.md).
     Least-held rather than free: on a HUP reload the new workers are spawned while the old
     ones still hold every CPU, and they must still spread out.
     """

@@ -43,7 +43,7 @@ class Result:
 
 
 # Images per LiteRT call in a web worker: bounds its memory whatever a request holds (16
-# files, or an explain's 50 occluded copies). Measured with bench/serve.py (README).
+# files, or an explain's occluded copies); bench/serve.py measures its memory.
 SERVE_MAX_BATCH = 8
 # How long an explain request waits for the worker's one explanation slot before a 503, so a
 # burst of explain requests cannot hold every thread while predictions queue behind them.
@@ -52,8 +52,8 @@ EXPLAIN_WAIT_S = 5.0
 
 def litert_threads() -> int:
     """LiteRT threads per worker ($LITERT_THREADS, default 1). With as many workers as cores,
-    one thread each keeps every core busy without the workers' threads fighting (measured
-    with bench/serve.py, README "Serving figures"); more threads only help a lone worker."""
+    one thread each keeps every core busy without the workers' threads fighting (bench/serve.py
+    compares); more threads only help a lone worker."""
     value = os.environ.get("LITERT_THREADS", "1")
     try:
         threads = int(value)

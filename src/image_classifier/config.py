@@ -9,7 +9,7 @@ SPLITS_DIR = Path("data/splits")
 SPLIT_NAMES = ("train", "val", "test")
 # What the split scan found (skipped files, duplicates); `prepare` merges it into SPLIT_REPORT.
 SCAN_REPORT = SPLITS_DIR / "scan.json"
-# Decoded uint8 pixels of every split (stage `prepare`); see store.py for the layout.
+# Decoded uint8 pixels of every split (stage `prepare`); see data/store.py for the layout.
 PREPARED_DIR = Path("data/prepared")
 
 MODELS_DIR = Path("saved_models")

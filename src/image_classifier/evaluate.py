@@ -2,11 +2,11 @@
 
     python -m image_classifier.evaluate
 
-The probabilities scored are those export computed by running saved_models/model.tflite
-through inference.Classifier (LiteRT, the web app's runtime, quantized or not) on the whole
-test split: reports/test_probabilities.npz, tagged with the file's SHA-256, which must match
-model.json. So the numbers the quality gate judges are those of the model that will be served,
-and the model is not run twice; no TensorFlow is loaded. Writes reports/metrics.json
+The probabilities scored are those export computed by running saved_models/model.tflite through
+litert/classifier.py's Classifier (LiteRT, the web app's runtime, quantized or not) on the
+whole test split: reports/test_probabilities.npz, tagged with the file's SHA-256, which must
+match model.json. So the numbers the quality gate judges are those of the model that will be
+served, and the model is not run twice; no TensorFlow is loaded. Writes reports/metrics.json
 (`dvc metrics show`) and, under reports/eval/, the per-class report, per-image predictions with
 every class probability (the confusion-matrix plot's data), ROC curves and PNG figures. The
 test split is read from the pixel store in batches sized for the image size, so memory does

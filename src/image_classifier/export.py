@@ -6,11 +6,11 @@ against the Keras model on the test split, and write it with its model card.
 Nothing is written unless the check passes: a float32 export must give the Keras model's
 probabilities within export.max_prob_diff, a quantized one its top-1 class on at least
 export.min_top1_agreement of the test images. The Keras model runs on a seeded sample of
-export.check_images test images (all of them when the split is smaller): on CPU it costs ~4x
-LiteRT an image, and a conversion fault shows on any image, while 1,000 images pin a top-1
-agreement to about +-0.5 %. The written model runs on the whole test split: its metrics go
-into model.json and reports/export.json, and its probabilities into
-reports/test_probabilities.npz, which the evaluate stage scores.
+export.check_images test images (all of them when the split is smaller): on CPU it costs
+several times LiteRT's time an image, a conversion fault shows on any image, and 1,000 images
+pin a top-1 agreement to about +-0.5 % (binomial standard error). The written model runs on
+the whole test split: its metrics go into model.json and reports/export.json, and its
+probabilities into reports/test_probabilities.npz, which the evaluate stage scores.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def predict_split(
     model: keras.Model, clf: Classifier, test: SplitPixels, checked: np.ndarray, batch: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(LiteRT probabilities for the whole split, Keras probabilities for the `checked`
-    images), float64. Keras on CPU costs ~4x LiteRT an image, hence the sample."""
+    images), float64. Keras on CPU costs several times LiteRT an image, hence the sample."""
     lite = [clf.predict(x) for x, _ in test.batches(batch)]
     ref = [
         model.predict_on_batch(test.read(checked[i : i + batch]).astype(np.float32))

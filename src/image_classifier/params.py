@@ -44,9 +44,18 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ParamsError(f"{key}: {allowed} (got {value!r})")
 
 
+def param(default: Any, help: str) -> Any:
+    """A field's default and help text, in one place: docs/params.md is generated from them."""
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=type(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class DataParams:
-    raw_dir: str = "data/raw"
+    raw_dir: str = param(
+        "data/raw", "The image folder: one sub-folder per class, `<raw_dir>/<class>/*`."
+    )
 
     def __post_init__(self) -> None:
         _require(bool(self.raw_dir.strip()), "data.raw_dir", "must be a folder path", self.raw_dir)
@@ -54,16 +63,20 @@ class DataParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    seed: int = 42
-    val_ratio: float = 0.15
-    test_ratio: float = 0.15
-    # stratified: exact per-class proportions; hash: each file keeps its split when others are
-    # added (its split depends on its own content only).
-    method: SplitMethod = "stratified"
-    # Images whose 64-bit perceptual hashes (pHash of the decoded pixels) differ in at most
-    # this many bits are near-duplicates (re-encodes, resizes, crops) and share a split.
-    # null turns the check off; 0 groups only identical hashes.
-    near_duplicate_bits: int | None = 8
+    seed: int = param(42, "Seed of the split: the same images and seed give the same split files.")
+    val_ratio: float = param(0.15, "Share of the images for the validation split.")
+    test_ratio: float = param(0.15, "Share of the images for the test split.")
+    method: SplitMethod = param(
+        "stratified",
+        "`stratified`: exact per-class proportions. `hash`: each file keeps its split when others "
+        "are added (its split depends on its own content only).",
+    )
+    near_duplicate_bits: int | None = param(
+        8,
+        "Images whose 64-bit perceptual hashes differ in at most this many bits are "
+        "near-duplicates (re-encodes, resizes, crops) and share a split; 0 groups only identical "
+        "hashes; null turns the check off.",
+    )
 
     def __post_init__(self) -> None:
         if self.near_duplicate_bits is not None:
@@ -84,9 +97,11 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class ImageParams:
-    size: int = 16
-    color_mode: ColorMode = "grayscale"
-    max_pixels: int = MAX_PIXELS
+    size: int = param(16, "Model input is size x size pixels (the sample digits are 8x8).")
+    color_mode: ColorMode = param("grayscale", "`rgb` or `grayscale`: the channels the model sees.")
+    max_pixels: int = param(
+        MAX_PIXELS, "Images with more pixels are refused before decoding (decompression bombs)."
+    )
 
     def __post_init__(self) -> None:
         _require(8 <= self.size <= 1024, "image.size", "must be between 8 and 1024", self.size)
@@ -99,11 +114,11 @@ class ImageParams:
 
 @dataclass(frozen=True)
 class AugmentParams:
-    flip: Flip = "none"
-    rotation: float = 0.0  # fraction of a full turn, as keras.layers.RandomRotation
-    zoom: float = 0.0
-    contrast: float = 0.0
-    translation: float = 0.0
+    flip: Flip = param("none", "`none`, `horizontal`, `vertical` or `horizontal_and_vertical`.")
+    rotation: float = param(0.03, "Largest random rotation, as a fraction of a full turn.")
+    zoom: float = param(0.1, "Largest random zoom in or out, as a fraction of the side.")
+    contrast: float = param(0.0, "Largest random contrast change, as a fraction.")
+    translation: float = param(0.08, "Largest random shift, as a fraction of the side.")
 
     def __post_init__(self) -> None:
         for name in ("rotation", "zoom", "contrast", "translation"):
@@ -119,41 +134,68 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    seed: int = 42
-    model: Architecture = "simple_cnn"
-    # imagenet | null | a path to a weights file for the base network.
-    weights: str | None = None
-    # Phase 2 of transfer learning: unfreeze the base's top N layers that have weights
-    # (convolutions, dense; BatchNormalization stays frozen) at fine_tune_learning_rate.
-    # 0: no phase 2; -1: every layer. Checked against the base when the model is built.
-    fine_tune_layers: int = 0
-    fine_tune_learning_rate: float = 1e-5
-    fine_tune_epochs: int = 10
-    dropout: float = 0.25
-    optimizer: Optimizer = "adam"
-    learning_rate: float = 0.001
-    batch_size: int = 32
-    epochs: int = 40
-    early_stopping_patience: int = 10
-    # Small datasets: at least this many optimizer steps before early stopping may end
-    # training (epochs are added when needed); see train.training_budget.
-    min_steps: int = 300
-    # balanced: weight each class's loss by n / (classes * count), for imbalanced data.
-    class_weight: ClassWeight = "none"
-    reduce_lr_patience: int = 4
-    reduce_lr_factor: float = 0.5
-    distribute: Distribute = "none"
-    # Train in mixed_float16 (GPUs with tensor cores); the saved model is float32 either way.
-    mixed_precision: bool = False
-    # Where phase 1 runs the frozen base forwards: auto = LiteRT on a machine without a GPU
-    # (~3x TensorFlow's CPU speed), TensorFlow otherwise; see frozen_base.py.
-    frozen_base_runtime: FrozenBaseRuntime = "auto"
-    # TF's deterministic kernels: needed for bit-identical runs on GPU, slower; CPU runs are
-    # reproducible without it (see train.seed_everything).
-    op_determinism: bool = False
-    # Continue from an earlier model.keras instead of starting from scratch.
-    init_from: str | None = None
-    augment: AugmentParams = field(default_factory=AugmentParams)
+    seed: int = param(42, "Seed of weights, shuffling and augmentation: same params, same model.")
+    model: Architecture = param(
+        "simple_cnn",
+        "`simple_cnn` (small, from scratch) or a Keras Applications base: `mobilenet_v2`, "
+        "`efficientnet_b0`, `resnet50`, `vgg19`.",
+    )
+    weights: str | None = param(
+        None,
+        "Transfer bases only: `imagenet` (downloaded by Keras), null (random) or the path of a "
+        "weights file for the base.",
+    )
+    fine_tune_layers: int = param(
+        0,
+        "Phase 2 of transfer learning: unfreeze the base's top N layers that have weights "
+        "(BatchNormalization stays frozen); 0: no phase 2; -1: every layer.",
+    )
+    fine_tune_learning_rate: float = param(1e-5, "Learning rate of phase 2.")
+    fine_tune_epochs: int = param(10, "Epochs of phase 2.")
+    dropout: float = param(0.25, "Dropout before the classifier layer.")
+    optimizer: Optimizer = param("adam", "`adam`, `adamw`, `sgd` or `rmsprop`.")
+    learning_rate: float = param(0.003, "Learning rate of training (phase 1 for transfer bases).")
+    batch_size: int = param(
+        64, "Images per step; small training splits get smaller batches (see min_steps)."
+    )
+    epochs: int = param(30, "Most epochs; early stopping usually ends training sooner.")
+    early_stopping_patience: int = param(
+        8, "Epochs without a better validation loss before training stops."
+    )
+    min_steps: int = param(
+        300,
+        "Optimizer steps before early stopping may end training; small datasets get more epochs.",
+    )
+    class_weight: ClassWeight = param(
+        "none",
+        "`balanced` weighs each class's loss by n / (classes x count), for imbalanced classes.",
+    )
+    reduce_lr_patience: int = param(
+        4, "Epochs without a better validation loss before the learning rate is cut."
+    )
+    reduce_lr_factor: float = param(0.5, "What the learning rate is multiplied by at each cut.")
+    distribute: Distribute = param(
+        "none", "`none`, `mirrored` (several GPUs) or `multi_worker` (several machines)."
+    )
+    mixed_precision: bool = param(
+        False, "Train in mixed_float16 (GPUs with tensor cores); the saved model is float32."
+    )
+    frozen_base_runtime: FrozenBaseRuntime = param(
+        "auto",
+        "Where phase 1 runs a frozen base forwards: `auto` (LiteRT without a GPU, TensorFlow "
+        "otherwise), `litert` or `tensorflow`.",
+    )
+    op_determinism: bool = param(
+        False,
+        "TensorFlow's deterministic kernels: needed for bit-identical runs on a GPU, slower; "
+        "CPU runs are reproducible without it.",
+    )
+    init_from: str | None = param(
+        None, "Path of an earlier model.keras (with its classes.json) to continue training from."
+    )
+    augment: AugmentParams = param(
+        AugmentParams(), "Training-time augmentation (train split only)."
+    )
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
@@ -228,11 +270,15 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    top_k: int = 3
-    gallery_size: int = 16  # worst misclassified test images drawn in the gallery
-    # The network must beat the linear baseline (logistic regression on downsampled pixels)
-    # by this much on the gate metric; evaluate warns and the gate refuses otherwise.
-    baseline_margin: float = 0.02
+    top_k: int = param(3, "k of the top-k accuracy in reports/metrics.json.")
+    gallery_size: int = param(
+        16, "Worst misclassified test images drawn in reports/eval/misclassified.png."
+    )
+    baseline_margin: float = param(
+        0.02,
+        "The network must beat the linear baseline (logistic regression on downsampled pixels) "
+        "by this much on gate.metric; evaluate warns and the gate refuses otherwise.",
+    )
 
     def __post_init__(self) -> None:
         _require(
@@ -247,17 +293,23 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ExportParams:
-    # none: float32. float16: weights stored as float16. dynamic: int8 weights, float
-    # activations. int8: weights and activations int8, calibrated on training images.
-    quantization: Quantization = "none"
-    # A float32 export must agree with the Keras model on the test split within this...
-    max_prob_diff: float = 1e-4
-    # ... a quantized one must give the same top-1 class on at least this share of it.
-    min_top1_agreement: float = 0.97
-    calibration_images: int = 256  # training images int8 calibration reads (seeded)
-    # Test images the Keras model runs on for the checks above (a seeded sample; null: all).
-    # The written model's own metrics always cover the whole test split.
-    check_images: int | None = 1000
+    quantization: Quantization = param(
+        "none",
+        "`none` (float32), `float16` (weights), `dynamic` (int8 weights, float activations) or "
+        "`int8` (weights and activations, calibrated on training images).",
+    )
+    max_prob_diff: float = param(
+        1e-4, "A float32 export must agree with the Keras model within this, per probability."
+    )
+    min_top1_agreement: float = param(
+        0.97, "A quantized export must give Keras' top-1 class on at least this share."
+    )
+    calibration_images: int = param(256, "int8: training images (seeded) that set the ranges.")
+    check_images: int | None = param(
+        1000,
+        "Test images (a seeded sample; null: all) Keras runs on for the two checks above; the "
+        "written model's metrics always cover the whole test split.",
+    )
 
     def __post_init__(self) -> None:
         if self.check_images is not None:
@@ -291,16 +343,23 @@ class ExportParams:
 class ServeParams:
     """The web app's settings; no pipeline stage reads them."""
 
-    top_k: int = 3
-    # Below this top-1 probability the page says the model is unsure and shows alternatives.
-    unsure_threshold: float = 0.6
-    max_upload_mb: float = 8.0  # whole request body; larger gets 413
-    max_files: int = 16  # images per API request
-    # ?explain=true runs ~50 inferences an image (occlusion); this caps the files it accepts.
-    max_explain_files: int = 4
-    model_name: str = "image-classifier"  # for /v1/models/<name>:predict
-    # Prediction counts per model version for the drift check ("" turns recording off).
-    drift_db: str = "var/drift.sqlite"
+    top_k: int = param(3, "Classes shown per image, on the page and in the API.")
+    unsure_threshold: float = param(
+        0.6, "Below this top-1 probability the page says the model is unsure."
+    )
+    max_upload_mb: float = param(8.0, "Largest request body; larger gets 413.")
+    max_files: int = param(16, "Images per API request.")
+    max_explain_files: int = param(
+        4, "Images per request with ?explain=true (each runs one inference per occluded patch)."
+    )
+    model_name: str = param(
+        "image-classifier", "The name in the TF Serving / KServe path /v1/models/<name>:predict."
+    )
+    drift_db: str = param(
+        "var/drift.sqlite",
+        "SQLite file of prediction counts per model version, for the drift check (env DRIFT_DB "
+        "overrides it; empty: off).",
+    )
 
     def __post_init__(self) -> None:
         _require(self.top_k >= 1, "serve.top_k", "must be >= 1", self.top_k)
@@ -328,11 +387,13 @@ class ServeParams:
 
 @dataclass(frozen=True)
 class GateParams:
-    """The deploy quality gate (python -m image_classifier.gate); no pipeline stage reads it."""
+    """The deploy quality gate (python -m image_classifier.gate); evaluate reads gate.metric."""
 
-    metric: str = "accuracy"  # a key of reports/metrics.json
-    min_value: float = 0.95
-    max_drop: float = 0.01  # largest allowed fall against the baseline (metrics on main)
+    metric: str = param(
+        "accuracy", "The key of reports/metrics.json the gate and the baseline margin judge."
+    )
+    min_value: float = param(0.95, "The gate refuses a model below this.")
+    max_drop: float = param(0.01, "... or one that falls more than this against main's metrics.")
 
     def __post_init__(self) -> None:
         _require(0 <= self.min_value <= 1, "gate.min_value", "must be in [0, 1]", self.min_value)
@@ -343,10 +404,12 @@ class GateParams:
 class DriftParams:
     """Thresholds of python -m image_classifier.drift; no pipeline stage reads them."""
 
-    max_class_psi: float = 0.2  # PSI above 0.2 is the usual "significant shift"
-    max_confidence_psi: float = 0.2
-    max_confidence_drop: float = 0.1  # mean top-1 confidence, live vs test split
-    min_samples: int = 200  # fewer live predictions: too early to judge
+    max_class_psi: float = param(
+        0.2, "Largest population stability index of the predicted classes, live vs test split."
+    )
+    max_confidence_psi: float = param(0.2, "... of the top-1 confidence histogram.")
+    max_confidence_drop: float = param(0.1, "Largest fall of the mean top-1 confidence.")
+    min_samples: int = param(200, "Below this many live predictions the check does not judge.")
 
     def __post_init__(self) -> None:
         for name in ("max_class_psi", "max_confidence_psi", "max_confidence_drop"):
@@ -357,15 +420,21 @@ class DriftParams:
 
 @dataclass(frozen=True)
 class Params:
-    data: DataParams = field(default_factory=DataParams)
-    split: SplitParams = field(default_factory=SplitParams)
-    image: ImageParams = field(default_factory=ImageParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
-    export: ExportParams = field(default_factory=ExportParams)
-    serve: ServeParams = field(default_factory=ServeParams)
-    gate: GateParams = field(default_factory=GateParams)
-    drift: DriftParams = field(default_factory=DriftParams)
+    data: DataParams = param(DataParams(), "Where the images are.")
+    split: SplitParams = param(SplitParams(), "Stage `split`: train/val/test manifests.")
+    image: ImageParams = param(
+        ImageParams(), "How every image is decoded, for training and serving."
+    )
+    train: TrainParams = param(TrainParams(), "Stage `train`.")
+    evaluate: EvaluateParams = param(EvaluateParams(), "Stage `evaluate`.")
+    export: ExportParams = param(ExportParams(), "Stage `export`: the LiteRT model.")
+    serve: ServeParams = param(ServeParams(), "The web app; no pipeline stage reads these.")
+    gate: GateParams = param(
+        GateParams(), "The deploy quality gate: `python -m image_classifier.gate`."
+    )
+    drift: DriftParams = param(
+        DriftParams(), "`python -m image_classifier.drift`: live predictions vs the test split."
+    )
 
     def __post_init__(self) -> None:
         if self.train.model != "simple_cnn":
@@ -473,3 +542,56 @@ def load_params(path: Path = config.PARAMS_FILE) -> Params:
         return parse_params(raw)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
+
+
+def _default_text(value: Any) -> str:
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def reference(cls: type = Params, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, allowed, default, help) of every parameter, in params.yaml's order."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.append((key, "a mapping", "", f.metadata["help"]))
+            rows += reference(hints[f.name], f"{key}.")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append(
+                (key, _type_name(hints[f.name]), _default_text(default), f.metadata["help"])
+            )
+    return rows
+
+
+def reference_markdown() -> str:
+    """docs/params.md: written by `make docs`, checked by tests/test_params.py."""
+    lines = [
+        "# Parameters",
+        "",
+        "Every key of `params.yaml`, its default and what it does. Generated from",
+        "`src/image_classifier/params.py` by `make docs` (`python -m image_classifier.params`);",
+        "`params.yaml` holds these defaults, and a test keeps the three in step.",
+        "",
+    ]
+    for key, allowed, default, help_text in reference():
+        if "." not in key:
+            lines += [
+                "",
+                f"## `{key}`",
+                "",
+                help_text,
+                "",
+                "| key | default | allowed | what it does |",
+            ]
+            lines.append("|---|---|---|---|")
+        elif allowed == "a mapping":
+            lines.append(f"| `{key}` | | a mapping | {help_text} |")
+        else:
+            lines.append(f"| `{key}` | `{default}` | {allowed} | {help_text} |")
+    return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -4,7 +4,7 @@
 
 Runs again only when the manifests (which carry each image's content hash), the raw folder or
 `image.*` change. Train, evaluate and export read the uint8 pixels from here in batches
-(store.py), so no later stage decodes an image or holds a split in memory. Files whose pixels
+(data/store.py), so no later stage decodes an image or holds a split in memory. Files whose pixels
 turn out to be corrupt are skipped and listed in reports/split.json.
 """
 

@@ -2,7 +2,7 @@
 
     python -m image_classifier.train
 
-The fit loop is training/fit.py; this shell opens the pixel store and writes the outputs.
+The fit loop is training/fit_loop.py; this shell opens the pixel store and writes the outputs.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run(params: Params) -> None:
     size, mode = params.image.size, params.image.color_mode
     chief = distribute.is_chief()
     with contextlib.ExitStack() as stack:
-        # A multi-worker run's other workers write to a scratch folder (distribute.py).
+        # A multi-worker run's other workers write to a scratch folder (training/distribute.py).
         scratch = None if chief else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         live_dir = config.TRAIN_LIVE_DIR if scratch is None else scratch / "live"
         train = stack.enter_context(open_split("train", size, mode))

@@ -5,9 +5,9 @@ Re-encodes, resizes, crops and burst shots of one scene are different files with
 content; if one lands in train and another in test, the test score measures memory, not
 generalisation. pHash keeps the signs of the lowest spatial frequencies of a 32x32 grayscale
 thumbnail (above or below their median), which JPEG re-encoding, resizing and small crops
-barely move. On generated 500x375 photos (tests/test_near_duplicates.py) a re-encode, a
-half-size copy or a 4-pixel crop differs by at most 6 bits, two different images of one class
-by at least 14. (dHash, tried first, flipped up to 14 bits on a mere re-encode of smooth images.)
+barely move: a re-encode, a half-size copy or a small crop stays within a few bits, while two
+different images of one class are far apart (bench/near_duplicates.py prints the distances;
+tests/test_near_duplicates.py checks that split.near_duplicate_bits separates them).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Keras model -> LiteRT flatbuffer, shared by export (the served model) and train (the frozen
-base's features, frozen_base.py)."""
+base's features, training/frozen_base.py)."""
 
 from __future__ import annotations
 

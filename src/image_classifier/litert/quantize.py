@@ -5,10 +5,10 @@ as deprecated in favour of this separate tool (`ai-edge-quantizer`), which rewri
 converted flatbuffer. Modes (`export.quantization`):
 
 - float16: weights stored as float16 (half the file), computed in float32.
-- dynamic: int8 weights, activations quantized on the fly (a quarter of the file). On this
-  x86 CPU XNNPACK runs it ~2.7x slower than float32, so it is for size, not speed.
+- dynamic: int8 weights, activations quantized on the fly (a quarter of the file). XNNPACK
+  on x86 runs it slower than float32 (bench/serve.py), so it is for size, not speed.
 - int8: weights and activations int8 (static ranges from calibration on training images); the
-  input and output tensors are int8 too, which inference.Classifier converts.
+  input and output tensors are int8 too, which litert/classifier.py's Classifier converts.
 
 Quantization can cost accuracy, so export measures the result on the test split.
 """

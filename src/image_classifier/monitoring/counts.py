@@ -3,8 +3,8 @@
 A small SQLite file (no images, no inputs: counts only), so a restart loses nothing.
 WAL mode and a busy timeout let several gunicorn workers write to it at once. Each worker
 adds its counts up in memory and a timer writes them FLUSH_EVERY_S seconds after the first
-unwritten one (and when the worker reads a profile or exits): one SQLite transaction a request
-cost ~0.2 ms, a few percent of a 224-px int8 prediction (bench/serve.py).
+unwritten one (and when the worker reads a profile or exits), because one SQLite transaction a
+request would cost a noticeable share of a small model's prediction.
 """
 
 from __future__ import annotations

@@ -76,8 +76,8 @@ def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
 
 
 # Batches per call into the compiled training function. Keras returns to Python after every
-# call; at one step per call that overhead cost ~30% of MobileNetV2's throughput on this 2-core
-# machine (100 vs 137 images/s at 224 px). Callbacks still see every epoch.
+# call, and at one step per call that overhead is a large share of a CPU step (the figure:
+# docs/benchmarks.md). Callbacks still see every epoch.
 STEPS_PER_EXECUTION = 16
 # Small training splits get smaller batches, so that an epoch is at least this many steps
 # (and early stopping, which counts epochs, sees the model move between checks).

@@ -1,9 +1,9 @@
 """Phase 1 of transfer learning without a GPU: the frozen base runs on LiteRT, Keras fits the head.
 
 While the base is frozen and in inference mode, phase 1 only ever runs it forwards: the
-gradient stops at the pooled features. TensorFlow's CPU kernels run MobileNetV2 at 224 px at
-~95 images/s on a 2-core machine; the same network converted to LiteRT (XNNPACK) runs at ~290,
-fed by the same augmented tf.data batches. So the input scaling and base, up to the pooling,
+gradient stops at the pooled features, and LiteRT (XNNPACK) runs a network forwards several
+times faster than TensorFlow's CPU kernels (bench/frozen_base.py; docs/benchmarks.md), fed by
+the same augmented tf.data batches. So the input scaling and base, up to the pooling,
 are converted once; every training batch goes through them on LiteRT; and Keras fits the head
 (dropout, softmax) on the features. The head's layers are the model's own, so the model ends
 with the trained head, and data order, augmentation and callbacks are unchanged. Validation
