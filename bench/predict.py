@@ -1,11 +1,13 @@
 """Batch prediction at scale: images per second and peak memory of the predict CLI.
 
-    python bench/predict.py [--count 100000] [--batch-size 256]
+    python bench/predict.py [--count 100000] [--batch-size 256] [--workspace DIR]
 
 Writes --count PNG copies of the bundled sample digits (varied, so nothing is cached) into a
 temp folder, runs `python -m image_classifier.predict FOLDER --csv ... --quiet` on it, and
 prints wall time, images/s, the CSV's row count and the CLI's peak resident memory. Run it at
-two counts to see that memory does not grow with the number of images.
+two counts to see that memory does not grow with the number of images. --workspace is the
+folder holding data/raw and saved_models (default: this repository; `bench/pipeline.py
+--keep DIR` makes one).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_images(folder: Path, count: int) -> None:
-    sources = sorted((ROOT / "data/raw").rglob("*.png"))
+def write_images(folder: Path, count: int, workspace: Path) -> None:
+    sources = sorted((workspace / "data/raw").rglob("*.png"))
     if not sources:
         raise SystemExit("no sample images: run `make data` (or `dvc repro`) first")
     blobs = [p.read_bytes() for p in sources]
@@ -39,12 +44,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workspace", type=Path, default=ROOT)
     args = parser.parse_args()
+    workspace = args.workspace.resolve()
+    if not (workspace / "saved_models/model.tflite").is_file():
+        raise SystemExit(f"no model in {workspace}/saved_models: run `dvc repro` there first")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
         start = time.perf_counter()
-        write_images(folder, args.count)
+        write_images(folder, args.count, workspace)
         print(f"wrote {args.count} images in {time.perf_counter() - start:.1f} s")
         out = Path(tmp) / "predictions.csv"
         cmd = [
@@ -60,11 +69,12 @@ def main() -> None:
             str(args.batch_size),
         ]
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ})
+        subprocess.run(cmd, cwd=workspace, check=True, env={**os.environ})
         elapsed = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         with out.open() as fh:
             rows = sum(1 for _ in csv.reader(fh)) - 1
+    print_header("LiteRT", "Pillow", "NumPy")
     print(
         f"predicted {rows} images in {elapsed:.1f} s: {rows / elapsed:.0f} images/s, "
         f"peak resident memory {peak_mb:.0f} MB (batch size {args.batch_size})"

@@ -1,7 +1,8 @@
 """The pipeline on realistic data, side by side with the Keras guide's pattern, in one run.
 
     python bench/scale.py --images 5000 [--size 224] [--epochs 1] [--data-dir DIR] [--no-peer]
-                          [--quantization none|float16|dynamic|int8]
+                          [--peers tutorial,cached] [--quantization none|float16|dynamic|int8]
+                          [--op-determinism]
 
 1. Generates (or reuses, in --data-dir) a seeded synthetic photo dataset: 10 classes,
    ~500x375 JPEGs of varied shapes and colours (image_classifier.synthetic).
@@ -9,11 +10,15 @@
    loading path is the same).
 3. Copies the project into a fresh workspace, follows the README's "your own images" steps
    (`dvc remove sample`, images in data/raw, `dvc add data/raw`) with image.size 224, rgb,
-   frozen MobileNetV2, batch 32, 1 epoch, and runs `dvc repro`, sampling every stage's
-   process tree (stage process plus its workers) for wall time and peak resident memory.
-4. Runs bench/keras_guide_peer.py on the same images and weights file, measured the same way.
+   frozen MobileNetV2, batch 32, 1 epoch (train.op_determinism true with --op-determinism),
+   and runs `dvc repro`, sampling every stage's process tree (stage process plus its workers)
+   for wall time and peak resident memory.
+4. Runs bench/keras_guide_peer.py on the same images, weights file and epochs, measured the
+   same way, once per --peers entry: `tutorial` is TensorFlow's MobileNetV2 transfer-learning
+   tutorial (image_dataset_from_directory -> prefetch, no cache), `cached` the same with
+   .cache() before prefetch (every decoded image kept as float32).
 5. Measures decode throughput (prepare's decoder) on 1 core and on all cores.
-Prints one table; --json FILE also saves the figures.
+Prints one table, headed by the machine; --json FILE also saves the figures.
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ from pathlib import Path
 import psutil
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
+
 ROOT = Path(__file__).resolve().parents[1]
+PEERS = {"tutorial": [], "cached": ["--cache"]}  # keras_guide_peer.py's flags
 STAGES = ("split", "prepare", "train", "evaluate", "export")
 
 
@@ -183,10 +192,12 @@ def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:
         batch_size=32,
         epochs=args.epochs,
         min_steps=0,  # exactly --epochs, like the peer (the default adds epochs for small data)
+        op_determinism=args.op_determinism,
     )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # README "Your own images", option A. Without `dvc add` the photos would go into git, and
-    # the commit's `git gc --auto` would repack them on one core while the stages are timed.
+    # README "Your own images": dvc remove sample, dvc add data/raw. Without `dvc add` the
+    # photos would go into git, and the commit's `git gc --auto` would repack them on one
+    # core while the stages are timed.
     for cmd in (
         ["git", "init", "-q"],
         ["git", "config", "user.email", "bench@example.com"],
@@ -232,11 +243,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ic-bench")
-    parser.add_argument("--no-peer", action="store_true", help="skip the Keras guide's pattern")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peers")
+    parser.add_argument(
+        "--peers",
+        default="tutorial,cached",
+        help="comma-separated: tutorial (no cache), cached (with .cache())",
+    )
+    parser.add_argument("--op-determinism", action="store_true", help="train.op_determinism")
     parser.add_argument("--quantization", default="none", help="export.quantization")
     parser.add_argument("--decode-sample", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    peers = [] if args.no_peer else [p for p in args.peers.split(",") if p]
+    if unknown := set(peers) - set(PEERS):
+        parser.error(f"--peers: unknown {sorted(unknown)}; choose from {sorted(PEERS)}")
 
     sys.path.insert(0, str(ROOT / "src"))
     photos = make_dataset(args.images, args.data_dir)
@@ -252,7 +272,7 @@ def main() -> None:
             "images": args.images,
             "size": args.size,
             "epochs": args.epochs,
-            "cores": os.cpu_count(),
+            "op_determinism": args.op_determinism,
             "ours": {
                 "repro_s": round(wall, 1),
                 "stages": {
@@ -266,8 +286,9 @@ def main() -> None:
                 "export": json.loads((repo / "reports/export.json").read_text()),
             },
         }
-        if not args.no_peer:
-            print("Keras guide's pattern on the same images ...", flush=True)
+        results["peers"] = {}
+        for name in peers:
+            print(f"peer '{name}' on the same images ...", flush=True)
             peer_cmd = [
                 sys.executable,
                 str(ROOT / "bench" / "keras_guide_peer.py"),
@@ -277,10 +298,12 @@ def main() -> None:
                 str(args.epochs),
                 "--size",
                 str(args.size),
+                *PEERS[name],
             ]
-            peer_wall, peer = run_measured(peer_cmd, work, peer_label, work / "peer.log")
-            last = (work / "peer.log").read_text().strip().splitlines()[-1]
-            results["peer"] = {
+            log = work / f"peer-{name}.log"
+            peer_wall, peer = run_measured(peer_cmd, work, peer_label, log)
+            last = log.read_text().strip().splitlines()[-1]
+            results["peers"][name] = {
                 "wall_s": round(peer_wall, 1),
                 "peak_rss_mb": round(peer["peer"]["peak_rss"] / 2**20),
                 **json.loads(last),
@@ -295,23 +318,30 @@ def main() -> None:
 
 def report(r: dict) -> None:
     ours = r["ours"]
-    print(f"\n{r['images']} images, {r['size']} px RGB, {r['epochs']} epoch(s), {r['cores']} cores")
-    print(f"{'':<22}{'wall s':>9}{'peak RSS MB':>13}")
+    print()
+    print_header("TensorFlow", "Keras", "LiteRT", "DVC")
+    print(
+        f"{r['images']} images, {r['size']} px RGB, {r['epochs']} epoch(s), "
+        f"train.op_determinism {str(r['op_determinism']).lower()}"
+    )
+    print(f"{'':<34}{'wall s':>9}{'peak RSS MB':>13}")
     for name, s in ours["stages"].items():
-        print(f"  ours: {name:<16}{s['wall_s']:>9.1f}{s['peak_rss_mb']:>13}")
+        print(f"  ours: {name:<26}{s['wall_s']:>9.1f}{s['peak_rss_mb']:>13}")
     largest = max(s["peak_rss_mb"] for s in ours["stages"].values())
-    print(f"  ours: dvc repro{'':<7}{ours['repro_s']:>9.1f}{largest:>13}  (largest stage)")
-    if "peer" in r:
-        p = r["peer"]
-        print(f"  Keras guide (train){'':<3}{p['wall_s']:>9.1f}{p['peak_rss_mb']:>13}")
+    print(f"  ours: dvc repro{'':<17}{ours['repro_s']:>9.1f}{largest:>13}  (largest stage)")
+    labels = {
+        "tutorial": "TF tutorial, no cache (train)",
+        "cached": "same + .cache() (train)",
+    }
+    for name, p in r["peers"].items():
+        print(f"  {labels[name]:<32}{p['wall_s']:>9.1f}{p['peak_rss_mb']:>13}")
+    for name, p in r["peers"].items():
         print(
-            f"  ratios: repro / peer time {ours['repro_s'] / p['wall_s']:.2f}, "
-            f"largest stage / peer memory {largest / p['peak_rss_mb']:.2f}"
+            f"  vs {name}: repro / peer time {ours['repro_s'] / p['wall_s']:.2f}, "
+            f"largest stage / peer memory {largest / p['peak_rss_mb']:.2f}, "
+            f"peer fit alone {p['fit_s']:.1f} s, peer val accuracy {p['val_accuracy']:.3f}"
         )
-        print(
-            f"  accuracy: ours (test) {ours['test_accuracy']:.3f}, "
-            f"peer (val) {p['val_accuracy']:.3f}"
-        )
+    print(f"  accuracy: ours (test) {ours['test_accuracy']:.3f}")
     e = ours["export"]
     print(
         f"  export: {e['quantization']}, {e['size_kb']:.0f} KiB, "
@@ -319,8 +349,11 @@ def report(r: dict) -> None:
         f"top-1 agreement with Keras {e['keras_top1_agreement']:.4f}"
     )
     rates = r["decode_images_per_s"]
-    one, many = rates.get("1"), max(rates.values())
-    print(f"  decode: {rates} images/s; speed-up {many / one:.2f}x")
+    most = max(rates, key=int)
+    print(
+        f"  decode, images/s: 1 worker {rates['1']}, {most} workers {rates[most]} "
+        f"({rates[most] / rates['1']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,16 +3,20 @@
     python bench/serve.py [--model-dir saved_models] [--image FILE] [--workers 2]
     python bench/serve.py --make mobilenet_v2 --quantization int8 --explain 20
 
-Serves one exported model (model.tflite + model.json, and model.keras for the peer) two ways
-on loopback and sends both the same upload to POST /api/v1/predict:
+Serves one exported model (model.tflite + model.json, and model.keras for the peer) on
+loopback and sends every server the same upload to POST /api/v1/predict:
 - ours: gunicorn started as the Procfile does (gthread, --workers, LITERT_THREADS=--threads);
 - the tutorials' pattern (bench/tutorial_app.py): Flask calling Keras `model.predict` on the
-  same model, one synchronous gunicorn worker.
+  same model, started as their Procfile `web: gunicorn app:app` is, once for each count in
+  --peer-workers (default 1 and 2) given as WEB_CONCURRENCY, which gunicorn reads: Heroku's
+  Python buildpack sets WEB_CONCURRENCY=2 on a 512 MB dyno (Basic, Standard-1X).
 For each: latency at concurrency 1 (p50/p95/p99 over --requests sequential requests) and
 throughput at --concurrency (requests/s over --seconds), both sent by ApacheBench `ab` when it
 is installed (apt-get install apache2-utils), else by this script's threads (which cost more
-CPU on the same cores and add their own time to the latency), and every worker's peak resident
-memory under that load.
+CPU on the same cores and add their own time to the latency); under that load, every worker's
+peak resident memory, the peak of master plus workers (what a dyno's memory quota counts),
+and each CPU's idle seconds (PIN_WORKERS=0 in the environment turns our pinning off).
+--no-malloc-arena-max starts ours without the Procfile's MALLOC_ARENA_MAX=2.
 --make ARCH exports a model at 224 px RGB into a temp folder instead (random weights whose
 BatchNormalization statistics are set from photo-like images, so activations are well scaled
 as in a trained network; cost, not accuracy), quantized as --quantization says, waits --settle
@@ -45,13 +49,18 @@ import numpy as np
 import psutil
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
+
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "benchboundary7d1f"
+ARENA = "MALLOC_ARENA_MAX=2 "
 
 
-def jpeg_256() -> bytes:
-    """A digit from the bundled sample, upscaled to 256x256, as a photo of it would be."""
-    sample = ROOT / "data/raw/3/digit_0003.png"
+def jpeg_256(workspace: Path = ROOT) -> bytes:
+    """A digit from the bundled sample (in `workspace`), upscaled to 256x256, as a photo of it
+    would be; random pixels when the sample is not there."""
+    sample = workspace / "data/raw/3/digit_0003.png"
     if sample.is_file():
         img = Image.open(sample).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR)
     else:
@@ -166,7 +175,12 @@ def env_with_venv(**extra: str) -> dict[str, str]:
 
 
 def start_ours(
-    port: int, workers: int, threads: int, drift_db: Path, model_dir: Path
+    port: int,
+    workers: int,
+    threads: int,
+    drift_db: Path,
+    model_dir: Path,
+    arena_limit: bool = True,
 ) -> subprocess.Popen:
     # The drift counts stay on (they are part of the per-request cost), in a scratch file.
     env = env_with_venv(
@@ -178,6 +192,10 @@ def start_ours(
         REPORTS_DIR=str(drift_db.parent),  # no reports needed to serve predictions
     )
     cmd = (ROOT / "Procfile").read_text().split("web:", 1)[1].strip()
+    if not arena_limit:
+        if ARENA not in cmd:
+            raise SystemExit(f"the Procfile does not set {ARENA.strip()}: {cmd}")
+        cmd = cmd.replace(ARENA, "")
     proc = subprocess.Popen(
         cmd,
         shell=True,
@@ -190,10 +208,16 @@ def start_ours(
     return wait_ready(proc, port, "our server")
 
 
-def start_peer(port: int, model_dir: Path) -> subprocess.Popen:
-    env = env_with_venv(MODEL_DIR=str(model_dir.resolve()), TF_CPP_MIN_LOG_LEVEL="2")
+def start_peer(port: int, model_dir: Path, workers: int = 1) -> subprocess.Popen:
+    """The tutorials' `web: gunicorn app:app`: the worker count comes from WEB_CONCURRENCY, as
+    on Heroku. --timeout only lets a loaded machine import TensorFlow in each worker."""
+    env = env_with_venv(
+        MODEL_DIR=str(model_dir.resolve()),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        WEB_CONCURRENCY=str(workers),
+    )
     cmd = [
-        "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "120",
+        "gunicorn", "--bind", f"127.0.0.1:{port}", "--timeout", "120",
         "--pythonpath", str(ROOT / "bench"), "tutorial_app:app",
     ]  # fmt: skip
     proc = subprocess.Popen(
@@ -220,7 +244,8 @@ def master_rss_mb(proc: subprocess.Popen) -> float:
 
 
 class PeakRss:
-    """Samples every worker's resident memory every 50 ms; .peak is the largest seen (MB).
+    """Samples every worker's resident memory every 50 ms; .peak is the largest one worker
+    reached (MB), .total the largest sum of the master's and every worker's.
 
     The workers are looked up again only while one is missing (a recycled worker): finding them
     walks the whole process table, ~1.6 ms of CPU that would be taken from the server 20 times
@@ -228,20 +253,24 @@ class PeakRss:
     """
 
     def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc, self.peak, self._stop = proc, 0.0, threading.Event()
+        self.proc, self.peak, self.total, self._stop = proc, 0.0, 0.0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         workers: list[psutil.Process] = []
+        master = None
         most = 0  # a recycled worker's replacement may not be there yet when it is missed
         while not self._stop.is_set():
             try:
                 if len(workers) < most or not workers:
-                    workers = _master(self.proc).children()
+                    master = _master(self.proc)
+                    workers = master.children()
                     most = max(most, len(workers))
                 rss = [w.memory_info().rss / 2**20 for w in workers]
                 self.peak = max(self.peak, round(max(rss, default=0.0), 1))
-            except (psutil.Error, StopIteration):
+                total = sum(rss) + master.memory_info().rss / 2**20
+                self.total = max(self.total, round(total, 1))
+            except (psutil.Error, StopIteration, AttributeError):
                 workers = []
             time.sleep(0.05)
 
@@ -328,8 +357,10 @@ def measure(proc: subprocess.Popen, port: int, body: bytes, args) -> dict:
         latencies = sorted(post(port, body) * 1000 for _ in range(args.requests))
         q = statistics.quantiles(latencies, n=100)
         p50, p95, p99 = statistics.median(latencies), q[94], q[98]
+    idle_before = [c.idle for c in psutil.cpu_times(percpu=True)]
     with PeakRss(proc) as load:
         rps, client = throughput(port, body, args.concurrency, args.seconds)
+    idle = [c.idle - b for c, b in zip(psutil.cpu_times(percpu=True), idle_before, strict=True)]
     return {
         "p50_ms": round(p50, 2),
         "p95_ms": round(p95, 2),
@@ -337,7 +368,10 @@ def measure(proc: subprocess.Popen, port: int, body: bytes, args) -> dict:
         "rps": round(rps, 1),
         "load_client": client,
         "worker_peak_rss_mb": load.peak,
+        "total_peak_rss_mb": load.total,
         "worker_rss_mb_after": worker_rss_mb(proc),
+        "cpu_idle_s": [round(s, 2) for s in idle],
+        "workers": len(worker_rss_mb(proc)),
     }
 
 
@@ -377,10 +411,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--settle", type=float, default=30.0, help="pause after --make, s")
     parser.add_argument("--no-peer", action="store_true", help="skip the tutorials' pattern")
+    parser.add_argument(
+        "--peer-workers",
+        default="1,2",
+        help="WEB_CONCURRENCY values the tutorials' pattern runs with, comma-separated",
+    )
+    parser.add_argument(
+        "--no-malloc-arena-max", action="store_true", help="ours without MALLOC_ARENA_MAX=2"
+    )
     parser.add_argument("--venv-size", action="store_true")
     parser.add_argument("--explain", type=int, default=0, metavar="N")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    peer_workers = [] if args.no_peer else [int(w) for w in args.peer_workers.split(",") if w]
     if shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None:
         raise SystemExit("gunicorn is not installed in this environment (make venv)")
     scratch = tempfile.TemporaryDirectory()
@@ -398,7 +441,7 @@ def main() -> None:
     elif card["input"]["color_mode"] == "rgb" and card["input"]["size"] >= 64:
         image, label = photo_jpeg(), "500x375 photo-like JPEG"
     else:
-        image, label = jpeg_256(), "256x256 JPEG of a digit"
+        image, label = jpeg_256(model_dir.resolve().parent), "256x256 JPEG of a digit"
     body = multipart(image)
     results: dict = {
         "model": {
@@ -410,11 +453,22 @@ def main() -> None:
         "upload": label,
         "workers": args.workers,
         "litert_threads": args.threads,
+        "malloc_arena_max": not args.no_malloc_arena_max,
+        "pin_workers": os.environ.get("PIN_WORKERS", "default"),
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "requests": args.requests,
+        "peers": {},
     }
     try:
         port = free_port()
         proc = start_ours(
-            port, args.workers, args.threads, Path(scratch.name) / "drift.sqlite", model_dir
+            port,
+            args.workers,
+            args.threads,
+            Path(scratch.name) / "drift.sqlite",
+            model_dir,
+            arena_limit=not args.no_malloc_arena_max,
         )
         try:
             results["ours"] = measure(proc, port, body, args)
@@ -423,13 +477,13 @@ def main() -> None:
                 results["explain"] = explain(proc, port, image, args.explain)
         finally:
             stop(proc)
-        if not args.no_peer:
-            if not (model_dir / "model.keras").is_file():
-                raise SystemExit(f"{model_dir}/model.keras is missing: the peer needs it")
+        if peer_workers and not (model_dir / "model.keras").is_file():
+            raise SystemExit(f"{model_dir}/model.keras is missing: the peer needs it")
+        for workers in peer_workers:
             port = free_port()
-            peer = start_peer(port, model_dir)
+            peer = start_peer(port, model_dir, workers)
             try:
-                results["peer"] = measure(peer, port, body, args)
+                results["peers"][str(workers)] = measure(peer, port, body, args)
             finally:
                 stop(peer)
     finally:
@@ -443,31 +497,51 @@ def main() -> None:
 
 def report(r: dict) -> None:
     m = r["model"]
+    print()
+    print_header("gunicorn", "Flask", "LiteRT", "TensorFlow", "Keras")
     print(
-        f"\n{m['architecture']} {m['input']} px, {m['quantization']} ({m['tflite_kb']} KiB), "
+        f"{m['architecture']} {m['input']} px, {m['quantization']} ({m['tflite_kb']} KiB), "
         f"upload: {r['upload']}; ours: {r['workers']} workers x {r['litert_threads']} LiteRT "
-        "thread(s)"
+        f"thread(s), MALLOC_ARENA_MAX=2 {'on' if r['malloc_arena_max'] else 'off'}, "
+        f"PIN_WORKERS {r['pin_workers']}; {r['requests']} requests at concurrency 1, "
+        f"{r['seconds']:g} s at concurrency {r['concurrency']}"
     )
     rows = [
         ("p50 ms, concurrency 1", "p50_ms"),
         ("p95 ms, concurrency 1", "p95_ms"),
         ("p99 ms, concurrency 1", "p99_ms"),
-        ("requests/s, concurrency 8", "rps"),
+        (f"requests/s, concurrency {r['concurrency']}", "rps"),
         ("worker peak RSS MB", "worker_peak_rss_mb"),
+        ("master + workers peak RSS MB", "total_peak_rss_mb"),
     ]
-    peer = r.get("peer")
-    print(f"{'':<28}{'ours':>10}{'tutorials':>11}{'ratio':>8}")
+    peers = r["peers"]
+    names = ["ours"] + [f"tutorials {w}w" for w in peers]
+    head = f"{'':<30}" + "".join(f"{n:>15}" for n in names)
+    head += "".join(f"{'ours vs ' + w + 'w':>13}" for w in peers)
+    print(head)
     for name, key in rows:
         ours = r["ours"][key]
-        line = f"{name:<28}{ours:>10}"
-        if peer:
-            theirs = peer[key]
-            ratio = ours / theirs if key == "rps" else theirs / ours
-            line += f"{theirs:>11}{ratio:>7.1f}x"
+        line = f"{name:<30}{ours:>15}" + "".join(f"{p[key]:>15}" for p in peers.values())
+        for p in peers.values():
+            ratio = ours / p[key] if key == "rps" else p[key] / ours
+            line += f"{ratio:>12.1f}x"
         print(line)
-    print(
-        f"load client: {r['ours']['load_client']}; gunicorn master {r['ours']['master_rss_mb']} MB"
+    idle = "; ".join(
+        f"{n}: {' / '.join(str(s) for s in x['cpu_idle_s'])}"
+        for n, x in zip(names, [r["ours"], *peers.values()], strict=True)
     )
+    print(f"CPU idle s under load, per CPU (whole machine, load client included): {idle}")
+    print(
+        f"load client: {r['ours']['load_client']}; our gunicorn master "
+        f"{r['ours']['master_rss_mb']} MB; "
+        "ratios: requests/s ours / theirs, the other rows theirs / ours"
+    )
+    for w, p in peers.items():
+        fits = "fits" if p["total_peak_rss_mb"] <= 512 else "does not fit"
+        print(
+            f"tutorials' pattern, WEB_CONCURRENCY={w}: {p['workers']} worker(s), "
+            f"{p['total_peak_rss_mb']} MB at peak: {fits} a 512 MB dyno"
+        )
     if "explain" in r:
         e = r["explain"]
         print(

@@ -1,6 +1,6 @@
 """Do slow clients tie up the web app? gunicorn from the Procfile, on loopback only.
 
-    python bench/slow_clients.py [--slow 4] [--seconds 12]
+    python bench/slow_clients.py [--slow 4] [--seconds 12] [--model-dir saved_models]
 
 For each worker setup (gunicorn's sync workers, then gthread with threads), opens --slow
 connections that send their headers and then trickle a multipart body one byte every 0.2 s
@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
 from serve import ROOT, free_port, jpeg_256, multipart, start_ours
 
 BOUNDARY = "benchboundary7d1f"
 
 
-def trickle(port: int, seconds: float, stop: threading.Event) -> None:
-    body = multipart(jpeg_256())
+def trickle(port: int, body: bytes, seconds: float, stop: threading.Event) -> None:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     head = (
         f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
@@ -50,8 +50,7 @@ def trickle(port: int, seconds: float, stop: threading.Event) -> None:
         sock.close()
 
 
-def ordinary(port: int, seconds: float) -> tuple[int, int, list[float]]:
-    body = multipart(jpeg_256())
+def ordinary(port: int, body: bytes, seconds: float) -> tuple[int, int, list[float]]:
     ok = failed = 0
     took = []
     end = time.monotonic() + seconds
@@ -75,20 +74,21 @@ def ordinary(port: int, seconds: float) -> tuple[int, int, list[float]]:
     return ok, failed, took
 
 
-def run(setup: str, extra_args: str, slow: int, seconds: float) -> None:
+def run(setup: str, extra_args: str, slow: int, seconds: float, model_dir: Path) -> None:
     os.environ["GUNICORN_CMD_ARGS"] = extra_args
     port = free_port()
+    body = multipart(jpeg_256(model_dir.resolve().parent))
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_ours(port, 2, 1, Path(tmp) / "drift.sqlite", ROOT / "saved_models")
+        proc = start_ours(port, 2, 1, Path(tmp) / "drift.sqlite", model_dir)
         stop = threading.Event()
         slow_threads = [
-            threading.Thread(target=trickle, args=(port, seconds, stop)) for _ in range(slow)
+            threading.Thread(target=trickle, args=(port, body, seconds, stop)) for _ in range(slow)
         ]
         try:
             for t in slow_threads:
                 t.start()
             time.sleep(0.5)  # let them occupy whatever they occupy
-            ok, failed, took = ordinary(port, seconds - 1)
+            ok, failed, took = ordinary(port, body, seconds - 1)
         finally:
             stop.set()
             for t in slow_threads:
@@ -106,10 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slow", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "saved_models")
     args = parser.parse_args()
+    print_header("gunicorn", "Flask", "LiteRT")
     # --threads 1: gunicorn silently turns sync workers into gthread ones when threads > 1.
-    run("sync, 2 workers", "--worker-class sync --threads 1", args.slow, args.seconds)
-    run("gthread, 2 workers x 16 threads (ours)", "", args.slow, args.seconds)
+    sync = "--worker-class sync --threads 1"
+    run("sync, 2 workers", sync, args.slow, args.seconds, args.model_dir)
+    run("gthread, 2 workers x 16 threads (ours)", "", args.slow, args.seconds, args.model_dir)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,26 @@ def test_bench_script_starts(script):
     )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s != "machine.py"])
+def test_bench_script_prints_the_machine_header(script):
+    """Every figure the docs quote comes with the machine it was measured on (bench/machine.py)."""
+    source = (BENCH / script).read_text()
+    assert "from machine import print_header" in source
+    assert "print_header(" in source.split("from machine import print_header", 1)[1]
+
+
+def test_machine_header_names_the_cpu_and_its_count():
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "machine.py"), "--packages", "NumPy"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    machine, versions = result.stdout.splitlines()
+    assert machine.startswith("machine: ")
+    assert f"os.cpu_count() {os.cpu_count()}" in machine
+    assert f"usable (sched_getaffinity) {len(os.sched_getaffinity(0))}" in machine
+    assert versions.startswith("versions: Python ") and "NumPy " in versions

@@ -2,9 +2,9 @@
 
     python -m image_classifier.distribute
 
-deploy/k8s/train-job.yaml runs it in each pod of a Kubernetes Indexed Job before the train
-stage; training/distribute.py is what train.distribute does with that TF_CONFIG. Imports no
-TensorFlow, so a pod prints it at once.
+deploy/k8s/training/train-job.yaml runs it in each pod of a Kubernetes Indexed Job before the
+train stage; training/distribute.py is what train.distribute does with that TF_CONFIG. Imports
+no TensorFlow, so a pod prints it at once.
 """
 
 from __future__ import annotations

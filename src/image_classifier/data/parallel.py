@@ -2,7 +2,7 @@
 
 A forkserver process pool, because workers then start clean whatever threads the parent runs
 (tqdm's monitor, TensorFlow's pools in a test process). Small jobs run in this process: starting
-a pool costs more than it saves below PARALLEL_MIN_JOBS (docs/performance.md).
+a pool costs more than it saves below PARALLEL_MIN_JOBS (docs/benchmarks.md).
 """
 
 from __future__ import annotations

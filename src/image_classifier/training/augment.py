@@ -3,7 +3,7 @@
 Every random number comes from tf.random.stateless_uniform with an explicit (seed, step) key,
 so a batch is augmented the same way whichever thread of a parallel tf.data map runs it, and
 in whatever order. That keeps training reproducible without enable_op_determinism, which
-would run the map sequentially (see train.py). Flip, rotation, zoom and translation are
+would run the map sequentially (see training/fit_loop.py). Flip, rotation, zoom and translation are
 composed into one affine transform per image: one resampling pass instead of four.
 """
 

@@ -1,12 +1,12 @@
 """train.distribute: none | mirrored | multi_worker, and which worker writes the outputs.
 
 multi_worker is tf.distribute.MultiWorkerMirroredStrategy: every worker runs the same train
-stage with its own TF_CONFIG (cluster addresses and its own index; deploy/k8s/train-job.yaml
-builds it from a Kubernetes Indexed Job's completion index). The global batch is
-train.batch_size, split across workers. Only the chief (task "chief", or worker 0 when there
-is none) writes saved_models/ and reports/train/; the others write to temporary folders that
-are deleted, as TensorFlow's multi-worker guide requires (every worker must take part in
-saving, and no two may write the same path).
+stage with its own TF_CONFIG (cluster addresses and its own index; deploy/k8s/training/train-
+job.yaml builds it from a Kubernetes Indexed Job's completion index). The global batch is
+train.batch_size, split across workers. Only the chief (task "chief", or worker 0 when there is
+none) writes saved_models/ and reports/train/; the others write to temporary folders that are
+deleted, as TensorFlow's multi-worker guide requires (every worker must take part in saving,
+and no two may write the same path).
 
 Keras 3 (up to 3.15 at least, keras-team/keras#20585) cannot fit() under this strategy out
 of the box; `patch_keras_for_multi_worker` fixes the two places that fail, only when
