@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from image_classifier.params import parse_params
 from image_classifier.training import fit_loop, frozen_base, models
@@ -38,6 +39,8 @@ def _params(weights, **train_params):
         "min_steps": 0,
         "batch_size": 8,
         "learning_rate": 0.003,
+        # Off, so the images fitted are the ones validated on (see TRAIN below).
+        "augment": {"rotation": 0.0, "zoom": 0.0, "translation": 0.0},
         **train_params,
     }
     return parse_params(raw)
@@ -60,23 +63,36 @@ def test_litert_features_equal_tensorflows_and_the_head_completes_the_model(weig
     assert head.get_layer("probabilities") is model.get_layer("probabilities")
 
 
+GPU = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+
+
 @pytest.mark.parametrize(
-    ("settings", "policy", "expected"),
+    ("settings", "policy", "gpus", "expected"),
     [
-        ({}, "float32", True),  # auto, a frozen base, no GPU here
-        ({"frozen_base_runtime": "tensorflow"}, "float32", False),
-        ({"frozen_base_runtime": "litert"}, "float32", True),
-        ({}, "mixed_float16", False),  # mixed precision is for GPUs: TensorFlow
-        ({"distribute": "mirrored"}, "float32", False),  # (litert + distribute: ParamsError)
-        ({"weights": None}, "float32", False),  # no pretrained base: trained whole
-        ({"model": "simple_cnn", "weights": None}, "float32", False),
+        ({}, "float32", [], True),  # auto, a frozen base, no GPU
+        ({}, "float32", [GPU], False),  # auto with a GPU: TensorFlow
+        ({"frozen_base_runtime": "tensorflow"}, "float32", [], False),
+        ({"frozen_base_runtime": "litert"}, "float32", [], True),
+        ({"frozen_base_runtime": "litert"}, "float32", [GPU], True),  # asked for: even so
+        ({}, "mixed_float16", [], False),  # mixed precision is for GPUs: TensorFlow
+        ({"distribute": "mirrored"}, "float32", [], False),  # (litert + distribute: ParamsError)
+        ({"weights": None}, "float32", [], False),  # no pretrained base: trained whole
+        ({"model": "simple_cnn", "weights": None}, "float32", [], False),
     ],
 )
 def test_litert_is_chosen_only_for_a_frozen_base_on_one_cpu_machine(
-    weights_file, settings, policy, expected
+    weights_file, monkeypatch, settings, policy, gpus, expected
 ):
     params = _params(settings.pop("weights", weights_file), **settings)
-    assert frozen_base.runs_on_litert(params.train, _model(params), policy) is expected
+    model = _model(params)
+    # The GPUs TensorFlow reports, not the test machine's: both cases run anywhere.
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda device_type=None: list(gpus) if device_type == "GPU" else real(device_type),
+    )
+    assert frozen_base.runs_on_litert(params.train, model, policy) is expected
 
 
 # Random features do not generalise, but they can be fitted: validating on the training

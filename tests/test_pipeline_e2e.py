@@ -7,8 +7,10 @@ checks the outputs, that DVC re-runs only what a params edit touches, determinis
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,11 +189,26 @@ def test_forced_rerun_is_deterministic(repo):
 def test_dvc_exp_run_with_set_param(repo):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
-    sh(repo, "dvc", "exp", "run", "-S", "train.learning_rate=0.01")
+    head = sh(repo, "git", "rev-parse", "HEAD").strip()
+    out = sh(repo, "dvc", "exp", "run", "-S", "train.learning_rate=0.01")
+    ran = re.search(r"Ran experiment\(s\): (\S+)", out)
+    assert ran, out
     rows = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
-    experiments = [exp for row in rows for exp in row.get("experiments") or []]
-    assert experiments, rows
-    assert "0.01" in json.dumps(experiments)
+    (baseline,) = [row for row in rows if row["rev"] == head]
+    found = [exp for exp in baseline["experiments"] or [] if exp["name"] == ran[1]]
+    assert len(found) == 1, json.dumps(rows)[:3000]
+    data = found[0]["revs"][0]["data"]
+    params = data["params"]["params.yaml"]["data"]
+    assert params["train"]["learning_rate"] == 0.01
+    assert type(params["train"]["learning_rate"]) is float
+    # The value set, at its key, and nothing else changed from the commit it ran on.
+    expected = copy.deepcopy(baseline["data"]["params"]["params.yaml"]["data"])
+    assert expected["train"]["learning_rate"] != 0.01
+    expected["train"]["learning_rate"] = 0.01
+    assert params == expected
+    scores = data["metrics"]["reports/metrics.json"]["data"]
+    for key in ("accuracy", "balanced_accuracy", "f1_macro"):
+        assert 0 <= scores[key] <= 1, key
 
 
 def test_web_app_matches_the_pipeline_evaluation(repo, monkeypatch):

@@ -133,23 +133,59 @@ def test_too_little_free_space_is_refused_before_decoding(workspace, monkeypatch
         prepare.run(PARAMS, workers=1)
 
 
+# The stage as `python -m image_classifier.prepare` runs it, except that it stops for good
+# once the first image is in the new store: the kill then lands mid-run, at a known point,
+# however fast or loaded the machine. (Splits this small decode in-process: the patch holds.)
+STOP_AFTER_ONE_IMAGE = """
+import sys, time
+from pathlib import Path
+from image_classifier import prepare
+from image_classifier.cli import run_stage
+from image_classifier.data import store_writer
+
+decode_one = store_writer.decode_one
+
+def decode_then_stop(*args):
+    reason = decode_one(*args)
+    Path(sys.argv[1]).touch()
+    time.sleep(3600)
+    return reason
+
+store_writer.decode_one = decode_then_stop
+run_stage(prepare.run)
+"""
+
+
 @pytest.mark.slow
 def test_killed_prepare_leaves_the_previous_store(workspace):
     prepare.run(PARAMS, workers=1)
     before = {p.name: p.read_bytes() for p in config.PREPARED_DIR.iterdir()}
-    params = {"image": {"size": 320, "color_mode": "rgb"}}  # slow enough to be killed mid-way
-    Path("params.yaml").write_text(json.dumps(params))
+    report = config.SPLIT_REPORT.read_bytes()
+    # Other settings: a store that got into place would differ from the previous one.
+    Path("params.yaml").write_text(json.dumps({"image": {"size": 64, "color_mode": "rgb"}}))
+    decoded = workspace / "decoded-one"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "image_classifier.prepare"], env=env, start_new_session=True
+        [sys.executable, "-c", STOP_AFTER_ONE_IMAGE, str(decoded)],
+        env=env,
+        start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while not list(Path("data").glob(".prepared-*/*.npy")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert list(Path("data").glob(".prepared-*")), "the kill came too late to test anything"
+    try:
+        deadline = time.monotonic() + 120
+        while not decoded.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"prepare exited ({proc.returncode}) before its first image")
+            if time.monotonic() > deadline:
+                pytest.fail("prepare wrote no image in 120 s")
+            time.sleep(0.02)
+        halves = list(Path("data").glob(".prepared-*"))
+        assert len(halves) == 1, f"expected the stage's one temporary folder: {halves}"
+        assert (halves[0] / "train.npy").is_file() and not (halves[0] / "meta.json").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert {p.name: p.read_bytes() for p in config.PREPARED_DIR.iterdir()} == before
+    assert config.SPLIT_REPORT.read_bytes() == report
     with open_split("train", 48, "rgb") as store:
         assert len(store) > 0
     prepare.run(PARAMS, workers=1)  # the next run cleans up what the killed one left

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from dvclive import Live
 
+from image_classifier.evaluation import metrics
 from image_classifier.params import ParamsError, TrainParams, parse_params
 from image_classifier.training import fit_loop, models
 from image_classifier.training.input_pipeline import ArraySource
@@ -77,6 +78,37 @@ def test_class_weight_balanced_reaches_keras_fit(monkeypatch):
     data = ArraySource(colours(6, 8, 0).x[:14], np.array([0] * 10 + [1] * 2 + [2] * 2))
     fit_loop.fit(parse_params(raw), data, colours(2, 8, 1), CLASSES)
     assert seen == [{0: 14 / 30, 1: 14 / 6, 2: 14 / 6}]
+
+
+def overlapping(counts: tuple[int, int], seed: int) -> ArraySource:
+    """Two classes whose colours overlap: each image's redness is drawn around -18 (class 0)
+    or +18 (class 1), spread 24. No model tells every image apart, so the class balance of
+    the training data decides where the boundary falls."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(2), counts)
+    red = rng.normal(np.where(y == 1, 18.0, -18.0), 24.0)
+    colour = np.stack([128 + red, 128 - red, np.full_like(red, 128)], axis=1)
+    x = colour[:, None, None, :] + rng.normal(0, 10, (len(y), 8, 8, 3))
+    return ArraySource(np.clip(x, 0, 255).astype(np.uint8), y)
+
+
+def test_class_weight_balanced_lifts_the_minority_class_at_20_to_1():
+    """Trained on 20:1, plain training all but gives up the minority class; balanced weights
+    recover it. Seeded; balanced accuracy on balanced held-out data (seeds 0-3 and 42, 5 and
+    8 epochs: none 0.50-0.58, balanced 0.71-0.77)."""
+    train, test = overlapping((400, 20), 0), overlapping((300, 300), 2)
+    # Balanced too: the kept epoch (lowest validation loss) would otherwise be the one that
+    # best ignores the minority class.
+    val = overlapping((40, 40), 1)
+    scores = {}
+    for weighting in ("none", "balanced"):
+        raw = {"image": {"size": 8, "color_mode": "rgb"}}
+        raw["train"] = {"epochs": 8, "min_steps": 0, "class_weight": weighting, "seed": 42}
+        model = fit_loop.fit(parse_params(raw), train, val, ["red", "green"])
+        probs = model.predict(test.x.astype(np.float32), verbose=0)
+        scores[weighting] = metrics.compute_metrics(test.labels, probs, 2)["balanced_accuracy"]
+    assert scores["balanced"] >= scores["none"] + 0.1, scores
+    assert scores["balanced"] >= 0.65, scores
 
 
 def test_reported_training_metrics_are_those_of_the_saved_weights(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import fuzzing
 import psutil
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import pattern, png
 
@@ -66,7 +68,7 @@ def procfile_server(model_dir: Path, log: Path, **env: str):
         try:
             if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still loading
             time.sleep(0.3)
     else:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -80,9 +82,13 @@ def procfile_server(model_dir: Path, log: Path, **env: str):
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with procfile_server(model_dir, log, WEB_CONCURRENCY="3") as running:
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, server_log):
+    with procfile_server(model_dir, server_log, WEB_CONCURRENCY="3") as running:
         yield running
 
 
@@ -172,19 +178,64 @@ def test_workers_survive_bad_input(server):
     assert sorted(p.pid for p in gunicorn_workers(proc)) == before
 
 
-def test_metrics_aggregate_across_workers(server):
-    url, _ = server
-    for i in range(6):
-        requests.post(
-            f"{url}/api/v1/predict", files={"image": ("a", png(pattern(1, i)))}, timeout=10
-        )
-    text = requests.get(f"{url}/metrics", timeout=5).text
-    line = next(
-        x
-        for x in text.splitlines()
-        if x.startswith("http_requests_total{") and 'route="/api/v1/predict",status="200"' in x
-    )
-    assert float(line.rsplit(" ", 1)[1]) >= 6
+def predictions_counted(url: str) -> float:
+    """/metrics' count of POST /api/v1/predict answered 200 (0 before the first)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    wanted = {"method": "POST", "route": "/api/v1/predict", "status": "200"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "http_requests_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0
+
+
+def predictions_logged(log: Path, offset: int) -> list[int]:
+    """The worker pid of each POST /api/v1/predict answered 200 that the app logged after
+    byte `offset` of the server's log (honcho puts a prefix before each JSON line)."""
+    pids = []
+    with log.open("rb") as fh:
+        fh.seek(offset)
+        for raw in fh.read().decode(errors="replace").splitlines():
+            _, brace, rest = raw.partition("{")
+            try:
+                line = json.loads(brace + rest)
+            except ValueError:
+                continue  # gunicorn's own lines, or one still being written
+            if line.get("path") == "/api/v1/predict" and line.get("status") == 200:
+                pids.append(line["pid"])
+    return pids
+
+
+def test_metrics_aggregate_across_workers(server, server_log):
+    """/metrics, answered by one worker, counts every worker's requests: with two or more
+    workers serving, its count must equal the requests sent, not one worker's share."""
+    url, proc = server
+    before = predictions_counted(url)
+    offset = server_log.stat().st_size
+    image = png(pattern(1, 0))
+
+    def send(_) -> int:
+        files = {"image": ("a.png", image, "image/png")}
+        return requests.post(f"{url}/api/v1/predict", files=files, timeout=30).status_code
+
+    sent, batch = 0, 24
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(12) as pool:  # concurrent: one busy worker leaves the next to others
+        while sent < 20 * batch and time.monotonic() < deadline:
+            assert list(pool.map(send, range(batch))) == [200] * batch
+            sent += batch
+            if len(set(predictions_logged(server_log, offset))) >= 2:
+                break
+    deadline = time.monotonic() + 30  # the log goes through honcho: allow it to catch up
+    while len(pids := predictions_logged(server_log, offset)) < sent:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(pids) == sent
+    served = Counter(pids)
+    assert len(served) >= 2, f"one worker served all {sent} requests: nothing to aggregate"
+    assert set(served) <= {w.pid for w in gunicorn_workers(proc)}, served
+    assert predictions_counted(url) - before == sent, served
 
 
 def test_serving_path_never_imports_tensorflow(model_dir):

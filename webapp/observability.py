@@ -76,6 +76,7 @@ def init_app(app: Flask, model_version: str) -> None:
             "path": request.path,
             "status": response.status_code,
             "latency_ms": round(elapsed * 1000, 2),
+            "pid": os.getpid(),  # which gunicorn worker served it
         }
         if predictions:
             line["label"] = [label for label, _ in predictions]
