@@ -141,7 +141,7 @@ def test_actions_pinned_permissions_minimal_no_secrets_echoed():
         for job in doc["jobs"].values():
             for step in job.get("steps", []):
                 uses = step.get("uses", "")
-                if uses and not uses.startswith("./"):  # a workflow of this repository
+                if uses and not uses.startswith("$/"):  # a workflow of this repository
                     ref = uses.split("@", 1)[1]
                     assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), uses
                 assert "secrets." not in step.get("run", ""), step  # only through env:

@@ -35,10 +35,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gunicorn_workers(proc: subprocess.Popen) -> list[psutil.Process]:
+def _workers_once(proc: subprocess.Popen) -> list[psutil.Process]:
     procs = psutil.Process(proc.pid).children(recursive=True)
     masters = [p for p in procs if p.name() == "gunicorn" and p.children()]
     return masters[0].children() if masters else []
+
+
+def gunicorn_workers(proc: subprocess.Popen) -> list[psutil.Process]:
+    """The gunicorn master's workers. A worker that exits while they are listed (a reload, a
+    recycle) makes psutil raise; list again, as a reader of the process table must."""
+    for _ in range(20):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return _workers_once(proc)
+        time.sleep(0.05)
+    return _workers_once(proc)  # still failing: the server itself is gone; let it raise
 
 
 @contextmanager
