@@ -51,7 +51,10 @@ def test_empty_mapping_gives_defaults():
         ({"train": {"fine_tune_learning_rate": 0}}, "train.fine_tune_learning_rate: must be > 0"),
         ({"train": {"class_weight": "auto"}}, "train.class_weight: must be one of 'none'"),
         ({"train": {"min_steps": -1}}, "train.min_steps: must be >= 0"),
-        ({"split": {"near_duplicate_bits": 40}}, "split.near_duplicate_bits: must be null (off)"),
+        (
+            {"split": {"near_duplicate_bits": 40}},
+            "split.near_duplicate_bits: must be in [0, 16] or null",
+        ),
         ({"evaluate": {"baseline_margin": 1}}, "evaluate.baseline_margin: must be in [0, 1)"),
         (
             {"train": {"frozen_base_runtime": "litert", "distribute": "mirrored"}},

@@ -44,28 +44,85 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ParamsError(f"{key}: {allowed} (got {value!r})")
 
 
-def param(default: Any, help: str) -> Any:
-    """A field's default and help text, in one place: docs/params.md is generated from them."""
+def param(
+    default: Any,
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A field's default, help text and allowed range, in one place: the dataclass checks the
+    range when it is built, and docs/params.md is generated from all three."""
+    bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
+    metadata = {"help": help, "bounds": bounds}
     if dataclasses.is_dataclass(default):
-        return field(default_factory=type(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=type(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def range_text(bounds: dict[str, float]) -> str:
+    """ "in [0, 1)", ">= 1", ...: how a field's bounds read in messages and the reference."""
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    high = (
+        (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds else None
+    )
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[0]}{high[1]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]}"
+    return f"{'<=' if high[1] == ']' else '<'} {high[0]}" if high else ""
+
+
+_OUTSIDE = {
+    "ge": lambda v, b: v < b,
+    "gt": lambda v, b: v <= b,
+    "le": lambda v, b: v > b,
+    "lt": lambda v, b: v >= b,
+}
+
+
+class _Section:
+    """Base of the params dataclasses: checks every field against its param() bounds."""
+
+    KEY = ""  # the section's key in params.yaml, for messages
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            bounds, value = f.metadata.get("bounds"), getattr(self, f.name)
+            if (
+                bounds
+                and value is not None
+                and any(_OUTSIDE[kind](value, bound) for kind, bound in bounds.items())
+            ):
+                null = " or null" if type(None) in typing.get_args(hints[f.name]) else ""
+                raise ParamsError(
+                    f"{self.KEY}.{f.name}: must be {range_text(bounds)}{null} (got {value!r})"
+                )
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(_Section):
+    KEY = "data"
+
     raw_dir: str = param(
         "data/raw", "The image folder: one sub-folder per class, `<raw_dir>/<class>/*`."
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _require(bool(self.raw_dir.strip()), "data.raw_dir", "must be a folder path", self.raw_dir)
 
 
 @dataclass(frozen=True)
-class SplitParams:
+class SplitParams(_Section):
+    KEY = "split"
+
     seed: int = param(42, "Seed of the split: the same images and seed give the same split files.")
-    val_ratio: float = param(0.15, "Share of the images for the validation split.")
-    test_ratio: float = param(0.15, "Share of the images for the test split.")
+    val_ratio: float = param(0.15, "Share of the images for the validation split.", gt=0, lt=1)
+    test_ratio: float = param(0.15, "Share of the images for the test split.", gt=0, lt=1)
     method: SplitMethod = param(
         "stratified",
         "`stratified`: exact per-class proportions. `hash`: each file keeps its split when others "
@@ -76,19 +133,12 @@ class SplitParams:
         "Images whose 64-bit perceptual hashes differ in at most this many bits are "
         "near-duplicates (re-encodes, resizes, crops) and share a split; 0 groups only identical "
         "hashes; null turns the check off.",
+        ge=0,
+        le=16,
     )
 
     def __post_init__(self) -> None:
-        if self.near_duplicate_bits is not None:
-            _require(
-                0 <= self.near_duplicate_bits <= 16,
-                "split.near_duplicate_bits",
-                "must be null (off) or 0..16 bits of 64",
-                self.near_duplicate_bits,
-            )
-        for name in ("val_ratio", "test_ratio"):
-            value = getattr(self, name)
-            _require(0 < value < 1, f"split.{name}", "must be between 0 and 1", value)
+        super().__post_init__()
         total = self.val_ratio + self.test_ratio
         _require(
             total < 1, "split.val_ratio + split.test_ratio", "must leave room for train", total
@@ -96,16 +146,18 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
-class ImageParams:
-    size: int = param(16, "Model input is size x size pixels (the sample digits are 8x8).")
+class ImageParams(_Section):
+    KEY = "image"
+
+    size: int = param(
+        16, "Model input is size x size pixels (the sample digits are 8x8).", ge=8, le=1024
+    )
     color_mode: ColorMode = param("grayscale", "`rgb` or `grayscale`: the channels the model sees.")
     max_pixels: int = param(
-        MAX_PIXELS, "Images with more pixels are refused before decoding (decompression bombs)."
+        MAX_PIXELS,
+        "Images with more pixels are refused before decoding (decompression bombs).",
+        ge=1,
     )
-
-    def __post_init__(self) -> None:
-        _require(8 <= self.size <= 1024, "image.size", "must be between 8 and 1024", self.size)
-        _require(self.max_pixels >= 1, "image.max_pixels", "must be >= 1", self.max_pixels)
 
     @property
     def channels(self) -> int:
@@ -113,17 +165,18 @@ class ImageParams:
 
 
 @dataclass(frozen=True)
-class AugmentParams:
-    flip: Flip = param("none", "`none`, `horizontal`, `vertical` or `horizontal_and_vertical`.")
-    rotation: float = param(0.03, "Largest random rotation, as a fraction of a full turn.")
-    zoom: float = param(0.1, "Largest random zoom in or out, as a fraction of the side.")
-    contrast: float = param(0.0, "Largest random contrast change, as a fraction.")
-    translation: float = param(0.08, "Largest random shift, as a fraction of the side.")
+class AugmentParams(_Section):
+    KEY = "train.augment"
 
-    def __post_init__(self) -> None:
-        for name in ("rotation", "zoom", "contrast", "translation"):
-            value = getattr(self, name)
-            _require(0 <= value < 1, f"train.augment.{name}", "must be in [0, 1)", value)
+    flip: Flip = param("none", "`none`, `horizontal`, `vertical` or `horizontal_and_vertical`.")
+    rotation: float = param(
+        0.03, "Largest random rotation, as a fraction of a full turn.", ge=0, lt=1
+    )
+    zoom: float = param(
+        0.1, "Largest random zoom in or out, as a fraction of the side.", ge=0, lt=1
+    )
+    contrast: float = param(0.0, "Largest random contrast change, as a fraction.", ge=0, lt=1)
+    translation: float = param(0.08, "Largest random shift, as a fraction of the side.", ge=0, lt=1)
 
     @property
     def enabled(self) -> bool:
@@ -133,7 +186,9 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_Section):
+    KEY = "train"
+
     seed: int = param(42, "Seed of weights, shuffling and augmentation: same params, same model.")
     model: Architecture = param(
         "simple_cnn",
@@ -149,31 +204,40 @@ class TrainParams:
         0,
         "Phase 2 of transfer learning: unfreeze the base's top N layers that have weights "
         "(BatchNormalization stays frozen); 0: no phase 2; -1: every layer.",
+        ge=-1,
     )
-    fine_tune_learning_rate: float = param(1e-5, "Learning rate of phase 2.")
-    fine_tune_epochs: int = param(10, "Epochs of phase 2.")
-    dropout: float = param(0.25, "Dropout before the classifier layer.")
+    fine_tune_learning_rate: float = param(1e-5, "Learning rate of phase 2.", gt=0)
+    fine_tune_epochs: int = param(10, "Epochs of phase 2.", ge=1)
+    dropout: float = param(0.25, "Dropout before the classifier layer.", ge=0, lt=1)
     optimizer: Optimizer = param("adam", "`adam`, `adamw`, `sgd` or `rmsprop`.")
-    learning_rate: float = param(0.003, "Learning rate of training (phase 1 for transfer bases).")
-    batch_size: int = param(
-        64, "Images per step; small training splits get smaller batches (see min_steps)."
+    learning_rate: float = param(
+        0.003, "Learning rate of training (phase 1 for transfer bases).", gt=0
     )
-    epochs: int = param(30, "Most epochs; early stopping usually ends training sooner.")
+    batch_size: int = param(
+        64,
+        "Images per step; a small training split gets smaller batches, so that an epoch is at "
+        "least 8 steps.",
+        ge=1,
+    )
+    epochs: int = param(30, "Most epochs; early stopping usually ends training sooner.", ge=1)
     early_stopping_patience: int = param(
-        8, "Epochs without a better validation loss before training stops."
+        8, "Epochs without a better validation loss before training stops.", ge=0
     )
     min_steps: int = param(
         300,
         "Optimizer steps before early stopping may end training; small datasets get more epochs.",
+        ge=0,
     )
     class_weight: ClassWeight = param(
         "none",
         "`balanced` weighs each class's loss by n / (classes x count), for imbalanced classes.",
     )
     reduce_lr_patience: int = param(
-        4, "Epochs without a better validation loss before the learning rate is cut."
+        4, "Epochs without a better validation loss before the learning rate is cut.", ge=0
     )
-    reduce_lr_factor: float = param(0.5, "What the learning rate is multiplied by at each cut.")
+    reduce_lr_factor: float = param(
+        0.5, "What the learning rate is multiplied by at each cut.", gt=0, lt=1
+    )
     distribute: Distribute = param(
         "none", "`none`, `mirrored` (several GPUs) or `multi_worker` (several machines)."
     )
@@ -198,38 +262,7 @@ class TrainParams:
     )
 
     def __post_init__(self) -> None:
-        _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
-        _require(self.batch_size >= 1, "train.batch_size", "must be >= 1", self.batch_size)
-        _require(self.epochs >= 1, "train.epochs", "must be >= 1", self.epochs)
-        _require(self.min_steps >= 0, "train.min_steps", "must be >= 0", self.min_steps)
-        _require(
-            self.fine_tune_learning_rate > 0,
-            "train.fine_tune_learning_rate",
-            "must be > 0",
-            self.fine_tune_learning_rate,
-        )
-        _require(
-            self.fine_tune_epochs >= 1,
-            "train.fine_tune_epochs",
-            "must be >= 1",
-            self.fine_tune_epochs,
-        )
-        _require(0 <= self.dropout < 1, "train.dropout", "must be in [0, 1)", self.dropout)
-        _require(
-            self.fine_tune_layers >= -1,
-            "train.fine_tune_layers",
-            "must be -1 (all) or a count >= 0",
-            self.fine_tune_layers,
-        )
-        for name in ("early_stopping_patience", "reduce_lr_patience"):
-            value = getattr(self, name)
-            _require(value >= 0, f"train.{name}", "must be >= 0", value)
-        _require(
-            0 < self.reduce_lr_factor < 1,
-            "train.reduce_lr_factor",
-            "must be in (0, 1)",
-            self.reduce_lr_factor,
-        )
+        super().__post_init__()
         _require(
             self.frozen_base_runtime != "litert" or self.distribute == "none",
             "train.frozen_base_runtime",
@@ -269,88 +302,67 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
-    top_k: int = param(3, "k of the top-k accuracy in reports/metrics.json.")
+class EvaluateParams(_Section):
+    KEY = "evaluate"
+
+    top_k: int = param(3, "k of the top-k accuracy in reports/metrics.json.", ge=1)
     gallery_size: int = param(
-        16, "Worst misclassified test images drawn in reports/eval/misclassified.png."
+        16, "Worst misclassified test images drawn in reports/eval/misclassified.png.", ge=0
     )
     baseline_margin: float = param(
         0.02,
         "The network must beat the linear baseline (logistic regression on downsampled pixels) "
         "by this much on gate.metric; evaluate warns and the gate refuses otherwise.",
+        ge=0,
+        lt=1,
     )
-
-    def __post_init__(self) -> None:
-        _require(
-            0 <= self.baseline_margin < 1,
-            "evaluate.baseline_margin",
-            "must be in [0, 1)",
-            self.baseline_margin,
-        )
-        _require(self.top_k >= 1, "evaluate.top_k", "must be >= 1", self.top_k)
-        _require(self.gallery_size >= 0, "evaluate.gallery_size", "must be >= 0", self.gallery_size)
 
 
 @dataclass(frozen=True)
-class ExportParams:
+class ExportParams(_Section):
+    KEY = "export"
+
     quantization: Quantization = param(
         "none",
         "`none` (float32), `float16` (weights), `dynamic` (int8 weights, float activations) or "
         "`int8` (weights and activations, calibrated on training images).",
     )
     max_prob_diff: float = param(
-        1e-4, "A float32 export must agree with the Keras model within this, per probability."
+        1e-4,
+        "A float32 export must agree with the Keras model within this, per probability.",
+        gt=0,
+        lt=1,
     )
     min_top1_agreement: float = param(
-        0.97, "A quantized export must give Keras' top-1 class on at least this share."
+        0.97, "A quantized export must give Keras' top-1 class on at least this share.", gt=0, le=1
     )
-    calibration_images: int = param(256, "int8: training images (seeded) that set the ranges.")
+    calibration_images: int = param(
+        256, "int8: training images (seeded) that set the ranges.", ge=1
+    )
     check_images: int | None = param(
         1000,
         "Test images (a seeded sample; null: all) Keras runs on for the two checks above; the "
         "written model's metrics always cover the whole test split.",
+        ge=1,
     )
-
-    def __post_init__(self) -> None:
-        if self.check_images is not None:
-            _require(
-                self.check_images >= 1,
-                "export.check_images",
-                "must be >= 1 or null (the whole test split)",
-                self.check_images,
-            )
-        _require(
-            0 < self.max_prob_diff < 1,
-            "export.max_prob_diff",
-            "must be in (0, 1)",
-            self.max_prob_diff,
-        )
-        _require(
-            0 < self.min_top1_agreement <= 1,
-            "export.min_top1_agreement",
-            "must be in (0, 1]",
-            self.min_top1_agreement,
-        )
-        _require(
-            self.calibration_images >= 1,
-            "export.calibration_images",
-            "must be >= 1",
-            self.calibration_images,
-        )
 
 
 @dataclass(frozen=True)
-class ServeParams:
+class ServeParams(_Section):
     """The web app's settings; no pipeline stage reads them."""
 
-    top_k: int = param(3, "Classes shown per image, on the page and in the API.")
+    KEY = "serve"
+
+    top_k: int = param(3, "Classes shown per image, on the page and in the API.", ge=1)
     unsure_threshold: float = param(
-        0.6, "Below this top-1 probability the page says the model is unsure."
+        0.6, "Below this top-1 probability the page says the model is unsure.", ge=0, le=1
     )
-    max_upload_mb: float = param(8.0, "Largest request body; larger gets 413.")
-    max_files: int = param(16, "Images per API request.")
+    max_upload_mb: float = param(8.0, "Largest request body; larger gets 413.", gt=0)
+    max_files: int = param(16, "Images per API request.", ge=1)
     max_explain_files: int = param(
-        4, "Images per request with ?explain=true (each runs one inference per occluded patch)."
+        4,
+        "Images per request with ?explain=true (each runs one inference per occluded patch).",
+        ge=1,
     )
     model_name: str = param(
         "image-classifier", "The name in the TF Serving / KServe path /v1/models/<name>:predict."
@@ -362,21 +374,7 @@ class ServeParams:
     )
 
     def __post_init__(self) -> None:
-        _require(self.top_k >= 1, "serve.top_k", "must be >= 1", self.top_k)
-        _require(
-            0 <= self.unsure_threshold <= 1,
-            "serve.unsure_threshold",
-            "must be in [0, 1]",
-            self.unsure_threshold,
-        )
-        _require(self.max_upload_mb > 0, "serve.max_upload_mb", "must be > 0", self.max_upload_mb)
-        _require(self.max_files >= 1, "serve.max_files", "must be >= 1", self.max_files)
-        _require(
-            self.max_explain_files >= 1,
-            "serve.max_explain_files",
-            "must be >= 1",
-            self.max_explain_files,
-        )
+        super().__post_init__()
         _require(
             bool(re.fullmatch(r"[A-Za-z0-9._-]+", self.model_name)),
             "serve.model_name",
@@ -386,36 +384,40 @@ class ServeParams:
 
 
 @dataclass(frozen=True)
-class GateParams:
+class GateParams(_Section):
     """The deploy quality gate (python -m image_classifier.gate); evaluate reads gate.metric."""
+
+    KEY = "gate"
 
     metric: str = param(
         "accuracy", "The key of reports/metrics.json the gate and the baseline margin judge."
     )
-    min_value: float = param(0.95, "The gate refuses a model below this.")
-    max_drop: float = param(0.01, "... or one that falls more than this against main's metrics.")
-
-    def __post_init__(self) -> None:
-        _require(0 <= self.min_value <= 1, "gate.min_value", "must be in [0, 1]", self.min_value)
-        _require(0 <= self.max_drop <= 1, "gate.max_drop", "must be in [0, 1]", self.max_drop)
+    min_value: float = param(0.95, "The gate refuses a model below this.", ge=0, le=1)
+    max_drop: float = param(
+        0.01,
+        "... or one that falls more than this against the baseline revision's metrics "
+        "(`--baseline-rev`; the deploy workflow gives the commit main was at before the push).",
+        ge=0,
+        le=1,
+    )
 
 
 @dataclass(frozen=True)
-class DriftParams:
+class DriftParams(_Section):
     """Thresholds of python -m image_classifier.drift; no pipeline stage reads them."""
 
-    max_class_psi: float = param(
-        0.2, "Largest population stability index of the predicted classes, live vs test split."
-    )
-    max_confidence_psi: float = param(0.2, "... of the top-1 confidence histogram.")
-    max_confidence_drop: float = param(0.1, "Largest fall of the mean top-1 confidence.")
-    min_samples: int = param(200, "Below this many live predictions the check does not judge.")
+    KEY = "drift"
 
-    def __post_init__(self) -> None:
-        for name in ("max_class_psi", "max_confidence_psi", "max_confidence_drop"):
-            value = getattr(self, name)
-            _require(value > 0, f"drift.{name}", "must be > 0", value)
-        _require(self.min_samples >= 1, "drift.min_samples", "must be >= 1", self.min_samples)
+    max_class_psi: float = param(
+        0.2,
+        "Largest population stability index of the predicted classes, live vs test split.",
+        gt=0,
+    )
+    max_confidence_psi: float = param(0.2, "... of the top-1 confidence histogram.", gt=0)
+    max_confidence_drop: float = param(0.1, "Largest fall of the mean top-1 confidence.", gt=0)
+    min_samples: int = param(
+        200, "Below this many live predictions the check does not judge.", ge=1
+    )
 
 
 @dataclass(frozen=True)
@@ -559,9 +561,10 @@ def reference(cls: type = Params, prefix: str = "") -> list[tuple[str, str, str,
             rows += reference(hints[f.name], f"{key}.")
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append(
-                (key, _type_name(hints[f.name]), _default_text(default), f.metadata["help"])
-            )
+            allowed = _type_name(hints[f.name])
+            if f.metadata["bounds"]:
+                allowed += f", {range_text(f.metadata['bounds'])}"
+            rows.append((key, allowed, _default_text(default), f.metadata["help"]))
     return rows
 
 
