@@ -12,7 +12,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MALLOC_ARENA_MAX=2 \
     DRIFT_DB=/var/lib/image-classifier/drift.sqlite
 
-# /app stays root-owned (read-only to the app); the drift counts get their own writable volume.
+# /app stays root-owned (read-only to the app). Drift counts and feedback go to PostgreSQL when
+# DATABASE_URL is given at run time (docker run -e DATABASE_URL, or a Kubernetes Secret), else
+# to the SQLite file DRIFT_DB on its own writable volume.
 RUN useradd --create-home --uid 10001 app \
     && mkdir -p /var/lib/image-classifier \
     && chown 10001:10001 /var/lib/image-classifier

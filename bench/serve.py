@@ -2,6 +2,7 @@
 
     python bench/serve.py [--model-dir saved_models] [--image FILE] [--workers 2]
     python bench/serve.py --make mobilenet_v2 --quantization int8 --explain 20
+    python bench/serve.py --no-peer --databases none,sqlite,postgresql
 
 Serves one exported model (model.tflite + model.json, and model.keras for the peer) on
 loopback and sends every server the same upload to POST /api/v1/predict:
@@ -21,8 +22,9 @@ and each CPU's idle seconds (PIN_WORKERS=0 in the environment turns our pinning 
 BatchNormalization statistics are set from photo-like images, so activations are well scaled
 as in a trained network; cost, not accuracy), quantized as --quantization says, waits --settle
 seconds (see main) and sends a 500x375 photo-like JPEG. --image sends your file. --explain N
-adds N explain requests; --venv-size measures a fresh virtual environment from
-requirements.txt (the slug's bulk).
+adds N explain requests; --databases runs ours once per database (none: no drift counts or
+feedback; sqlite; postgresql: a throwaway server unless --database-url); --venv-size
+measures a fresh virtual environment from requirements.txt (the slug's bulk).
 Every request goes to 127.0.0.1 only and the loops are bounded in count and time.
 """
 
@@ -174,22 +176,33 @@ def env_with_venv(**extra: str) -> dict[str, str]:
     return env
 
 
+def database_env(kind: str, scratch: Path, postgres_url: str) -> dict[str, str]:
+    """The server's database settings for one --databases entry; feedback on with one."""
+    params = scratch / f"params-{kind}.yaml"
+    params.write_text(f"serve:\n  feedback: {'false' if kind == 'none' else 'true'}\n")
+    env = {"PARAMS_FILE": str(params), "DATABASE_URL": "", "DRIFT_DB": ""}
+    if kind == "sqlite":
+        env["DRIFT_DB"] = str(scratch / "drift.sqlite")
+    elif kind == "postgresql":
+        env["DATABASE_URL"] = postgres_url
+    return env
+
+
 def start_ours(
     port: int,
     workers: int,
     threads: int,
-    drift_db: Path,
+    database: dict[str, str],
     model_dir: Path,
     arena_limit: bool = True,
 ) -> subprocess.Popen:
-    # The drift counts stay on (they are part of the per-request cost), in a scratch file.
     env = env_with_venv(
         PORT=str(port),
         WEB_CONCURRENCY=str(workers),
         LITERT_THREADS=str(threads),
-        DRIFT_DB=str(drift_db),
         MODEL_DIR=str(model_dir.resolve()),
-        REPORTS_DIR=str(drift_db.parent),  # no reports needed to serve predictions
+        REPORTS_DIR=str(Path(database["PARAMS_FILE"]).parent),  # none needed to predict
+        **database,
     )
     cmd = (ROOT / "Procfile").read_text().split("web:", 1)[1].strip()
     if not arena_limit:
@@ -422,6 +435,17 @@ def main() -> None:
     parser.add_argument("--venv-size", action="store_true")
     parser.add_argument("--explain", type=int, default=0, metavar="N")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--databases",
+        default="sqlite",
+        help="ours once per entry of none,sqlite,postgresql (drift counts and feedback on; "
+        "the first is compared with the peers)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL for the postgresql entry (default: a throwaway server started with "
+        "initdb, as the tests do; needs Debian's postgresql package)",
+    )
     args = parser.parse_args()
     peer_workers = [] if args.no_peer else [int(w) for w in args.peer_workers.split(",") if w]
     if shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None:
@@ -460,23 +484,39 @@ def main() -> None:
         "requests": args.requests,
         "peers": {},
     }
+    kinds = [k for k in args.databases.split(",") if k]
+    if not kinds or set(kinds) - {"none", "sqlite", "postgresql"}:
+        raise SystemExit(f"--databases: expected none, sqlite or postgresql, got {args.databases}")
+    server = None
+    postgres_url = args.database_url or ""
+    if "postgresql" in kinds and not postgres_url:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from postgres import PostgresServer
+
+        server = PostgresServer()
+        postgres_url = server.create_database()
+    results["databases"] = {}
     try:
-        port = free_port()
-        proc = start_ours(
-            port,
-            args.workers,
-            args.threads,
-            Path(scratch.name) / "drift.sqlite",
-            model_dir,
-            arena_limit=not args.no_malloc_arena_max,
-        )
-        try:
-            results["ours"] = measure(proc, port, body, args)
-            results["ours"]["master_rss_mb"] = master_rss_mb(proc)
-            if args.explain:
-                results["explain"] = explain(proc, port, image, args.explain)
-        finally:
-            stop(proc)
+        for n, kind in enumerate(kinds):
+            port = free_port()
+            database = database_env(kind, Path(scratch.name), postgres_url)
+            proc = start_ours(
+                port,
+                args.workers,
+                args.threads,
+                database,
+                model_dir,
+                arena_limit=not args.no_malloc_arena_max,
+            )
+            try:
+                results["databases"][kind] = measure(proc, port, body, args)
+                if n == 0:
+                    results["ours"] = results["databases"][kind]
+                    results["ours"]["master_rss_mb"] = master_rss_mb(proc)
+                    if args.explain:
+                        results["explain"] = explain(proc, port, image, args.explain)
+            finally:
+                stop(proc)
         if peer_workers and not (model_dir / "model.keras").is_file():
             raise SystemExit(f"{model_dir}/model.keras is missing: the peer needs it")
         for workers in peer_workers:
@@ -488,6 +528,8 @@ def main() -> None:
                 stop(peer)
     finally:
         scratch.cleanup()
+        if server is not None:
+            server.close()
     if args.venv_size:
         results["venv_mb"] = round(venv_size_mb())
     report(results)
@@ -542,6 +584,11 @@ def report(r: dict) -> None:
             f"tutorials' pattern, WEB_CONCURRENCY={w}: {p['workers']} worker(s), "
             f"{p['total_peak_rss_mb']} MB at peak: {fits} a 512 MB dyno"
         )
+    if len(r["databases"]) > 1:
+        print("ours by database (drift counts on; feedback on with a database):")
+        print(f"{'':<30}" + "".join(f"{k:>12}" for k in r["databases"]))
+        for name, key in rows:
+            print(f"{name:<30}" + "".join(f"{d[key]:>12}" for d in r["databases"].values()))
     if "explain" in r:
         e = r["explain"]
         print(

@@ -41,6 +41,22 @@ def pattern(label: int, i: int, size: int = 12) -> Image.Image:
     return Image.fromarray(arr, "L")
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session (tests/postgres.py); tests take a database each."""
+    from postgres import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """A fresh, empty PostgreSQL database of the session's server, as a DATABASE_URL."""
+    return postgres.create_database()
+
+
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     """raw/<class>/<n>.png for 3 classes x 12 images; a class name with a space and non-ASCII."""

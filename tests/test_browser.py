@@ -143,3 +143,47 @@ def test_model_page_shows_a_pipeline_models_evaluation(browser, tmp_path, name):
         page.screenshot(path=str(ARTIFACTS / f"model-page-{name}.png"), full_page=True)
         assert not errors, errors
         context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_wrong_prediction_feedback_then_review(browser, model_dir, image, tmp_path, javascript):
+    """A person says the result was wrong, in a real browser (with and without JavaScript);
+    the reviewer then sees it on /review behind the token and accepts it."""
+    params = tmp_path / "params.yaml"
+    params.write_text(f"serve:\n  feedback: true\n  drift_db: {tmp_path / 'app.sqlite'}\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEEDBACK_TOKEN", "browser-token")
+        mp.delenv("DATABASE_URL", raising=False)
+        mp.delenv("DRIFT_DB", raising=False)
+        app = create_app(model_dir=model_dir, params_file=params)
+    with live_server(app) as url:
+        context = browser.new_context(java_script_enabled=javascript)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(url)
+        page.set_input_files("#image", str(image))
+        page.click("#upload button[type=submit]")
+        page.wait_for_selector("#label", timeout=15_000)
+        page.click("#feedback summary")
+        page.select_option("#feedback-label", "crème brûlée")
+        page.click("#feedback button[type=submit]")
+        page.wait_for_selector(".thanks", timeout=15_000)
+        assert "saved for review as 'crème brûlée'" in page.inner_text(".thanks")
+        assert not errors, errors
+        context.close()
+
+        reviewer = browser.new_context(
+            http_credentials={"username": "me", "password": "browser-token"},
+            java_script_enabled=javascript,
+        )
+        page = reviewer.new_page()
+        page.goto(f"{url}/review")
+        assert "1 pending" in page.inner_text("main")
+        assert page.evaluate("document.querySelector('ul.review img').naturalWidth") == 128
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"review-js-{javascript}.png"), full_page=True)
+        page.click("ul.review button[value=accept]")
+        page.wait_for_selector("#empty")
+        assert "0 pending · 1 accepted" in page.inner_text("main")
+        reviewer.close()

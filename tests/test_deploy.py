@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -187,6 +188,11 @@ def test_kubernetes_manifests():
     drift_db = next(e["value"] for e in container["env"] if e["name"] == "DRIFT_DB")
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(Path(drift_db).parent) in mounts
+    # Secrets come from Kubernetes Secrets, never from a value in the manifest.
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("DATABASE_URL", "FEEDBACK_TOKEN"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == name and ref["optional"] is True and "value" not in env[name]
     assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "image-classifier"
     assert docs["Service"]["spec"]["selector"] == {"app": "image-classifier"}
 
@@ -276,7 +282,8 @@ def _unprivileged_python(tmp: Path) -> Path:
 def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, reports_dir):
     """What the Dockerfile (uid 10001, root-owned /app) and Kubernetes (readOnlyRootFilesystem)
     do: the Procfile's command, run by a user who can write nowhere but /tmp, and no DRIFT_DB.
-    It must serve; drift recording turns itself off with a warning."""
+    It must serve; the log says why the drift counts cannot be kept (set DATABASE_URL or a
+    writable DRIFT_DB)."""
     import requests
 
     from test_webapp_server import free_port
@@ -351,7 +358,9 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, r
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
         text = log.read_text()
-        assert "drift recording is off: cannot open var/drift.sqlite" in text
+        said = re.search(r"database unavailable at start \(sqlite:///(\S+): (.+?)\)", text)
+        assert said and said.group(1).endswith("var/drift.sqlite"), text
+        assert "Permission denied" in said.group(2) or "readonly" in said.group(2), text
         assert "Traceback" not in text
         assert not (slug / "var").exists()
     finally:

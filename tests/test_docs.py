@@ -28,7 +28,8 @@ GENERATED = {
     "saved_models/model.tflite",  # stage export
     "saved_models/model.json",
     "reports/test_probabilities.npz",
-    "var/drift.sqlite",  # the web app's drift counts (serve.drift_db)
+    "var/drift.sqlite",  # the web app's drift counts and feedback (serve.drift_db)
+    "data/raw/.feedback.csv",  # feedback export's manifest
 }
 # Where a generated path may be named: the pipeline definition and the code.
 SOURCES = [

@@ -12,7 +12,8 @@ import pytest
 
 from image_classifier import drift
 from image_classifier.monitoring import stats
-from image_classifier.monitoring.counts import DriftStore, Profile, bucket
+from image_classifier.monitoring.counts import RETRY_EVERY_S, DriftStore, Profile, bucket
+from image_classifier.monitoring.database import Database, DatabaseUnavailableError
 from image_classifier.params import DriftParams
 from webapp import create_app
 
@@ -59,24 +60,31 @@ def test_too_few_samples_is_not_judged():
     assert "not enough" in stats.format_report(report, "v1")
 
 
-def test_store_is_shared_between_workers_and_survives_restart(tmp_path):
-    db = tmp_path / "drift.sqlite"
-    worker_a, worker_b = DriftStore(db), DriftStore(db)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path) -> str:
+    """Where the app keeps its counts: a SQLite file, or a PostgreSQL database (real server)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "drift.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+def test_store_is_shared_between_workers_and_survives_restart(target):
+    worker_a, worker_b = DriftStore(Database(target)), DriftStore(Database(target))
     worker_a.record("v1", [("cat", 0.91), ("dog", 0.55)])
     worker_b.record("v1", [("cat", 0.99)])
     worker_b.record("v2", [("dog", 0.2)])
     worker_a.close()
     worker_b.close()
-    restarted = DriftStore(db).profile("v1")
+    restarted = DriftStore(Database(target)).profile("v1")
     assert restarted.labels == {"cat": 2, "dog": 1}
     assert restarted.confidence[bucket(0.91)] == 2 and restarted.confidence[5] == 1
     assert bucket(1.0) == 9
 
 
-def test_a_workers_counts_stay_in_its_memory_until_it_writes_them(tmp_path):
-    db = tmp_path / "drift.sqlite"
+def test_a_workers_counts_stay_in_its_memory_until_it_writes_them(target):
     # An hour: the timer cannot write them during the test, however slow the machine.
-    writer, reader = DriftStore(db, flush_every_s=3600), DriftStore(db)
+    writer = DriftStore(Database(target), flush_every_s=3600)
+    reader = DriftStore(Database(target))
     writer.record("v1", [("cat", 0.9), ("dog", 0.1)])
     assert reader.profile("v1").total == 0
     assert writer.profile("v1").labels == {"cat": 1, "dog": 1}  # a worker reads its own
@@ -87,9 +95,9 @@ def test_a_workers_counts_stay_in_its_memory_until_it_writes_them(tmp_path):
     assert reader.profile("v1").labels == {"cat": 2, "dog": 1}
 
 
-def test_a_worker_writes_its_counts_a_flush_interval_later_with_no_more_traffic(tmp_path):
-    db = tmp_path / "drift.sqlite"
-    writer, reader = DriftStore(db, flush_every_s=0.3), DriftStore(db)
+def test_a_worker_writes_its_counts_a_flush_interval_later_with_no_more_traffic(target):
+    writer = DriftStore(Database(target), flush_every_s=0.3)
+    reader = DriftStore(Database(target))
     start = time.monotonic()
     writer.record("v1", [("cat", 0.9), ("dog", 0.1)])
     deadline = start + 10
@@ -102,50 +110,57 @@ def test_a_worker_writes_its_counts_a_flush_interval_later_with_no_more_traffic(
     assert seen_after >= 0.25
 
 
-class FailingWrites:
-    """A connection whose writes fail (a locked or read-only database); reads work."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def executemany(self, *args):
-        raise sqlite3.OperationalError("database is locked")
-
-    def execute(self, *args):
-        return self.db.execute(*args)
-
-
-def test_a_failed_write_keeps_the_counts_and_still_reads_the_others(tmp_path, caplog):
-    db = tmp_path / "drift.sqlite"
-    other = DriftStore(db)
+def test_sqlite_locked_by_another_process_keeps_the_counts_in_memory(tmp_path, caplog):
+    path = tmp_path / "drift.sqlite"
+    other = DriftStore(Database(str(path)))
     other.record("v1", [("dog", 0.5)])
     other.close()
-    store = DriftStore(db, flush_every_s=3600)
-    real = store._db
-    store._db = FailingWrites(real)
+    store = DriftStore(Database(str(path), timeout_s=0.2), flush_every_s=3600)
     store.record("v1", [("cat", 0.9)])
-    assert store.profile("v1").labels == {"dog": 1}  # read anyway, failure logged
-    assert "drift counts not saved: database is locked" in caplog.text
-    store._db = real
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # what a stuck writer or a backup tool does
+    with pytest.raises(DatabaseUnavailableError, match="database is locked"):
+        store.profile("v1")
+    assert "drift counts kept in memory, not saved" in caplog.text
+    locker.execute("ROLLBACK")
     assert store.profile("v1").labels == {"dog": 1, "cat": 1}  # kept, written now
+    assert "drift counts saved again" in caplog.text
 
 
-def test_counts_held_in_memory_are_written_when_the_worker_exits(tmp_path):
+def test_postgres_restart_delays_the_counts_and_loses_none(postgres, pg_url, caplog):
+    # An hour: only the retry that the failed write schedules can write the counts below.
+    store = DriftStore(Database(pg_url, timeout_s=1.0), flush_every_s=3600)
+    store.record("v1", [("cat", 0.9)])
+    store.flush()
+    postgres.stop()
+    try:
+        started = time.monotonic()
+        store.record("v1", [("cat", 0.9)] * 3)  # never waits for the database
+        assert time.monotonic() - started < 0.05
+        with pytest.raises(DatabaseUnavailableError):
+            store.profile("v1")  # its write fails: the counts stay, a retry is scheduled
+    finally:
+        postgres.start()
+    # The retry timer writes them without any further prediction.
+    deadline = time.monotonic() + RETRY_EVERY_S + 10
+    reader = DriftStore(Database(pg_url))
+    while reader.profile("v1").total < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert reader.profile("v1").labels == {"cat": 4}
+    store.close()
+
+
+def test_counts_held_in_memory_are_written_when_the_worker_exits(target):
     """gunicorn workers end with sys.exit (max_requests, SIGTERM), never calling close()."""
-    db = tmp_path / "drift.sqlite"
     code = (
         "import sys; from image_classifier.monitoring.counts import DriftStore; "
-        f"DriftStore({str(db)!r}, flush_every_s=3600).record('v1', [('cat', 0.9)]); sys.exit(0)"
+        "from image_classifier.monitoring.database import Database; "
+        f"DriftStore(Database({target!r}), flush_every_s=3600).record('v1', [('cat', 0.9)]); "
+        "sys.exit(0)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    assert DriftStore(db).profile("v1").labels == {"cat": 1}
+    assert DriftStore(Database(target)).profile("v1").labels == {"cat": 1}
 
 
 def write_reference(path, rows):
@@ -161,7 +176,7 @@ def test_cli_reads_the_database_and_exits_1_on_drift(tmp_path, capsys):
     reference = tmp_path / "predictions.csv"
     write_reference(reference, [(f"{i}.png", "a", "a" if i % 2 else "b", 0.97) for i in range(40)])
     db = tmp_path / "drift.sqlite"
-    store = DriftStore(db)
+    store = DriftStore(Database(str(db)))
     store.record("v1", [("a", 0.96)] * 10 + [("b", 0.95)] * 10)
     store.record("v2", [("a", 0.5)] * 20)
     store.close()
@@ -178,7 +193,6 @@ def test_web_app_records_counts_and_cli_reads_them_over_http(model_dir, tmp_path
     params = tmp_path / "params.yaml"
     params.write_text(f"serve:\n  drift_db: {tmp_path / 'live.sqlite'}\ndrift:\n  min_samples: 5\n")
     app = create_app(model_dir=model_dir, params_file=params)
-    app.extensions["drift_store"] = DriftStore(tmp_path / "live.sqlite")  # DRIFT_DB overrides
     client = app.test_client()
     for i in range(6):
         data = {"image": (io.BytesIO(png(pattern(0, i))), "a.png")}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import fuzzing
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +15,7 @@ from image_classifier.data.manifests import read_manifest
 from image_classifier.params import parse_params
 from image_classifier.preprocessing import ImageError, check_header, decode_pixels
 
+import fuzzing
 from conftest import pattern, png
 
 SEEDS = fuzzing.seed_files()

@@ -69,15 +69,17 @@ def test_missing_model_is_a_clear_error(tmp_path):
         load_card(tmp_path / "model.json")
 
 
-# What a serving deploy runs: every web app module, its gunicorn config, the predict and drift
-# CLIs and the libraries they use. None may load TensorFlow (the serving requirements lack it).
+# What a serving deploy runs: every web app module, its gunicorn config, the predict, drift and
+# feedback CLIs and the libraries they use. None may load TensorFlow (the serving requirements
+# lack it).
+MONITORING = ROOT / "src/image_classifier/monitoring"
 SERVING_MODULES = [
     *sorted(f"webapp.{p.stem}" for p in (ROOT / "webapp").glob("*.py") if "." not in p.stem),
     "image_classifier.predict",
     "image_classifier.drift",
+    "image_classifier.feedback",
     "image_classifier.litert.classifier",
-    "image_classifier.monitoring.counts",
-    "image_classifier.monitoring.stats",
+    *sorted(f"image_classifier.monitoring.{p.stem}" for p in MONITORING.glob("[!_]*.py")),
 ]
 
 

@@ -25,9 +25,24 @@ CHECKS = ",".join(
 )
 
 
+TOKEN = "schema-token"
+
+
 @pytest.fixture(scope="module")
-def base_url(model_dir):
-    with live_server(create_app(model_dir=model_dir)) as url:
+def base_url(model_dir, tmp_path_factory):
+    """Every route on: feedback, its review API (the token given below) and a database."""
+    folder = tmp_path_factory.mktemp("schema")
+    params = folder / "params.yaml"
+    params.write_text(
+        f"serve:\n  feedback: true\n  feedback_per_minute: 100000\n"
+        f"  drift_db: {folder / 'app.sqlite'}\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEEDBACK_TOKEN", TOKEN)
+        mp.delenv("DATABASE_URL", raising=False)
+        mp.delenv("DRIFT_DB", raising=False)
+        app = create_app(model_dir=model_dir, params_file=params)
+    with live_server(app) as url:
         yield url
 
 
@@ -49,6 +64,8 @@ def test_api_conforms_to_its_openapi_document(base_url, tmp_path):
         "examples,coverage,fuzzing",
         "--suppress-health-check",
         "all",
+        "--header",
+        f"Authorization: Bearer {TOKEN}",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)

@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import fuzzing
 import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+import fuzzing
 from conftest import pattern, png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,8 +97,13 @@ def server_log(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, server_log):
-    with procfile_server(model_dir, server_log, WEB_CONCURRENCY="3") as running:
+def server(model_dir, server_log, postgres):
+    """Three workers as production runs them: PostgreSQL (DATABASE_URL) and feedback on."""
+    params = server_log.parent / "params.yaml"
+    params.write_text("serve:\n  feedback: true\n  feedback_per_minute: 100000\n")
+    database = postgres.create_database()
+    env = {"WEB_CONCURRENCY": "3", "DATABASE_URL": database, "PARAMS_FILE": str(params)}
+    with procfile_server(model_dir, server_log, **env) as running:
         yield running
 
 
@@ -307,4 +312,24 @@ def test_fuzzed_uploads_never_get_a_5xx(server):
     assert reasons and all(r.startswith(known) for r in reasons), Counter(
         r.split(":")[0] for r in reasons
     )
+    assert sorted(p.pid for p in gunicorn_workers(proc)) == before
+
+
+def test_fuzzed_feedback_never_gets_a_5xx(server):
+    """1,000 mutated files as feedback: stored (201/200) when they decode, else a JSON 4xx;
+    the workers stay up."""
+    url, proc = server
+    before = sorted(p.pid for p in gunicorn_workers(proc))
+
+    def send(item: tuple[str, bytes]) -> int:
+        files = {"image": ("upload", item[1])}
+        data = {"label": "cat"}
+        return requests.post(
+            f"{url}/api/v1/feedback", files=files, data=data, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = Counter(pool.map(send, fuzzing.mutated(fuzzing.seed_files(), 1000, seed=3)))
+    assert sum(statuses.values()) == 1000
+    assert statuses[201] > 50 and not [s for s in statuses if s >= 500], statuses
     assert sorted(p.pid for p in gunicorn_workers(proc)) == before

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -18,12 +17,13 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from image_classifier import config
-from image_classifier.monitoring.counts import DriftStore
 from image_classifier.params import Params, load_params
-from webapp import api, observability, ops, pages, security
+from webapp import api, feedback, observability, ops, pages, review, security
 from webapp.errors import ClientError
 from webapp.model_report import load_report
+from webapp.ratelimit import RateLimiter
 from webapp.service import ModelState
+from webapp.storage import open_storage
 from webapp.uploads import InMemoryRequest
 
 log = logging.getLogger(__name__)
@@ -46,21 +46,6 @@ def _setup_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
-def open_drift_store(path: str) -> DriftStore | None:
-    """The drift counts' database, or None (recording off) when it cannot be opened: a
-    read-only deploy (Docker as a non-root user, Kubernetes' readOnlyRootFilesystem) must
-    still serve. Give it a writable path (DRIFT_DB) to keep the counts."""
-    try:
-        return DriftStore(path)
-    except (OSError, sqlite3.Error) as exc:
-        log.warning(
-            "drift recording is off: cannot open %s (%s); set DRIFT_DB to a writable path",
-            path,
-            exc,
-        )
-        return None
-
-
 def create_app(model_dir: str | Path | None = None, params_file: str | Path | None = None) -> Flask:
     """Build the app and load the model once, in this process (each gunicorn worker, after fork).
 
@@ -74,17 +59,21 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep responses in the documented field order
-    app.config.update(
-        MAX_CONTENT_LENGTH=int(params.serve.max_upload_mb * 1024 * 1024),
-    )
+    max_bytes = int(params.serve.max_upload_mb * 1024 * 1024)
+    # The page's feedback form sends the image back as a base64 field, not a file part.
+    app.config.update(MAX_CONTENT_LENGTH=max_bytes, MAX_FORM_MEMORY_SIZE=max_bytes)
+    # The review page's secret; unset, the review routes do not exist (webapp/review.py).
+    app.config["FEEDBACK_TOKEN"] = os.environ.get("FEEDBACK_TOKEN", "")
     security.trust_proxies(app)
     state = ModelState(model_dir, params.serve, params.image.max_pixels)
     app.extensions["model_state"] = state
     served = state.classifier.card.version if state.classifier else None
     app.extensions["model_report"] = load_report(reports_dir, served)
-    drift_db = os.environ.get("DRIFT_DB", params.serve.drift_db)
-    app.extensions["drift_store"] = open_drift_store(drift_db) if drift_db else None
-    for blueprint in (pages.bp, api.bp, ops.bp):
+    storage = open_storage(params.serve)
+    app.extensions["storage"] = storage
+    app.extensions["drift_store"] = storage.drift
+    app.extensions["feedback_limiter"] = RateLimiter(params.serve.feedback_per_minute)
+    for blueprint in (pages.bp, api.bp, ops.bp, feedback.bp, review.bp):
         app.register_blueprint(blueprint)
     spec = yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8"))
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(spec))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify, request
 
 from image_classifier.litert.classifier import describe
+from image_classifier.monitoring.database import DatabaseUnavailableError
 from webapp.errors import ClientError
 from webapp.observability import record
 from webapp.service import ModelState, Result, Upload
+from webapp.storage import Storage
 from webapp.uploads import b64_instances, form_uploads
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 
 TRUE = ("1", "true", "yes")
 
@@ -57,11 +62,16 @@ def model():
 def drift():
     """Live prediction counts for a model version (default: the served one), for
     `python -m image_classifier.drift --url ...`. Counts only: no images, no inputs."""
-    store = current_app.extensions.get("drift_store")
-    if store is None:
-        raise ClientError(404, "drift recording is off (serve.drift_db is empty)")
+    storage: Storage = current_app.extensions["storage"]
+    if storage.drift is None:
+        raise ClientError(404, f"drift recording is off ({storage.off})")
     version = request.args.get("version") or state().require().card.version
-    return jsonify(model_version=version, profile=store.profile(version).to_json())
+    try:
+        profile = storage.drift.profile(version)
+    except DatabaseUnavailableError as exc:
+        log.warning("GET /api/v1/drift: %s", exc)  # names and driver text for the log only
+        raise ClientError(503, f"drift counts unavailable: {exc.public}") from None
+    return jsonify(model_version=version, profile=profile.to_json())
 
 
 def _model_name(name: str) -> None:

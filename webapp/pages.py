@@ -3,6 +3,8 @@ static/app.js only improves it."""
 
 from __future__ import annotations
 
+import base64
+
 from flask import Blueprint, abort, current_app, render_template, request
 
 from webapp.errors import ClientError
@@ -18,6 +20,7 @@ def render_page(status: int = 200, **context):
     st: ModelState = current_app.extensions["model_state"]
     card = st.classifier.card if st.classifier else None
     context.setdefault("error", None)
+    context.setdefault("thanks", None)
     html = render_template("index.html", card=card, settings=st.settings, **context)
     return html, status
 
@@ -34,7 +37,21 @@ def upload():
     result = st.classify(uploads)[0]
     record([result])
     preview, heatmap = st.explain(uploads[0], result)
-    return render_page(result=result, preview=preview, heatmap=heatmap)
+    return render_page(
+        result=result, preview=preview, heatmap=heatmap, feedback_b64=_resendable(uploads[0].data)
+    )
+
+
+def _resendable(data: bytes) -> str | None:
+    """The upload as base64 for the page's feedback form, if the form could post it back."""
+    st: ModelState = current_app.extensions["model_state"]
+    # base64 is 4/3 of the bytes; leave room for the form's other fields.
+    if (
+        not st.settings.feedback
+        or len(data) * 4 // 3 + 4096 > current_app.config["MAX_CONTENT_LENGTH"]
+    ):
+        return None
+    return base64.b64encode(data).decode("ascii")
 
 
 @bp.get("/model")

@@ -8,7 +8,8 @@ beside them. The subpackages are libraries, grouped by role:
     training/    Keras models, augmentation, input pipeline, the fit loop, distribution
     litert/      convert to LiteRT, quantize, run a .tflite model (Classifier)
     evaluation/  metrics, baselines, figures
-    monitoring/  the web app's prediction counts and the drift statistics over them
+    monitoring/  what the web app records (prediction counts, feedback), its database, drift
+                 statistics
 
 The rest is shared by all: config (paths), params (params.yaml, typed and checked), cli (the
 stage shell), errors, atomic (atomic writes) and preprocessing (decode_pixels, the one function

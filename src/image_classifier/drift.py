@@ -1,6 +1,7 @@
 """Has what the web app sees drifted away from the test split?
 
-    python -m image_classifier.drift [--db var/drift.sqlite | --url https://my-app] [--version V]
+    python -m image_classifier.drift [--db var/drift.sqlite | --database-url URL | --url APP]
+                                     [--version V]
 
 Compares the live distribution of predictions for one model version (default: the exported
 model's) with the same model's predictions on the test split (reports/eval/predictions.csv):
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from image_classifier import config
 from image_classifier.monitoring.counts import DriftStore, Profile
+from image_classifier.monitoring.database import Database, DatabaseUnavailableError
 from image_classifier.monitoring.stats import compare, format_report, reference_profile
 from image_classifier.params import ParamsError, load_params
 
@@ -36,22 +38,26 @@ def fetch_profile(url: str, version: str | None) -> tuple[str, Profile]:
     return body["model_version"], Profile.from_json(body["profile"])
 
 
-def read_profile(db: Path, version: str) -> Profile:
-    if not db.is_file():
+def read_profile(target: str, version: str) -> Profile:
+    """From the app's database: a DATABASE_URL, or a SQLite file (which must exist)."""
+    if "://" not in target and not Path(target).is_file():
         raise FileNotFoundError(
-            f"no drift database at {db} (serve.drift_db: the web app writes it)"
+            f"no drift database at {target} (serve.drift_db: the web app writes it)"
         )
-    store = DriftStore(db)
+    db = Database(target, timeout_s=10.0)
     try:
-        return store.profile(version)
+        return DriftStore(db).profile(version)
     finally:
-        store.close()
+        db.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.drift", description=__doc__)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--db", type=Path, help="the web app's drift database")
+    source.add_argument("--db", type=Path, help="the web app's SQLite file (serve.drift_db)")
+    source.add_argument(
+        "--database-url", help="the web app's PostgreSQL database (its DATABASE_URL)"
+    )
     source.add_argument("--url", help="a running web app (reads its /api/v1/drift)")
     parser.add_argument(
         "--version", help="model version (default: the served one, or saved_models/model.json's)"
@@ -66,8 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             version, live = fetch_profile(args.url, args.version)
         else:
             version = args.version or json.loads(config.MODEL_CARD.read_text())["version"]
-            live = read_profile(args.db or Path(params.serve.drift_db), version)
-    except (ParamsError, FileNotFoundError, OSError, ValueError, KeyError) as exc:
+            target = args.database_url or str(args.db or params.serve.drift_db)
+            live = read_profile(target, version)
+    except (
+        ParamsError,
+        DatabaseUnavailableError,
+        FileNotFoundError,
+        OSError,
+        ValueError,
+        KeyError,
+    ) as exc:
         print(f"drift: {exc}", file=sys.stderr)
         return 2
     report = compare(reference, live, params.drift)

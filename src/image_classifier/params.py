@@ -369,8 +369,31 @@ class ServeParams(_Section):
     )
     drift_db: str = param(
         "var/drift.sqlite",
-        "SQLite file of prediction counts per model version, for the drift check (env DRIFT_DB "
-        "overrides it; empty: off).",
+        "SQLite file for the drift counts and feedback when DATABASE_URL is unset (env DRIFT_DB "
+        "overrides it; empty: neither is kept).",
+    )
+    db_timeout_s: float = param(
+        2.0,
+        "Longest wait for the database, per connection, pool checkout and statement; "
+        "predictions never wait for it.",
+        gt=0,
+    )
+    feedback: bool = param(
+        False, "Let people report a wrong prediction with the right label (page and API)."
+    )
+    feedback_retention_days: float = param(
+        90, "Feedback items older than this are deleted, reviewed or not.", gt=0
+    )
+    feedback_max_items: int = param(
+        10000,
+        "Most pending and accepted feedback items kept; past it new feedback gets 503.",
+        ge=1,
+    )
+    feedback_max_mb: float = param(
+        500, "Most megabytes of pending and accepted feedback images; past it 503.", gt=0
+    )
+    feedback_per_minute: int = param(
+        10, "Feedback requests one client may send per minute to one worker (then 429).", ge=1
     )
 
     def __post_init__(self) -> None:

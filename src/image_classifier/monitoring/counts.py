@@ -1,40 +1,41 @@
 """What the web app has predicted, per model version: top-1 class x confidence-bucket counts.
 
-A small SQLite file (no images, no inputs: counts only), so a restart loses nothing.
-WAL mode and a busy timeout let several gunicorn workers write to it at once. Each worker
-adds its counts up in memory and a timer writes them FLUSH_EVERY_S seconds after the first
-unwritten one (and when the worker reads a profile or exits), because one SQLite transaction a
-request would cost a noticeable share of a small model's prediction.
+Counts only (no images, no inputs), in the app's database (monitoring/database.py): a SQLite
+file by default, PostgreSQL when DATABASE_URL is set, where every instance adds to one table.
+A prediction never waits for the database: each worker adds its counts up in memory and a
+timer writes them FLUSH_EVERY_S seconds after the first unwritten one (and when the worker
+reads a profile or exits). A write that fails keeps the counts in memory and is retried every
+RETRY_EVERY_S seconds, so an outage delays them; only a worker that ends while the database
+is down, or is killed outright, loses its unwritten counts (docs/operations.md#database).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
-import sqlite3
 import threading
 import weakref
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+
+import sqlalchemy as sa
+
+from image_classifier.monitoring.database import Database, DatabaseUnavailableError
 
 BUCKETS = 10  # top-1 confidence in tenths: [0, 0.1), ..., [0.9, 1.0]
 # Other workers see a worker's counts this much later at most; a worker killed outright
 # (SIGKILL, OOM) loses at most this much of them.
 FLUSH_EVERY_S = 1.0
+RETRY_EVERY_S = 5.0
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    model_version TEXT NOT NULL,
-    label TEXT NOT NULL,
-    bucket INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (model_version, label, bucket)
+UPSERT = sa.text(
+    "INSERT INTO predictions VALUES (:version, :label, :bucket, :n) ON CONFLICT "
+    "(model_version, label, bucket) DO UPDATE SET count = predictions.count + excluded.count"
 )
-"""
 
 
 def bucket(confidence: float) -> int:
@@ -80,59 +81,78 @@ def _close_open_stores() -> None:
 
 
 class DriftStore:
-    def __init__(self, path: str | Path, flush_every_s: float = FLUSH_EVERY_S) -> None:
-        self.path = Path(path)
+    """Buffered prediction counts over a Database; one per web worker."""
+
+    def __init__(self, db: Database, flush_every_s: float = FLUSH_EVERY_S) -> None:
+        self.db = db
         self.flush_every_s = flush_every_s
         self._pending: Counter[tuple[str, str, int]] = Counter()
         self._timer: threading.Timer | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
-        self._db.commit()
+        self._failing = False
+        self._closed = False
+        self._lock = threading.Lock()  # guards the fields above; never held over a write
+        self._writing = threading.Lock()  # one write at a time; close() waits for it
         _OPEN.add(self)
 
     def record(self, version: str, predictions: Iterable[tuple[str, float]]) -> None:
         with self._lock:
             self._pending.update((version, label, bucket(conf)) for label, conf in predictions)
-            if self._pending and self._timer is None:
-                # Written on time even if this worker gets no other prediction.
-                self._timer = threading.Timer(self.flush_every_s, self._timed_flush)
-                self._timer.daemon = True  # never holds up a worker's exit; atexit writes
-                self._timer.start()
+            self._schedule(self.flush_every_s)
+
+    def _schedule(self, delay: float) -> None:
+        """Start the timer unless one is pending; call with _lock held. Counts are written on
+        time even if this worker gets no other prediction."""
+        if self._timer is None and self._pending and not self._closed:
+            self._timer = threading.Timer(delay, self._timed_flush)
+            self._timer.daemon = True  # never holds up a worker's exit; atexit writes
+            self._timer.start()
 
     def _timed_flush(self) -> None:
         with self._lock:
             self._timer = None
-            try:
-                self._flush()
-            except sqlite3.Error as exc:  # kept in memory, tried again with the next count
-                log.warning("drift counts not saved: %s", exc)
+        with contextlib.suppress(DatabaseUnavailableError):  # flush() logged and rescheduled
+            self.flush()
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        rows = [(*key, n) for key, n in self._pending.items()]
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO predictions VALUES (?, ?, ?, ?) ON CONFLICT "
-                "(model_version, label, bucket) DO UPDATE SET count = count + excluded.count",
-                rows,
-            )
-        self._pending.clear()  # only once written: a failed write is retried next time
+    def flush(self) -> None:
+        """Write the counts held in memory. On failure they stay there, a retry is scheduled,
+        and this raises DatabaseUnavailableError."""
+        with self._writing:
+            with self._lock:
+                batch, self._pending = self._pending, Counter()
+            if not batch:
+                return
+            rows = [
+                {"version": v, "label": k, "bucket": b, "n": n} for (v, k, b), n in batch.items()
+            ]
+            try:
+                with self.db.begin() as conn:
+                    conn.execute(UPSERT, rows)
+            except DatabaseUnavailableError as exc:
+                with self._lock:
+                    self._pending.update(batch)
+                    first, self._failing = not self._failing, True
+                    if self._timer is not None:  # whatever it was set for, retry on time
+                        self._timer.cancel()
+                        self._timer = None
+                    self._schedule(RETRY_EVERY_S)
+                if first:
+                    log.warning("drift counts kept in memory, not saved: %s", exc)
+                raise
+        if self._failing:
+            self._failing = False
+            log.warning("drift counts saved again to %s", self.db.name)
 
     def profile(self, version: str) -> Profile:
-        """The counts for a version: every worker's written ones and this worker's own."""
-        with self._lock:
-            try:
-                self._flush()
-            except sqlite3.Error as exc:  # the others' counts can still be read
-                log.warning("drift counts not saved: %s", exc)
-            rows = self._db.execute(
-                "SELECT label, bucket, count FROM predictions WHERE model_version = ?", (version,)
-            ).fetchall()
+        """The counts for a version: every worker's written ones and this worker's own.
+        DatabaseUnavailableError when the database cannot be read."""
+        # The database may still answer the read; if not, that raises below.
+        with contextlib.suppress(DatabaseUnavailableError):
+            self.flush()
+        with self.db.begin() as conn:
+            rows = conn.execute(
+                sa.text("SELECT label, bucket, count FROM predictions WHERE model_version = :v"),
+                {"v": version},
+            ).all()
         profile = Profile()
         for label, b, count in rows:
             profile.labels[label] = profile.labels.get(label, 0) + count
@@ -141,11 +161,13 @@ class DriftStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             _OPEN.discard(self)
-            try:
-                self._flush()
-            finally:
-                self._db.close()
+        try:
+            self.flush()  # waits for a write the timer may have begun
+        except DatabaseUnavailableError:
+            lost = sum(self._pending.values())
+            log.warning("drift counts lost at exit: %d predictions not saved", lost)

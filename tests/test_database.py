@@ -1,0 +1,119 @@
+"""The web app's database layer on both engines: URLs, migrations, bounded waits."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from image_classifier.monitoring.counts import DriftStore
+from image_classifier.monitoring.database import (
+    MIGRATIONS,
+    Database,
+    DatabaseUnavailableError,
+    engine_url,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "app.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+def test_heroku_and_standard_postgres_urls_use_psycopg_and_paths_are_sqlite(tmp_path):
+    heroku = engine_url("postgres://u:secret@db.example.com:5432/d1")
+    standard = engine_url("postgresql://u:secret@db.example.com/d1?sslmode=require")
+    assert heroku.drivername == standard.drivername == "postgresql+psycopg"
+    assert (heroku.host, heroku.port, heroku.database, heroku.password) == (
+        "db.example.com",
+        5432,
+        "d1",
+        "secret",
+    )
+    assert standard.query == {"sslmode": "require"}
+    assert "secret" not in Database("postgres://u:secret@db.example.com/d1").name
+    path = engine_url(str(tmp_path / "x.sqlite"))
+    assert path.drivername == "sqlite" and path.database == str(tmp_path / "x.sqlite")
+    with pytest.raises(ValueError, match="unsupported database URL scheme in 'mysql'"):
+        engine_url("mysql://u@h/d")
+
+
+def schema_versions(target: str) -> list[int]:
+    db = Database(target)
+    with db.begin() as conn:
+        rows = conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))
+        return [r[0] for r in rows]
+
+
+def test_schema_is_created_once_and_reopening_changes_nothing(target):
+    for _ in range(3):
+        Database(target).ensure_schema()
+    assert schema_versions(target) == [v for v, _ in MIGRATIONS]
+
+
+def _start_at(target: str, at: float) -> int:
+    time.sleep(max(0.0, at - time.time()))
+    db = Database(target, timeout_s=5.0)
+    db.ensure_schema()
+    return len(schema_versions(target))
+
+
+def test_workers_starting_at_once_migrate_without_racing(target):
+    """Eight processes (gunicorn workers of two app instances) open the database at the same
+    instant: each migration is applied once and none of them fails."""
+    at = time.time() + 3.0  # after every process has imported and is waiting
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(8, mp_context=context) as pool:
+        seen = list(pool.map(_start_at, [target] * 8, [at] * 8))
+    assert seen == [len(MIGRATIONS)] * 8
+    assert schema_versions(target) == [v for v, _ in MIGRATIONS]
+
+
+def test_a_sqlite_file_from_before_the_versioned_schema_keeps_its_counts(tmp_path):
+    path = tmp_path / "drift.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE predictions (model_version TEXT NOT NULL, label TEXT NOT NULL, "
+        "bucket INTEGER NOT NULL, count INTEGER NOT NULL, "
+        "PRIMARY KEY (model_version, label, bucket))"
+    )
+    old.execute("INSERT INTO predictions VALUES ('v1', 'cat', 9, 5)")
+    old.commit()
+    old.close()
+    assert DriftStore(Database(str(path))).profile("v1").labels == {"cat": 5}
+    assert schema_versions(str(path)) == [v for v, _ in MIGRATIONS]
+
+
+def test_an_unreachable_server_is_reported_within_the_timeout(tmp_path):
+    db = Database(f"postgresql://nobody@/none?host={tmp_path}", timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match="No such file or directory"):
+        db.ensure_schema()
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_stopped_server_fails_fast_and_recovers_when_it_returns(postgres, pg_url):
+    db = Database(pg_url, timeout_s=1.0)
+    db.ensure_schema()
+    postgres.stop()
+    try:
+        with pytest.raises(DatabaseUnavailableError), db.begin() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    finally:
+        postgres.start()
+    with db.begin() as conn:  # the pool replaces its dead connections
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_a_statement_slower_than_the_timeout_is_cancelled(pg_url):
+    db = Database(pg_url, timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match="statement timeout"), db.begin() as conn:
+        conn.execute(sa.text("SELECT pg_sleep(5)"))
+    assert time.monotonic() - started < 3.0

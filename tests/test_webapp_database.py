@@ -1,0 +1,117 @@
+"""The web app on a real PostgreSQL server under gunicorn: several app instances on one
+database, an outage under load, and a database that is down when the app starts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import pattern, png
+from test_webapp_server import procfile_server
+
+pytestmark = pytest.mark.slow
+
+
+def predict(url: str, n: int = 0) -> int:
+    files = {"image": ("a.png", png(pattern(n % 3, n)), "image/png")}
+    return requests.post(f"{url}/api/v1/predict", files=files, timeout=30).status_code
+
+
+def drift_total(url: str) -> int:
+    res = requests.get(f"{url}/api/v1/drift", timeout=30)
+    assert res.status_code == 200, res.text
+    return res.json()["profile"]["total"]
+
+
+def wait_for_total(url: str, expected: int, within: float = 20.0) -> int:
+    deadline = time.monotonic() + within
+    while (total := drift_total(url)) < expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return total
+
+
+def test_two_app_instances_on_one_database_report_the_sum(model_dir, postgres, tmp_path):
+    """Two gunicorn masters (two dynos), two workers each, one DATABASE_URL: either one's
+    /api/v1/drift counts every prediction both served; so does the CLI on the database."""
+    database = postgres.create_database()
+    env = {"WEB_CONCURRENCY": "2", "DATABASE_URL": database}
+    with (
+        procfile_server(model_dir, tmp_path / "a.log", **env) as (url_a, _),
+        procfile_server(model_dir, tmp_path / "b.log", **env) as (url_b, _),
+    ):
+        with ThreadPoolExecutor(6) as pool:
+            a = list(pool.map(lambda n: predict(url_a, n), range(30)))
+            b = list(pool.map(lambda n: predict(url_b, n), range(17)))
+        assert a == [200] * 30 and b == [200] * 17
+        assert wait_for_total(url_a, 47) == 47
+        assert drift_total(url_b) == 47
+        version = requests.get(f"{url_a}/api/v1/model", timeout=10).json()["version"]
+    from image_classifier.drift import read_profile
+
+    assert read_profile(database, version).total == 47
+
+
+def test_database_restart_under_load_fails_no_prediction_and_loses_no_count(
+    model_dir, postgres, tmp_path
+):
+    database = postgres.create_database()
+    log = tmp_path / "server.log"
+    with procfile_server(model_dir, log, WEB_CONCURRENCY="2", DATABASE_URL=database) as (url, _):
+        statuses: Counter[int] = Counter()
+        stop = threading.Event()
+
+        def load() -> None:
+            n = 0
+            while not stop.is_set():
+                statuses[predict(url, n)] += 1
+                n += 1
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        before = drift_total(url)
+        assert before > 0  # counted before the outage
+        postgres.stop()
+        try:
+            time.sleep(3)  # predictions go on; the workers' counts wait in memory
+            down = requests.get(f"{url}/api/v1/drift", timeout=30)
+            assert down.status_code == 503 and "drift counts unavailable" in down.text
+        finally:
+            postgres.start()
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join()
+        served = statuses[200]
+        assert set(statuses) == {200}, statuses  # not one prediction failed
+        # Every prediction is counted once the retry timers have written what waited.
+        assert wait_for_total(url, served, within=30) == served
+    assert "drift counts kept in memory, not saved" in log.read_text()
+
+
+def test_database_down_at_start_serves_and_recovers_when_it_comes_up(model_dir, postgres, tmp_path):
+    database = postgres.create_database()
+    log = tmp_path / "server.log"
+    postgres.stop()
+    try:
+        with procfile_server(model_dir, log, WEB_CONCURRENCY="2", DATABASE_URL=database) as (
+            url,
+            _,
+        ):
+            assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
+            assert [predict(url, n) for n in range(6)] == [200] * 6
+            res = requests.get(f"{url}/api/v1/drift", timeout=30)
+            assert res.status_code == 503 and "unavailable" in res.json()["error"]["message"]
+            said = log.read_text()
+            assert "database unavailable at start" in said and "socket" in said
+            postgres.start()
+            assert wait_for_total(url, 6, within=30) == 6
+    finally:
+        if not (postgres.data / "postmaster.pid").exists():
+            postgres.start()
