@@ -117,3 +117,20 @@ def test_a_statement_slower_than_the_timeout_is_cancelled(pg_url):
     with pytest.raises(DatabaseUnavailableError, match="statement timeout"), db.begin() as conn:
         conn.execute(sa.text("SELECT pg_sleep(5)"))
     assert time.monotonic() - started < 3.0
+
+
+def test_a_busy_pool_makes_callers_wait_no_longer_than_the_timeout(pg_url):
+    """Every pooled connection held (2 + 2 overflow a worker): the next caller gets
+    DatabaseUnavailableError after the timeout, not an unbounded wait."""
+    db = Database(pg_url, timeout_s=0.5)
+    db.ensure_schema()
+    held = [db.engine.connect() for _ in range(4)]
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailableError) as caught, db.begin():
+            pass
+        assert time.monotonic() - started < 3.0
+        assert caught.value.public == "the database is busy (timed out waiting for a connection)"
+    finally:
+        for conn in held:
+            conn.close()

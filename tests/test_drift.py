@@ -170,23 +170,26 @@ def write_reference(path, rows):
         writer.writerows(rows)
 
 
-def test_cli_reads_the_database_and_exits_1_on_drift(tmp_path, capsys):
+def test_cli_reads_the_database_and_exits_1_on_drift(target, tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("drift:\n  min_samples: 10\n")
     reference = tmp_path / "predictions.csv"
     write_reference(reference, [(f"{i}.png", "a", "a" if i % 2 else "b", 0.97) for i in range(40)])
-    db = tmp_path / "drift.sqlite"
-    store = DriftStore(Database(str(db)))
+    store = DriftStore(Database(target))
     store.record("v1", [("a", 0.96)] * 10 + [("b", 0.95)] * 10)
     store.record("v2", [("a", 0.5)] * 20)
     store.close()
-    args = ["--db", str(db), "--reference", str(reference), "--params", str(params)]
+    source = ["--database-url", target] if "://" in target else ["--db", target]
+    args = [*source, "--reference", str(reference), "--params", str(params)]
     assert drift.main([*args, "--version", "v1"]) == 0
     assert "no drift" in capsys.readouterr().out
     assert drift.main([*args, "--version", "v2"]) == 1
     out = capsys.readouterr().out
     assert "DRIFT" in out and "class PSI" in out
     assert drift.main([*args[2:], "--db", str(tmp_path / "none.sqlite"), "--version", "v1"]) == 2
+    down = f"postgresql://nobody@/none?host={tmp_path}"
+    assert drift.main([*args[2:], "--database-url", down, "--version", "v1"]) == 2
+    assert "drift: postgresql+psycopg://nobody@/none" in capsys.readouterr().err
 
 
 def test_web_app_records_counts_and_cli_reads_them_over_http(model_dir, tmp_path, capsys):
