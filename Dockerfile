@@ -32,6 +32,7 @@ COPY saved_models/model.tflite saved_models/model.json ./saved_models/
 COPY reports/metrics.json reports/export.json ./reports/
 COPY reports/eval/class_report.csv reports/eval/confusion.png reports/eval/misclassified.png \
      reports/eval/evaluated_model.json ./reports/eval/
+COPY reports/audit/summary.json ./reports/audit/
 
 USER 10001
 EXPOSE 8000

@@ -43,7 +43,7 @@ from machine import print_header
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = {"tutorial": [], "cached": ["--cache"]}  # keras_guide_peer.py's flags
-STAGES = ("split", "prepare", "train", "evaluate", "export")
+STAGES = ("split", "prepare", "train", "evaluate", "export", "audit")
 
 
 class TreeSampler:
@@ -180,6 +180,7 @@ def make_workspace(work: Path, photos: Path, weights: Path, args) -> Path:
     shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     (repo / "data").mkdir()
     shutil.copy2(ROOT / "data" / ".gitignore", repo / "data" / ".gitignore")
+    shutil.copy2(ROOT / "data" / "relabel.csv", repo / "data" / "relabel.csv")
     # Hard links: the same files as the peer reads, without copying a gigabyte.
     shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
     params = yaml.safe_load((repo / "params.yaml").read_text())

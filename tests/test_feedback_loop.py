@@ -37,6 +37,7 @@ def sample_repo(tmp_path_factory):
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / name)
     (repo / ".dvc").mkdir()
     shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")

@@ -23,7 +23,10 @@ import yaml
 from conftest import pattern, png
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src"]
+COPY = [
+    *("dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src"),
+    "data/relabel.csv",
+]
 TINY = {
     "image": {"size": 12},
     "train": {"epochs": 3, "batch_size": 8, "early_stopping_patience": 2, "min_steps": 30},
@@ -66,6 +69,7 @@ def repo(tmp_path_factory) -> Path:
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / name)
     (repo / ".dvc").mkdir()
     shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
@@ -96,9 +100,37 @@ def test_repro_writes_every_output(repo):
     for name in ("confusion.png", "roc.png", "misclassified.png", "predictions.csv"):
         assert (repo / "reports/eval" / name).stat().st_size > 0
     assert (repo / "reports/train/plots/metrics/eval/loss.tsv").is_file()
+    audit = json.loads((repo / "reports/audit/summary.json").read_text())
+    assert audit["images"] == sum(report["totals"][s] for s in ("train", "val"))
+    assert {"label_issues", "outliers", "near_duplicate_groups"} <= set(audit)
+    header = (repo / "reports/audit/issues.csv").read_text().splitlines()[0]
+    assert header == "path,given_label,suggested_label,score,kind"
+    assert (repo / "reports/audit/gallery.png").stat().st_size > 0
     assert "up to date" in sh(repo, "dvc", "status")
     shows = sh(repo, "dvc", "plots", "show", "--json")
-    assert "Confusion matrix" in shows
+    assert "Confusion matrix" in shows and "reports/audit/gallery.png" in shows
+    assert "label_issues" in sh(repo, "dvc", "metrics", "show")
+
+
+def test_a_relabel_reruns_from_the_split_and_a_bad_row_stops_it(repo):
+    """data.relabel fixes a label without moving the file; dvc sees the CSV change."""
+    original = (repo / "data/relabel.csv").read_text()
+    (repo / "data/relabel.csv").write_text(original + "data/raw/circle/img 1.png,square\n")
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage 'split'" in out and "Running stage 'audit'" in out
+    report = json.loads((repo / "reports/split.json").read_text())
+    assert (report["relabelled"], report["dropped"]) == (1, 0)
+    (repo / "data/relabel.csv").write_text(original + "data/raw/circle/nope.png,square\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    failed = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert (
+        "data/relabel.csv:2: no usable image data/raw/circle/nope.png"
+        in failed.stderr + failed.stdout
+    )
+    (repo / "data/relabel.csv").write_text(original)
+    sh(repo, "dvc", "repro")
+    assert "up to date" in sh(repo, "dvc", "status")
 
 
 def test_predict_uses_the_exported_model(repo):

@@ -347,3 +347,22 @@ def test_model_page_never_shows_another_models_reports(
     missing = model_page(model_dir, tmp_path / "nowhere", monkeypatch).get("/model")
     assert missing.status_code == 200
     assert "no evaluation reports were deployed" in missing.get_data(as_text=True)
+
+
+def test_model_page_gives_the_audit_counts_when_shipped(
+    model_dir, reports_dir, tmp_path, monkeypatch
+):
+    import shutil
+
+    shipped = tmp_path / "reports"
+    shutil.copytree(reports_dir, shipped)
+    (shipped / "audit/summary.json").unlink()
+    assert 'id="audit"' not in model_page(model_dir, shipped, monkeypatch).get("/model").get_data(
+        as_text=True
+    )
+    (shipped / "audit/summary.json").write_text(
+        json.dumps({"images": 1528, "label_issues": 5, "outliers": 1, "too_small": None})
+    )
+    page = model_page(model_dir, shipped, monkeypatch).get("/model").get_data(as_text=True)
+    assert "audit of its 1528 training and validation images found 5 suspected label issues" in page
+    assert "and 1 outlier (see" in page

@@ -28,6 +28,7 @@ FILES = (
     "eval/confusion.png",
     "eval/misclassified.png",
     f"eval/{config.EVALUATED_MODEL_FILE}",
+    "audit/summary.json",  # counts only: the app ships no training image
 )
 FIGURES = {"confusion": "eval/confusion.png", "misclassified": "eval/misclassified.png"}
 HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro")
@@ -44,6 +45,7 @@ class ModelReport:
     figures: dict[str, bytes] = field(default_factory=dict)
     problem: str = ""
     warning: str = ""  # evaluate's: the model does not beat the linear baseline
+    audit: dict[str, Any] = field(default_factory=dict)  # the audit stage's counts, if shipped
 
     def headline(self) -> list[dict[str, Any]]:
         """Rows of (metric, model, linear baseline, majority baseline) for the page's table."""
@@ -91,4 +93,6 @@ def load_report(reports_dir: Path, served_version: str | None) -> ModelReport:
         if path.is_file():
             figures[name] = path.read_bytes()
     warning = str(evaluated.get("warning") or "")
-    return ModelReport(version, metrics, export, classes, figures, warning=warning)
+    audit_path = reports_dir / "audit" / "summary.json"
+    audit = _read_json(audit_path) if audit_path.is_file() else {}
+    return ModelReport(version, metrics, export, classes, figures, warning=warning, audit=audit)

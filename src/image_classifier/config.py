@@ -30,6 +30,10 @@ TEST_PROBABILITIES = REPORTS_DIR / "test_probabilities.npz"
 EVAL_DIR = REPORTS_DIR / "eval"
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
 EVALUATED_MODEL_FILE = "evaluated_model.json"  # in EVAL_DIR: the model version scored
+AUDIT_DIR = REPORTS_DIR / "audit"
+AUDIT_ISSUES = AUDIT_DIR / "issues.csv"
+AUDIT_SUMMARY = AUDIT_DIR / "summary.json"
+AUDIT_GALLERY = AUDIT_DIR / "gallery.png"
 
 
 def trained_on_path(model: Path) -> Path:

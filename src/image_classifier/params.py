@@ -110,10 +110,16 @@ class DataParams(_Section):
     raw_dir: str = param(
         "data/raw", "The image folder: one sub-folder per class, `<raw_dir>/<class>/*`."
     )
+    relabel: str = param(
+        "data/relabel.csv",
+        "CSV of `path,label` rows: the label overrides the image's folder; `drop` leaves it out "
+        "(`python -m image_classifier.audit accept` writes it).",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(bool(self.raw_dir.strip()), "data.raw_dir", "must be a folder path", self.raw_dir)
+        _require(bool(self.relabel.strip()), "data.relabel", "must be a file path", self.relabel)
 
 
 @dataclass(frozen=True)
@@ -319,6 +325,16 @@ class EvaluateParams(_Section):
 
 
 @dataclass(frozen=True)
+class AuditParams(_Section):
+    KEY = "audit"
+
+    folds: int = param(
+        5, "Cross-validation folds for the out-of-sample probabilities of each image.", ge=2
+    )
+    gallery_size: int = param(16, "Top suspects drawn in reports/audit/gallery.png.", ge=0)
+
+
+@dataclass(frozen=True)
 class ExportParams(_Section):
     KEY = "export"
 
@@ -452,6 +468,9 @@ class Params:
     )
     train: TrainParams = param(TrainParams(), "Stage `train`.")
     evaluate: EvaluateParams = param(EvaluateParams(), "Stage `evaluate`.")
+    audit: AuditParams = param(
+        AuditParams(), "Stage `audit`: suspected label issues and outliers (not on deploy's path)."
+    )
     export: ExportParams = param(ExportParams(), "Stage `export`: the LiteRT model.")
     serve: ServeParams = param(ServeParams(), "The web app; no pipeline stage reads these.")
     gate: GateParams = param(

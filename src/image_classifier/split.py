@@ -4,8 +4,9 @@ python -m image_classifier.split
 
 Writes data/splits/{train,val,test}.csv (path, label, content hash) and data/splits/scan.json
 (what was skipped, duplicates and near-duplicates); `prepare` turns the latter into
-reports/split.json once it knows which images really decode. With train.init_from, the images
-that model trained on (its trained_on.csv) are kept in train.
+reports/split.json once it knows which images really decode. The data.relabel CSV overrides
+folder labels or drops images (data/relabel.py). With train.init_from, the images that model
+trained on (its trained_on.csv) are kept in train.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from image_classifier import atomic, config
 from image_classifier.cli import run_stage
 from image_classifier.data.assignment import Duplicate, Groups, assign_splits, find_duplicates
 from image_classifier.data.manifests import Row, read_manifest, write_manifest
+from image_classifier.data.relabel import apply_relabels, read_relabels
 from image_classifier.data.scan import ImageFile, ScanResult, scan_folder
 from image_classifier.errors import DataError
 from image_classifier.params import Params
@@ -32,6 +34,7 @@ def scan_report(
     duplicates: list[Duplicate],
     groups: Groups,
     pinned: int,
+    relabelled: dict[str, int],
 ) -> dict:
     across = [d for d in duplicates if len(d.splits) > 1]
     split_of = {f.path: name for name, files in splits.items() for f in files}
@@ -58,6 +61,7 @@ def scan_report(
         "near_duplicate_groups": len(near),
         "near_duplicates": near,
         "pinned_to_train": pinned,
+        **relabelled,
     }
 
 
@@ -78,8 +82,12 @@ def pinned_hashes(init_from: str | None) -> frozenset[str]:
 def run(params: Params) -> dict:
     perceptual = params.split.near_duplicate_bits is not None
     scan = scan_folder(Path(params.data.raw_dir), params.image.max_pixels, perceptual=perceptual)
+    relabel_file = Path(params.data.relabel)
+    files, relabelled = apply_relabels(
+        scan.files, scan.classes, read_relabels(relabel_file), relabel_file
+    )
     pinned = pinned_hashes(params.train.init_from)
-    splits, groups = assign_splits(scan.files, scan.classes, params.split, pinned)
+    splits, groups = assign_splits(files, scan.classes, params.split, pinned)
     duplicates = find_duplicates(splits)
     for dup in duplicates:
         if len(dup.labels) > 1:
@@ -92,13 +100,16 @@ def run(params: Params) -> dict:
     for name, files in splits.items():
         write_manifest(config.manifest_path(name), (Row(f.path, f.label, f.sha256) for f in files))
     n_pinned = sum(f.sha256 in pinned for f in splits["train"])
-    report = scan_report(scan, splits, duplicates, groups, n_pinned)
+    report = scan_report(scan, splits, duplicates, groups, n_pinned, relabelled)
     atomic.write_json(config.SCAN_REPORT, report)
     log.info(
-        "split %s; skipped %d files; %d duplicate groups, %d near-duplicate groups; %d images "
-        "the init_from model trained on kept in train",
+        "split %s; skipped %d files; %d relabelled and %d dropped by %s; %d duplicate groups, "
+        "%d near-duplicate groups; %d images the init_from model trained on kept in train",
         report["totals"],
         report["skipped_count"],
+        report["relabelled"],
+        report["dropped"],
+        relabel_file,
         report["duplicate_groups"],
         report["near_duplicate_groups"],
         n_pinned,

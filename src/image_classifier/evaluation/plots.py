@@ -1,4 +1,4 @@
-"""PNG figures for reports/eval: confusion matrix, ROC curves, misclassified gallery."""
+"""PNG figures: confusion matrix, ROC curves, and galleries of captioned images."""
 
 from __future__ import annotations
 
@@ -59,23 +59,27 @@ def roc_figure(roc: pd.DataFrame) -> plt.Figure:
 
 
 def gallery_figure(
-    images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 4
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    columns: int = 4,
+    title: str = "Most confident mistakes (test split)",
+    empty: str = "no misclassified test images",
 ) -> plt.Figure:
-    """Misclassified images with 'actual -> predicted (confidence)' titles."""
+    """Images with a caption each (evaluate: 'actual -> predicted (confidence)')."""
     if not images:
         fig, ax = plt.subplots(figsize=(4, 1))
-        ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+        ax.text(0.5, 0.5, empty, ha="center", va="center")
         ax.axis("off")
         return fig
     rows = -(-len(images) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, img, title in zip(axes.ravel(), images, titles, strict=False):
+    for ax, img, caption in zip(axes.ravel(), images, titles, strict=False):
         pixels = img[..., 0] if img.shape[-1] == 1 else img
         ax.imshow(
             pixels.astype(np.uint8), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=255
         )
-        ax.set_title(title, fontsize=8)
-    fig.suptitle("Most confident mistakes (test split)")
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
     return fig

@@ -1,0 +1,196 @@
+"""Stage `audit`: suspected label errors, outliers and near-duplicates in train and val.
+
+    python -m image_classifier.audit                   # the stage (dvc.yaml runs it after train)
+    python -m image_classifier.audit accept --top 20   # write the 20 worst suggestions into
+                                                       # data.relabel, then `dvc repro`
+
+Each train and val image gets out-of-sample class probabilities from a logistic regression
+cross-validated (audit.folds) on the trained model's pooled features (the layer before
+dropout and the softmax), run on LiteRT: for a frozen transfer base these are the pretrained
+features; simple_cnn learnt its own from the given labels, wrong ones included, yet they find
+far more flips than pixels do (docs/benchmarks.md). cleanlab finds the label issues and
+outliers (evaluation/label_issues.py); the near-duplicate groups come from the split. Writes
+reports/audit/issues.csv, reports/audit/summary.json (DVC metrics) and
+reports/audit/gallery.png. Not on the path to deploy: the gate does not read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from image_classifier import atomic, config
+from image_classifier.cli import run_stage, setup_logging
+from image_classifier.data.relabel import HEADER, read_relabels
+from image_classifier.data.store import SplitPixels, inference_batch_size, open_split
+from image_classifier.errors import DataError
+from image_classifier.evaluation import label_issues
+from image_classifier.params import Params, ParamsError, load_params
+from image_classifier.preprocessing import channels
+
+log = logging.getLogger(__name__)
+
+FIELDS = ["path", "given_label", "suggested_label", "score", "kind"]
+
+
+def pooled_features(model_path: Path):
+    """The trained model up to its global pooling, on LiteRT: pixels -> (n, d) features."""
+    import keras
+
+    from image_classifier.training.frozen_base import LiteRTFeatures
+
+    model = keras.models.load_model(model_path, compile=False)
+    pooling = [x for x in model.layers if isinstance(x, keras.layers.GlobalAveragePooling2D)]
+    if not pooling:
+        raise DataError(f"{model_path} has no global pooling layer to take features from")
+    return LiteRTFeatures(keras.Model(model.inputs, pooling[-1].output))
+
+
+def image_features(params: Params, splits: list[SplitPixels]) -> np.ndarray:
+    """(n, d) float32 features of the splits' images, in order."""
+    batch = inference_batch_size(params.image.size, channels(params.image.color_mode))
+    run = pooled_features(config.KERAS_MODEL)
+    return np.concatenate([run(x.astype(np.float32)) for s in splits for x, _ in s.batches(batch)])
+
+
+def near_duplicate_rows(split_report: dict) -> list[dict]:
+    rows = []
+    for group in split_report.get("near_duplicates", []):
+        for path in group["paths"]:
+            rows.append({"path": path, "kind": "near_duplicate", "score": "", "given_label": "",
+                         "suggested_label": ""})  # fmt: skip
+    return rows
+
+
+def write_report(issues: list[label_issues.Issue], near: list[dict], summary: dict) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for issue in issues:
+        writer.writerow(
+            {
+                "path": issue.path,
+                "given_label": issue.given,
+                "suggested_label": issue.suggested,
+                "score": f"{issue.score:.6f}",
+                "kind": issue.kind,
+            }
+        )
+    writer.writerows(near)
+    atomic.write_text(config.AUDIT_ISSUES, buf.getvalue())
+    atomic.write_json(config.AUDIT_SUMMARY, summary)
+
+
+def gallery(splits: list[SplitPixels], issues: list[label_issues.Issue], size: int) -> None:
+    from image_classifier.evaluation.plots import gallery_figure, save_figure
+
+    where = {path: (s, i) for s in splits for i, path in enumerate(s.paths)}
+    shown = [i for i in issues if i.kind == "label"][:size]
+    images = [where[i.path][0].read([where[i.path][1]])[0] for i in shown]
+    titles = [f"{i.given} → {i.suggested}\n{Path(i.path).name[:24]}" for i in shown]
+    fig = gallery_figure(images, titles, title="Suspected label issues (given → suggested)",
+                         empty="no suspected label issues")  # fmt: skip
+    save_figure(fig, config.AUDIT_GALLERY)
+
+
+def run(params: Params) -> dict:
+    split_report = json.loads(config.SPLIT_REPORT.read_text(encoding="utf-8"))
+    near = near_duplicate_rows(split_report)
+    splits = [
+        open_split(name, params.image.size, params.image.color_mode) for name in ("train", "val")
+    ]
+    try:
+        classes = list(splits[0].meta.classes)
+        paths = [p for s in splits for p in s.paths]
+        labels = np.concatenate([s.labels for s in splits])
+        features = image_features(params, splits)
+        summary = {
+            "images": len(paths),
+            "near_duplicate_groups": len(split_report.get("near_duplicates", [])),
+        }
+        try:
+            probs = label_issues.out_of_sample_probs(
+                features, labels, params.audit.folds, params.train.seed
+            )
+        except label_issues.TooSmallError as exc:
+            log.warning("audit: too small for cross-validation (%s); the report is empty", exc)
+            summary.update(label_issues=0, outliers=0, too_small=str(exc))
+            write_report([], near, summary)
+            gallery(splits, [], 0)
+            return summary
+        found = label_issues.label_issues(probs, labels, paths, classes)
+        odd = label_issues.outliers(features, labels, paths, classes)
+        summary.update(
+            label_issues=len(found),
+            label_issue_rate=round(len(found) / len(paths), 6),
+            outliers=len(odd),
+            out_of_sample_accuracy=round(float((probs.argmax(1) == labels).mean()), 6),
+            too_small=None,
+        )
+        write_report(found + odd, near, summary)
+        gallery(splits, found, params.audit.gallery_size)
+    finally:
+        for s in splits:
+            s.close()
+    log.info(
+        "audit: %d of %d train and val images with suspected label issues, %d outliers, "
+        "%d near-duplicate groups: %s",
+        summary["label_issues"],
+        summary["images"],
+        summary["outliers"],
+        summary["near_duplicate_groups"],
+        config.AUDIT_ISSUES,
+    )
+    return summary
+
+
+def accept(
+    top: int, relabel_file: Path, issues_file: Path = config.AUDIT_ISSUES
+) -> list[tuple[str, str]]:
+    """Write the `top` worst label suggestions into the relabel CSV; return what was added."""
+    if not issues_file.is_file():
+        raise FileNotFoundError(f"{issues_file} not found: run `dvc repro audit` first")
+    with issues_file.open(newline="", encoding="utf-8") as fh:
+        suggestions = [r for r in csv.DictReader(fh) if r["kind"] == "label"][:top]
+    current = read_relabels(relabel_file).labels
+    added = [(r["path"], r["suggested_label"]) for r in suggestions if r["path"] not in current]
+    rows = [*current.items(), *added]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(HEADER)
+    writer.writerows(rows)
+    atomic.write_text(relabel_file, buf.getvalue())
+    return added
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "accept":
+        run_stage(run)
+        return
+    parser = argparse.ArgumentParser(prog="python -m image_classifier.audit accept")
+    parser.add_argument("--top", type=int, required=True, help="how many suggestions, worst first")
+    parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
+    opts = parser.parse_args(args[1:])
+    setup_logging()
+    try:
+        relabel_file = Path(load_params(opts.params).data.relabel)
+        added = accept(opts.top, relabel_file)
+    except (ParamsError, DataError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    for path, label in added:
+        print(f"{path} -> {label}")
+    print(f"{len(added)} relabel(s) added to {relabel_file}; run `dvc repro` to retrain")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Suspected label errors and outliers, from out-of-sample probabilities (pure functions).
+
+Confident learning is cleanlab's: `find_label_issues` with its default filter (prune by noise
+rate) and `get_label_quality_scores` for the ranking. The probabilities it needs must be out
+of sample, so each image's come from a logistic regression cross-validated on image features
+that did not learn the given labels (audit.py says which). Outliers are cleanlab's
+OutOfDistribution scores on the same features, flagged by the rule cleanlab's Datalab uses: an
+average distance to the k nearest neighbours above Q3 + (1/t - 1) * IQR.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from cleanlab.filter import find_label_issues
+from cleanlab.outlier import OutOfDistribution
+from cleanlab.rank import get_label_quality_scores
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+# Datalab's default for feature-based outliers (cleanlab.datalab ... outlier.py).
+OUTLIER_THRESHOLD = 0.37
+OUTLIER_NEIGHBOURS = 10
+
+
+class TooSmallError(ValueError):
+    """Too few images per class for cross-validation; the message says how many."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: str
+    given: str
+    suggested: str
+    score: float  # cleanlab's label quality (label) or outlier score (outlier): low is worse
+    kind: str  # "label" or "outlier"
+
+
+def out_of_sample_probs(
+    features: np.ndarray, labels: np.ndarray, folds: int, seed: int
+) -> np.ndarray:
+    """(n, classes) probabilities, each from a model that never saw that image's label."""
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min()) if len(counts) else 0
+    if len(counts) < 2 or smallest < 2:
+        raise TooSmallError(
+            f"{smallest} image(s) in the smallest class: cross-validation needs at least 2"
+        )
+    cv = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return cross_val_predict(model, features, labels, cv=cv, method="predict_proba")
+
+
+def label_issues(
+    probs: np.ndarray, labels: np.ndarray, paths: Sequence[str], classes: Sequence[str]
+) -> list[Issue]:
+    """Images whose given label confident learning doubts, worst first."""
+    flagged = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    quality = get_label_quality_scores(labels, probs)
+    return [
+        Issue(
+            paths[i],
+            classes[labels[i]],
+            classes[int(probs[i].argmax())],
+            float(quality[i]),
+            "label",
+        )
+        for i in flagged
+    ]
+
+
+def outliers(
+    features: np.ndarray, labels: np.ndarray, paths: Sequence[str], classes: Sequence[str]
+) -> list[Issue]:
+    """Images far from all others in feature space, most atypical first."""
+    if len(features) <= OUTLIER_NEIGHBOURS:
+        return []
+    scores = OutOfDistribution(params={"k": OUTLIER_NEIGHBOURS}).fit_score(features=features)
+    distance = -np.log(np.clip(scores, 1e-12, 1.0))  # the score is exp(-mean kNN distance)
+    q1, q3 = np.percentile(distance, [25, 75])
+    flagged = np.flatnonzero(distance > q3 + (1 / OUTLIER_THRESHOLD - 1) * (q3 - q1))
+    order = flagged[np.argsort(scores[flagged])]
+    return [
+        Issue(paths[i], classes[labels[i]], classes[labels[i]], float(scores[i]), "outlier")
+        for i in order
+    ]
