@@ -57,6 +57,14 @@ def pg_url(postgres) -> str:
     return postgres.create_database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_target(request, tmp_path) -> str:
+    """Where the web app keeps its state: a SQLite file, or a PostgreSQL database (real server)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "app.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     """raw/<class>/<n>.png for 3 classes x 12 images; a class name with a space and non-ASCII."""

@@ -19,11 +19,9 @@ from image_classifier.monitoring.database import (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "app.sqlite")
-    return request.getfixturevalue("pg_url")
+@pytest.fixture
+def target(database_target) -> str:
+    return database_target
 
 
 def test_heroku_and_standard_postgres_urls_use_psycopg_and_paths_are_sqlite(tmp_path):

@@ -60,12 +60,9 @@ def test_too_few_samples_is_not_judged():
     assert "not enough" in stats.format_report(report, "v1")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path) -> str:
-    """Where the app keeps its counts: a SQLite file, or a PostgreSQL database (real server)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "drift.sqlite")
-    return request.getfixturevalue("pg_url")
+@pytest.fixture
+def target(database_target) -> str:
+    return database_target
 
 
 def test_store_is_shared_between_workers_and_survives_restart(target):

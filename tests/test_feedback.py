@@ -33,11 +33,9 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "app.sqlite")
-    return request.getfixturevalue("pg_url")
+@pytest.fixture
+def target(database_target) -> str:
+    return database_target
 
 
 def image(label: int = 0, i: int = 0) -> bytes:

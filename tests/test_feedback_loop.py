@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 
 from conftest import png
-from test_pipeline_e2e import COPY, ROOT, set_params, sh
+from test_pipeline_e2e import copy_project, sh
 from test_webapp_server import gunicorn_workers, procfile_server
 
 pytestmark = pytest.mark.slow
@@ -31,20 +31,7 @@ SHORT = {"train": {"epochs": 4, "early_stopping_patience": 2, "min_steps": 0}}
 
 @pytest.fixture(scope="module")
 def sample_repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("loop")
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / name)
-    (repo / ".dvc").mkdir()
-    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    set_params(repo, SHORT)
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "config", "user.email", "test@example.com")
-    sh(repo, "git", "config", "user.name", "test")
+    repo = copy_project(tmp_path_factory.mktemp("loop"), SHORT)
     # The README's own-images path, with the bundled sample's images as "your" images.
     sh(repo, "python", "-m", "image_classifier.sample_data")
     sh(repo, "dvc", "remove", "sample")

@@ -61,9 +61,8 @@ def set_params(repo: Path, overrides: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("repo")
+def copy_project(repo: Path, overrides: dict) -> Path:
+    """The project's code and pipeline (no data, no outputs) in a new git repository."""
     for name in COPY:
         src = ROOT / name
         if src.is_dir():
@@ -73,11 +72,17 @@ def repo(tmp_path_factory) -> Path:
             shutil.copy2(src, repo / name)
     (repo / ".dvc").mkdir()
     shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    set_params(repo, TINY)
-    write_tiny_dataset(repo / "data" / "raw")
+    set_params(repo, overrides)
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "config", "user.email", "test@example.com")
     sh(repo, "git", "config", "user.name", "test")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("repo"), TINY)
+    write_tiny_dataset(repo / "data" / "raw")
     sh(repo, "dvc", "remove", "sample")
     sh(repo, "dvc", "add", "-q", "data/raw")
     sh(repo, "git", "add", "-A")
