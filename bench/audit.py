@@ -14,8 +14,8 @@ For each dataset and noise rate, in a fresh copy of the project (README "your ow
 5. each stage's wall time, the audit's next to train's.
 Datasets: `photos`, ~500x375 photo-like JPEGs at 224 px through a frozen MobileNetV2, and
 `small`, the same generator at a fifth of the size through simple_cnn at 16 px. ImageNet's
-weights cannot be downloaded here, and a random base's features are useless (test accuracy
-0.22 at 5 % noise, measured): the base is first trained on --pretrain-images photo-like
+weights cannot be downloaded here, and a random base's features do not tell the classes
+apart: the base is first trained on --pretrain-images photo-like
 images of another seed, 96 px, --pretrain-epochs epochs, and saved as the local weights
 file the pipeline loads (train.weights). Prints one table.
 """

@@ -7,10 +7,10 @@
 Each train and val image gets out-of-sample class probabilities from a logistic regression
 cross-validated (audit.folds) on the trained model's pooled features (the layer before
 dropout and the softmax), run on LiteRT: for a frozen transfer base these are the pretrained
-features; simple_cnn learnt its own from the given labels, wrong ones included, yet they find
-far more flips than pixels do (docs/benchmarks.md). cleanlab finds the label issues and
-outliers (evaluation/label_issues.py); the near-duplicate groups come from the split. Writes
-reports/audit/issues.csv, reports/audit/summary.json (DVC metrics) and
+features; simple_cnn learnt its own from the given labels, wrong ones included, yet they
+separate the classes far better than pixels (docs/architecture.md, "Audit"). cleanlab finds
+the label issues and outliers (evaluation/label_issues.py); the near-duplicate groups come
+from the split. Writes reports/audit/issues.csv, reports/audit/summary.json (DVC metrics) and
 reports/audit/gallery.png. Not on the path to deploy: the gate does not read it.
 """
 
