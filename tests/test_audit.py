@@ -1,14 +1,22 @@
 """The audit's pure parts: out-of-sample probabilities, cleanlab's label issues and outliers,
-and `audit accept`. The stage itself runs in tests/test_pipeline_e2e.py."""
+and `audit accept`; the stage on features the train stage kept, and on a dataset too small
+for cross-validation. The whole pipeline runs it in tests/test_pipeline_e2e.py."""
 
 from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from image_classifier import audit
+from image_classifier import audit, config, prepare, split
 from image_classifier.data.relabel import read_relabels
+from image_classifier.data.store import fingerprint, open_split
 from image_classifier.evaluation import label_issues
+from image_classifier.params import Params, parse_params
+from image_classifier.synthetic import Spec, write_dataset
 
 
 def blobs(n_per_class: int = 60, classes: int = 4, seed: int = 0):
@@ -55,8 +63,8 @@ def test_a_far_away_image_is_an_outlier():
 
 
 def test_too_few_images_for_cross_validation_say_so():
-    features, labels = blobs(n_per_class=1, classes=3)
-    with pytest.raises(label_issues.TooSmallError, match="1 image"):
+    features, labels = blobs(n_per_class=2, classes=3)
+    with pytest.raises(label_issues.TooSmallError, match=r"2 image.*needs at least 3"):
         label_issues.out_of_sample_probs(features, labels, folds=5, seed=0)
 
 
@@ -81,3 +89,64 @@ def test_accept_writes_the_worst_suggestions_once(tmp_path):
     }
     with pytest.raises(FileNotFoundError, match="dvc repro audit"):
         audit.accept(1, relabel, tmp_path / "none.csv")
+
+
+def _project(root: Path, per_class: int) -> Params:
+    write_dataset(root / "data" / "raw", Spec((per_class,) * 3, seed=5, scale=0.1), workers=1)
+    params = parse_params({"image": {"size": 16, "color_mode": "rgb"}})
+    split.run(params)
+    prepare.run(params)
+    return params
+
+
+def _kept_features(params: Params) -> np.ndarray:
+    """features.npy and features.json as train writes them after phase 1 on LiteRT: rows for
+    train then val (here class centres plus noise), and which images they are."""
+    splits = [open_split(s, params.image.size, params.image.color_mode) for s in ("train", "val")]
+    labels = np.concatenate([s.labels for s in splits])
+    features, _ = blobs(n_per_class=1, classes=3)
+    rows = features[labels] + np.random.default_rng(0).normal(0, 1, (len(labels), 8))
+    config.POOLED_FEATURES.parent.mkdir(exist_ok=True)
+    np.save(config.POOLED_FEATURES, rows.astype(np.float16))
+    index = {"images": len(labels), "store": fingerprint(splits)}
+    config.POOLED_FEATURES_INDEX.write_text(json.dumps(index))
+    return labels
+
+
+def test_the_stage_reads_the_features_train_kept_and_writes_its_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = _project(tmp_path, per_class=30)
+    labels = _kept_features(params)
+    summary = audit.run(params)  # no model.keras: the kept features are all it needs
+    assert summary["images"] == len(labels) and summary["too_small"] is None
+    assert json.loads(config.AUDIT_SUMMARY.read_text()) == summary
+    rows = list(csv.DictReader(config.AUDIT_ISSUES.open()))
+    assert sum(r["kind"] == "label" for r in rows) == summary["label_issues"]
+    assert config.AUDIT_GALLERY.stat().st_size > 0
+
+
+def test_features_kept_for_other_images_are_not_used(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = _project(tmp_path, per_class=10)
+    _kept_features(params)
+    splits = [open_split(s, params.image.size, params.image.color_mode) for s in ("train", "val")]
+    assert audit.kept_features(splits) is not None
+    index = json.loads(config.POOLED_FEATURES_INDEX.read_text())
+    config.POOLED_FEATURES_INDEX.write_text(json.dumps({**index, "store": "0" * 64}))
+    assert audit.kept_features(splits) is None  # same row count, other images: computed instead
+    config.POOLED_FEATURES_INDEX.unlink()
+    assert audit.kept_features(splits) is None
+    np.save(config.POOLED_FEATURES, np.zeros((0, 0), dtype=np.float16))  # phase 1 on TensorFlow
+    config.POOLED_FEATURES_INDEX.write_text(json.dumps(index))
+    assert audit.kept_features(splits) is None
+
+
+def test_a_dataset_too_small_for_cross_validation_gets_an_empty_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = _project(tmp_path, per_class=3)  # the split's least: 2 a class in train and val
+    _kept_features(params)
+    summary = audit.run(params)
+    assert "2 image(s) in the smallest class" in summary["too_small"]
+    assert summary["label_issues"] == 0 and summary["outliers"] == 0
+    assert config.AUDIT_ISSUES.read_text().splitlines() == [",".join(audit.FIELDS)]
+    assert config.AUDIT_GALLERY.stat().st_size > 0

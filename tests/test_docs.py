@@ -25,6 +25,8 @@ GENERATED = {
     "saved_models/model.keras",  # stage train
     "saved_models/classes.json",
     "saved_models/trained_on.csv",
+    "saved_models/features.npy",
+    "saved_models/features.json",
     "saved_models/model.tflite",  # stage export
     "saved_models/model.json",
     "reports/test_probabilities.npz",

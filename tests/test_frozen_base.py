@@ -100,20 +100,36 @@ def test_litert_is_chosen_only_for_a_frozen_base_on_one_cpu_machine(
 TRAIN = colours(24, 32, 0)
 
 
-def _fit(params, runtime):
-    return fit_loop.fit(_params(params, frozen_base_runtime=runtime), TRAIN, TRAIN, CLASSES)
+def _fit(weights, runtime, features_file):
+    """The fitted model, and the features phase 1 kept (train.py's FeatureFile)."""
+    keep = frozen_base.FeatureFile(features_file, len(TRAIN), len(TRAIN))
+    params = _params(weights, frozen_base_runtime=runtime)
+    model = fit_loop.fit(params, TRAIN, TRAIN, CLASSES, keep_features=keep)
+    keep.close()
+    return model, np.load(features_file)
 
 
 def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights_file, tmp_path):
-    on_tf, on_litert = _fit(weights_file, "tensorflow"), _fit(weights_file, "litert")
+    on_tf, none_kept = _fit(weights_file, "tensorflow", tmp_path / "tf.npy")
+    on_litert, kept = _fit(weights_file, "litert", tmp_path / "litert.npy")
     on_litert.save(tmp_path / "model.keras")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         keras.models.load_model(tmp_path / "model.keras")
     assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
-    again = _fit(weights_file, "litert")
+    again, kept_again = _fit(weights_file, "litert", tmp_path / "again.npy")
     for a, b in zip(on_litert.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    # Phase 1 keeps the features it computed, for the audit: every train image's (augmentation
+    # is off here, so its first view is the image itself) and every val image's, the same on
+    # every run. On TensorFlow nothing is kept: an empty array tells the audit to compute them.
+    features, _ = frozen_base.split_at_pooling(on_litert)
+    expected = features.predict(TRAIN.x.astype(np.float32), verbose=0)
+    assert kept.shape == (2 * len(TRAIN), expected.shape[1]) and kept.dtype == np.float16
+    np.testing.assert_allclose(kept[: len(TRAIN)], expected, rtol=1e-2, atol=1e-3)
+    np.testing.assert_allclose(kept[len(TRAIN) :], expected, rtol=1e-2, atol=1e-3)
+    np.testing.assert_array_equal(kept, kept_again)
+    assert none_kept.shape == (0, 0)
     # Both runtimes fit the training images, to the same model up to float rounding.
     seen = TRAIN.x.astype(np.float32)
     for model in (on_tf, on_litert):

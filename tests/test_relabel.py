@@ -64,7 +64,11 @@ def test_a_malformed_csv_names_file_and_line(tmp_path, text, message):
     [
         ("path,label\ndata/raw/a/9.png,b\n", r"r\.csv:2: no usable image data/raw/a/9\.png"),
         ("path,label\ndata/raw/a/1.png,c\n", r"r\.csv:2: unknown class 'c'"),
-        ("path,label\ndata/raw/b/3.png,a\n", r"r\.csv: .* leave no image in class\(es\) b"),
+        ("path,label\ndata/raw/b/3.png,a\n", r"r\.csv:2: the relabels leave no image in class 'b'"),
+        (
+            "path,label\ndata/raw/a/2.png,drop\ndata/raw/a/1.png,b\n",
+            r"r\.csv:2,3: the relabels leave no image in class 'a'",
+        ),
     ],
 )
 def test_bad_rows_are_refused_before_anything_changes(tmp_path, text, message):

@@ -187,7 +187,11 @@ def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, 
         compile_model(model, learning_rate, optimizer, steps_per_execution)
 
     monkeypatch.setattr(fit_loop, "compile_model", spy)
-    params = _transfer(weights=str(path), fine_tune_layers=3, fine_tune_learning_rate=1e-4)
+    # class_weight: Keras refuses it together with sample weights, so this also checks that
+    # phase 2 gets (pixels, labels) batches, not phase 1's (pixels, labels, store indices).
+    params = _transfer(
+        weights=str(path), fine_tune_layers=3, fine_tune_learning_rate=1e-4, class_weight="balanced"
+    )
     model = fit_loop.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
     # Phase 1 compiles the model, and on LiteRT also its head (frozen_base.py), at one rate.
     assert set(rates[:-1]) == {params.train.learning_rate} and rates[-1] == 1e-4

@@ -5,13 +5,17 @@
                                                        # data.relabel, then `dvc repro`
 
 Each train and val image gets out-of-sample class probabilities from a logistic regression
-cross-validated (audit.folds) on the trained model's pooled features (the layer before
-dropout and the softmax), run on LiteRT: for a frozen transfer base these are the pretrained
-features; simple_cnn learnt its own from the given labels, wrong ones included, yet they
-separate the classes far better than pixels (docs/architecture.md, "Audit"). cleanlab finds
-the label issues and outliers (evaluation/label_issues.py); the near-duplicate groups come
-from the split. Writes reports/audit/issues.csv, reports/audit/summary.json (DVC metrics) and
-reports/audit/gallery.png. Not on the path to deploy: the gate does not read it.
+cross-validated (audit.folds) on pooled features (the layer before dropout and the softmax).
+For a frozen transfer base on LiteRT these are the pretrained base's, which never learnt the
+given labels: phase 1 of training computed them already and kept them
+(saved_models/features.npy; a training image's as augmented in its first epoch), so the audit
+does not run the base again. Otherwise (simple_cnn, a base phase 1 ran on TensorFlow) they are
+the trained model's, computed here by Keras: simple_cnn learnt its own from the given labels,
+wrong ones included, yet they separate the classes far better than pixels
+(docs/architecture.md, "Audit"). cleanlab finds the label issues and outliers
+(evaluation/label_issues.py); the near-duplicate groups come from the split. Writes
+reports/audit/issues.csv, reports/audit/summary.json (DVC metrics) and reports/audit/gallery.png.
+Not on the path to deploy: the gate does not read it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ import numpy as np
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage, setup_logging
 from image_classifier.data.relabel import HEADER, read_relabels
-from image_classifier.data.store import SplitPixels, inference_batch_size, open_split
+from image_classifier.data.store import (
+    SplitPixels,
+    fingerprint,
+    inference_batch_size,
+    open_split,
+)
 from image_classifier.errors import DataError
 from image_classifier.evaluation import label_issues
 from image_classifier.params import Params, ParamsError, load_params
@@ -42,23 +51,52 @@ FIELDS = ["path", "given_label", "suggested_label", "score", "kind"]
 
 
 def pooled_features(model_path: Path):
-    """The trained model up to its global pooling, on LiteRT: pixels -> (n, d) features."""
+    """The trained model up to its global pooling: pixels -> (n, d) features, run by Keras
+    (simple_cnn's small images, or a base that phase 1 ran on TensorFlow: a machine with a
+    GPU, or train.frozen_base_runtime: tensorflow)."""
     import keras
-
-    from image_classifier.training.frozen_base import LiteRTFeatures
 
     model = keras.models.load_model(model_path, compile=False)
     pooling = [x for x in model.layers if isinstance(x, keras.layers.GlobalAveragePooling2D)]
     if not pooling:
         raise DataError(f"{model_path} has no global pooling layer to take features from")
-    return LiteRTFeatures(keras.Model(model.inputs, pooling[-1].output))
+    features = keras.Model(model.inputs, pooling[-1].output)
+    return lambda x: features.predict_on_batch(x)
+
+
+def kept_features(splits: list[SplitPixels]) -> np.ndarray | None:
+    """The features phase 1 of training kept, if they are those of these images in this order."""
+    try:
+        index = json.loads(config.POOLED_FEATURES_INDEX.read_text(encoding="utf-8"))
+        kept = np.load(config.POOLED_FEATURES, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        log.info("audit: no features kept by the train stage (%s)", exc)
+        return None
+    if kept.shape[0] == 0:
+        return None  # phase 1 did not run on LiteRT
+    if index.get("store") != fingerprint(splits) or kept.shape[0] != index.get("images"):
+        log.warning(
+            "audit: %s is not for the images in %s (train ran on other data); computing the "
+            "features instead",
+            config.POOLED_FEATURES,
+            config.PREPARED_DIR,
+        )
+        return None
+    return np.asarray(kept, dtype=np.float32)
 
 
 def image_features(params: Params, splits: list[SplitPixels]) -> np.ndarray:
-    """(n, d) float32 features of the splits' images, in order."""
+    """(n, d) float32 features of the splits' images, in order: the ones the train stage kept
+    from a frozen base on LiteRT when they match, else the trained model's, computed."""
+    kept = kept_features(splits)
+    if kept is not None:
+        log.info("audit: the frozen base's features from the train stage")
+        return kept
     batch = inference_batch_size(params.image.size, channels(params.image.color_mode))
     run = pooled_features(config.KERAS_MODEL)
-    return np.concatenate([run(x.astype(np.float32)) for s in splits for x, _ in s.batches(batch)])
+    return np.concatenate(
+        [np.asarray(run(x.astype(np.float32))) for s in splits for x, _ in s.batches(batch)]
+    )
 
 
 def near_duplicate_rows(split_report: dict) -> list[dict]:

@@ -19,6 +19,10 @@ MODEL_CARD = MODELS_DIR / "model.json"
 CLASSES_FILE = MODELS_DIR / "classes.json"
 # Every image the model trained on (path,label,sha256): a later init_from run keeps them in train.
 TRAINED_ON_FILE = MODELS_DIR / "trained_on.csv"
+# The frozen base's features of train and val from phase 1 of training, for the audit stage,
+# and which images they are (store.fingerprint).
+POOLED_FEATURES = MODELS_DIR / "features.npy"
+POOLED_FEATURES_INDEX = MODELS_DIR / "features.json"
 
 REPORTS_DIR = Path("reports")
 SPLIT_REPORT = REPORTS_DIR / "split.json"

@@ -329,7 +329,7 @@ class AuditParams(_Section):
     KEY = "audit"
 
     folds: int = param(
-        5, "Cross-validation folds for the out-of-sample probabilities of each image.", ge=2
+        5, "Cross-validation folds for the out-of-sample probabilities of each image.", ge=3
     )
     gallery_size: int = param(16, "Top suspects drawn in reports/audit/gallery.png.", ge=0)
 

@@ -19,9 +19,9 @@ from dvclive import Live
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
 from image_classifier.data.manifests import Row, read_manifest, write_manifest
-from image_classifier.data.store import open_split
+from image_classifier.data.store import fingerprint, open_split
 from image_classifier.params import Params
-from image_classifier.training import distribute
+from image_classifier.training import distribute, frozen_base
 from image_classifier.training.fit_loop import fit
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,22 @@ def run(params: Params) -> None:
         log.info(
             "training %s on %d images, validating on %d", params.train.model, len(train), len(val)
         )
+        features = None
+        if scratch is None:
+            tmp = stack.enter_context(atomic.atomic_path(config.POOLED_FEATURES))
+            features = frozen_base.FeatureFile(tmp, len(train), len(val))
+            stack.callback(features.close)  # runs before the rename above
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-            model = fit(params, train, val, classes, live)
+            model = fit(params, train, val, classes, live, features)
         if scratch is not None:
             model.save(scratch / "model.keras")  # every worker takes part in saving
             log.info("not the chief worker: outputs discarded")
             return
         rows = trained_on(train.rows, params.train.init_from)
+        kept = {"images": len(train) + len(val), "store": fingerprint([train, val])}
+    # After features.npy is in place: a run killed in between leaves an index that does not
+    # match the store, and the audit computes its own features.
+    atomic.write_json(config.POOLED_FEATURES_INDEX, kept)
     save_model(model, classes, rows)
     log.info("wrote %s", config.KERAS_MODEL)
 

@@ -76,7 +76,11 @@ def apply_relabels(
             f = replace(f, label=label)
         out.append(f)
     left = Counter(f.label for f in out)
-    emptied = [c for c in classes if left[c] == 0]
-    if emptied:
-        raise DataError(f"{source}: the relabels leave no image in class(es) {', '.join(emptied)}")
+    for c in classes:
+        if left[c] == 0:
+            moved = sorted(relabels.lines[f.path] for f in files if f.label == c)
+            raise DataError(
+                f"{source}:{','.join(map(str, moved))}: the relabels leave no image in class "
+                f"{c!r} (each of its images is relabelled or dropped on those lines)"
+            )
     return out, {"relabelled": changed, "dropped": dropped}

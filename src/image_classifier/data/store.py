@@ -14,6 +14,7 @@ towards its resident memory: memory does not grow with the dataset.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -159,6 +160,16 @@ def open_split(
             f"but params.yaml and this code ask for {wanted}: run `dvc repro`"
         )
     return SplitPixels(directory, split, meta)
+
+
+def fingerprint(splits: Sequence[SplitPixels]) -> str:
+    """SHA-256 of the splits' rows (path, label, content hash) in store order: which images, in
+    which order. Files computed from the store record it, so a reader can tell they match."""
+    digest = hashlib.sha256()
+    for split in splits:
+        for row in split.rows:
+            digest.update(f"{row.path}\0{row.label}\0{row.sha256}\n".encode())
+    return digest.hexdigest()
 
 
 def inference_batch_size(size: int, channels: int) -> int:

@@ -2,22 +2,25 @@
 
 Confident learning is cleanlab's: `find_label_issues` with its default filter (prune by noise
 rate) and `get_label_quality_scores` for the ranking. The probabilities it needs must be out
-of sample, so each image's come from a logistic regression cross-validated on image features
-that did not learn the given labels (audit.py says which). Outliers are cleanlab's
-OutOfDistribution scores on the same features, flagged by the rule cleanlab's Datalab uses: an
-average distance to the k nearest neighbours above Q3 + (1/t - 1) * IQR.
+of sample, so each image's come from a logistic regression cross-validated on the principal
+components of image features (audit.py says which). Outliers are cleanlab's
+OutOfDistribution scores on the same components, flagged by the rule cleanlab's Datalab uses:
+an average distance to the k nearest neighbours above Q3 + (1/t - 1) * IQR.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import sklearn
 from cleanlab.filter import find_label_issues
 from cleanlab.outlier import OutOfDistribution
 from cleanlab.rank import get_label_quality_scores
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -27,6 +30,11 @@ from sklearn.preprocessing import StandardScaler
 # Datalab's default for feature-based outliers (cleanlab.datalab ... outlier.py).
 OUTLIER_THRESHOLD = 0.37
 OUTLIER_NEIGHBOURS = 10
+PCA_COMPONENTS = 64
+NEIGHBOUR_BLOCK_MB = 128
+# Fewer folds than this leave a class one training image per fold: probabilities too noisy to
+# call any label wrong.
+MIN_FOLDS = 3
 
 
 class TooSmallError(ValueError):
@@ -43,20 +51,39 @@ class Issue:
 
 
 def out_of_sample_probs(
-    features: np.ndarray, labels: np.ndarray, folds: int, seed: int
+    features: np.ndarray,
+    labels: np.ndarray,
+    folds: int,
+    seed: int,
+    components: int | None = PCA_COMPONENTS,
 ) -> np.ndarray:
-    """(n, classes) probabilities, each from a model that never saw that image's label."""
+    """(n, classes) probabilities, each from a model that never saw that image's label, fitted
+    on the features' first `components` principal components (None: on all features)."""
     counts = np.bincount(labels)
     smallest = int(counts[counts > 0].min()) if len(counts) else 0
-    if len(counts) < 2 or smallest < 2:
+    if len(counts) < 2 or smallest < MIN_FOLDS:
         raise TooSmallError(
-            f"{smallest} image(s) in the smallest class: cross-validation needs at least 2"
+            f"{smallest} image(s) in the smallest class: cross-validation needs at least "
+            f"{MIN_FOLDS}"
         )
-    cv = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500))
+    folds = min(folds, smallest)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    # The fit's cost grows with the feature count; PCA_COMPONENTS principal components keep
+    # the out-of-sample accuracy of all of them, at a small share of the time (the figures:
+    # docs/benchmarks.md, "Audit").
+    steps: list = [StandardScaler()]
+    if components is not None:
+        fold_size = len(labels) - math.ceil(len(labels) / folds)
+        steps.append(PCA(min(components, features.shape[1], fold_size), random_state=seed))
+    model = make_pipeline(*steps, LogisticRegression(C=0.1, max_iter=500))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return cross_val_predict(model, features, labels, cv=cv, method="predict_proba")
+
+
+def principal_components(features: np.ndarray, components: int) -> np.ndarray:
+    standard = StandardScaler().fit_transform(features)
+    return PCA(min(components, features.shape[1]), random_state=0).fit_transform(standard)
 
 
 def label_issues(
@@ -83,7 +110,14 @@ def outliers(
     """Images far from all others in feature space, most atypical first."""
     if len(features) <= OUTLIER_NEIGHBOURS:
         return []
-    scores = OutOfDistribution(params={"k": OUTLIER_NEIGHBOURS}).fit_score(features=features)
+    # Neighbour search costs in proportion to the feature count: on the principal components
+    # as for the probabilities (docs/benchmarks.md, "Audit").
+    reduced = principal_components(features, min(len(features), PCA_COMPONENTS))
+    # scikit-learn computes the distances in blocks of `working_memory` MB; its default would
+    # make this the pipeline's largest memory peak, and smaller blocks cost no time.
+    with sklearn.config_context(working_memory=NEIGHBOUR_BLOCK_MB):
+        ood = OutOfDistribution(params={"k": OUTLIER_NEIGHBOURS})
+        scores = ood.fit_score(features=reduced)
     distance = -np.log(np.clip(scores, 1e-12, 1.0))  # the score is exp(-mean kNN distance)
     q1, q3 = np.percentile(distance, [25, 75])
     flagged = np.flatnonzero(distance > q3 + (1 / OUTLIER_THRESHOLD - 1) * (q3 - q1))

@@ -212,9 +212,11 @@ def fit(
     val: PixelSource,
     classes: Sequence[str],
     live: Live | None = None,
+    keep_features: frozen_base.FeatureFile | None = None,
 ) -> keras.Model:
     """Build (or load), compile and fit; returns a float32 model with its best validation
     weights (a mixed-precision run is converted back, so evaluate and export see no change).
+    When phase 1 runs the base on LiteRT, `keep_features` receives the features it computes.
 
     Transfer learning runs as the Keras guide does it: phase 1 trains the new head on the
     frozen base at train.learning_rate; phase 2 unfreezes the top train.fine_tune_layers
@@ -238,7 +240,13 @@ def fit(
             model = initial_model(params, classes, policy)
             compile_model(model, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
         base = find_base(model)
-        train_ds, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
+        on_litert = frozen_base.runs_on_litert(tp, model, policy)
+        # Phase 1 on LiteRT also needs each batch's store indices (to keep its features); Keras
+        # would read a third element as sample weights, so fit() gets the plain batches.
+        indexed, _ = training_dataset(
+            train, budget.batch_size, tp.seed, tp.augment, with_indices=True
+        )
+        train_ds = indexed.map(lambda x, y, i: (x, y))
         val_ds = inference_dataset(
             val, inference_batch_size(params.image.size, params.image.channels)
         )
@@ -257,8 +265,10 @@ def fit(
         phase_one = dict(
             epochs=budget.epochs, callbacks=callbacks(tp, keep, budget.min_epochs, live)
         )
-        if frozen_base.runs_on_litert(tp, model, policy):
-            done = fit_head_on_litert(model, tp, budget, fit_args, phase_one)
+        if on_litert:
+            done = fit_head_on_litert(
+                model, tp, budget, dict(fit_args, x=indexed), phase_one, keep_features
+            )
             keep.adopt(model)
         else:
             done = len(model.fit(**phase_one, **fit_args).epoch)
@@ -285,18 +295,28 @@ def fit(
 
 
 def fit_head_on_litert(
-    model: keras.Model, tp: TrainParams, budget: Budget, fit_args: dict, phase: dict
+    model: keras.Model,
+    tp: TrainParams,
+    budget: Budget,
+    fit_args: dict,
+    phase: dict,
+    keep: frozen_base.FeatureFile | None,
 ) -> int:
     """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same batches, as features,
-    fit the model's own head. Returns the number of epochs run."""
+    fit the model's own head. fit_args["x"] yields (pixels, labels, store indices). Returns
+    the number of epochs run."""
     features, head = frozen_base.split_at_pooling(model)
     run = frozen_base.LiteRTFeatures(features)
     log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
     compile_model(head, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
+    val_features = frozen_base.features_of(fit_args["validation_data"], run)
+    if keep is not None:
+        keep.open(run.dim)
+        keep.set_val(val_features[0])
     args = dict(
         fit_args,
-        x=frozen_base.feature_dataset(fit_args["x"], run),
-        validation_data=frozen_base.features_of(fit_args["validation_data"], run),
+        x=frozen_base.feature_dataset(fit_args["x"], run, keep),
+        validation_data=val_features,
     )
     epochs = len(head.fit(**phase, **args).epoch)
     # The model's own optimizer never ran: build its slots, so that model.keras reloads

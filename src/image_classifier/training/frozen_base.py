@@ -9,6 +9,9 @@ are converted once; every training batch goes through them on LiteRT; and Keras 
 with the trained head, and data order, augmentation and callbacks are unchanged. Validation
 images are not augmented, so their features are computed once, not every epoch.
 
+The features phase 1 computes anyway are kept (FeatureFile): the audit stage cross-validates
+on them instead of running the base over every image a second time.
+
 The features equal TensorFlow's to float rounding (tests/test_frozen_base.py); phase 2
 (fine-tuning) changes the base and always runs on TensorFlow.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -75,12 +79,57 @@ class LiteRTFeatures:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def feature_dataset(pixels: tf.data.Dataset, run: LiteRTFeatures) -> tf.data.Dataset:
-    """The (pixels, labels) batches of `pixels` as (features, labels), computed as read."""
+class FeatureFile:
+    """Phase 1's features of every train and val image, rows in store order (train, then val),
+    float16, written into a .npy memmap as they are computed, so memory does not grow with the
+    data. A training image's row is its first view, augmented as in epoch 1: the first view
+    rather than the last, because tf.data reads ahead of the last step by an amount that
+    varies, and the file must be the same for the same params."""
+
+    def __init__(self, path: Path, n_train: int, n_val: int) -> None:
+        self.path, self.n_train, self.n_val = path, n_train, n_val
+        self.rows: np.ndarray | None = None
+        self._seen = np.zeros(n_train, dtype=bool)
+
+    def open(self, dim: int) -> None:
+        shape = (self.n_train + self.n_val, dim)
+        self.rows = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16, shape=shape)
+
+    def add_train(self, indices: np.ndarray, features: np.ndarray) -> None:
+        # The batch that straddles two epochs can hold an image twice: its first copy counts.
+        indices, first = np.unique(indices, return_index=True)
+        new = ~self._seen[indices]
+        self.rows[indices[new]] = features[first[new]]
+        self._seen[indices[new]] = True
+
+    def set_val(self, features: np.ndarray) -> None:
+        self.rows[self.n_train :] = features
+
+    def complete(self) -> bool:
+        return self.rows is not None and bool(self._seen.all())
+
+    def close(self) -> None:
+        """Flush the rows; a run that did not see every image leaves an empty array instead,
+        which tells the audit to compute its own."""
+        if self.complete():
+            self.rows.flush()
+        self.rows = None
+        if not self._seen.all():
+            np.save(self.path, np.zeros((0, 0), dtype=np.float16))
+
+
+def feature_dataset(
+    pixels: tf.data.Dataset, run: LiteRTFeatures, keep: FeatureFile | None = None
+) -> tf.data.Dataset:
+    """The (pixels, labels, indices) batches of `pixels` as (features, labels), computed as
+    read; `keep` records each image's first."""
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for x, y in pixels:
-            yield run(x.numpy()), y.numpy()
+        for x, y, i in pixels:
+            features = run(x.numpy())
+            if keep is not None:
+                keep.add_train(i.numpy(), features)
+            yield features, y.numpy()
 
     signature = (
         tf.TensorSpec((None, run.dim), tf.float32),

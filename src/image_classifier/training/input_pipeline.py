@@ -44,27 +44,33 @@ class ArraySource:
 def _reader(source: PixelSource, shape: tuple[int, ...]):
     labels = tf.constant(source.labels, dtype=tf.int64)
 
-    def read(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def read(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         # Sorted reads walk the file forwards; order inside a batch does not matter to SGD.
         indices = tf.sort(indices)
         pixels = tf.numpy_function(source.read, [indices], tf.uint8, stateful=False)
         pixels.set_shape((None, *shape))
-        return tf.cast(pixels, tf.float32), tf.gather(labels, indices)
+        return tf.cast(pixels, tf.float32), tf.gather(labels, indices), indices
 
     return read
 
 
 def training_dataset(
-    source: PixelSource, batch_size: int, seed: int, aug: AugmentParams
+    source: PixelSource,
+    batch_size: int,
+    seed: int,
+    aug: AugmentParams,
+    with_indices: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
-    """(endless dataset of augmented batches, steps per epoch): pass both to model.fit."""
+    """(endless dataset of augmented batches, steps per epoch): pass both to model.fit.
+    Batches are (pixels, labels), or (pixels, labels, store indices) `with_indices`."""
     n = len(source)
     shape = source.read(np.array([0])).shape[1:]
     read = _reader(source, shape)
 
-    def load(step: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = read(indices)
-        return augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), aug), y
+    def load(step: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        x, y, i = read(indices)
+        x = augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), aug)
+        return (x, y, i) if with_indices else (x, y)
 
     ds = (
         tf.data.Dataset.range(n)
@@ -80,10 +86,10 @@ def training_dataset(
 
 def inference_dataset(source: PixelSource, batch_size: int) -> tf.data.Dataset:
     """Batches in store order, no augmentation: validation during training."""
-    shape = source.read(np.array([0])).shape[1:]
+    read = _reader(source, source.read(np.array([0])).shape[1:])
     return (
         tf.data.Dataset.range(len(source))
         .batch(batch_size)
-        .map(_reader(source, shape), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(lambda i: read(i)[:2], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
