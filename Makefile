@@ -6,6 +6,8 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
 PORT ?= 8000
+# pytest processes for `make test`: one per core; test files stay whole in one process.
+TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help venv data repro run serve test test-fast lint format docs bench bench-scale bench-serve clean
@@ -44,11 +46,11 @@ run: repro ## Environment, `dvc repro` on the bundled sample, then the web app (
 serve: venv ## Serve the exported model with gunicorn, as the Procfile does (PORT=8000)
 	PORT=$(PORT) MALLOC_ARENA_MAX=2 gunicorn --config webapp/gunicorn.conf.py --pythonpath src "webapp:create_app()"
 
-test: lint ## Lint, then every test (unit and end-to-end)
-	pytest
+test: lint ## Lint, then every test (unit and end-to-end), one process per core
+	pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: venv ## Unit tests only (skips the slow end-to-end runs)
-	pytest -m "not slow"
+	pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: venv ## ruff check and ruff format --check
 	ruff check .
