@@ -35,6 +35,8 @@ def test_empty_mapping_gives_defaults():
         ({"train": {"epochs": True}}, "train.epochs: must be an integer"),
         ({"train": {"epochs": 0}}, "train.epochs: must be >= 1"),
         ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0"),
+        ({"train": {"learning_rate": "fast"}}, "train.learning_rate: must be a number or 'auto'"),
+        ({"train": {"learning_rate": None}}, "train.learning_rate: must be a number or 'auto'"),
         ({"train": {"model": "resnet"}}, "train.model: must be one of"),
         ({"train": {"augment": {"zoom": 2}}}, "train.augment.zoom: must be in [0, 1)"),
         ({"train": {"augment": 3}}, "train.augment: must be a mapping"),
@@ -70,6 +72,10 @@ def test_bad_values_name_the_key(raw, fragment):
     with pytest.raises(ParamsError) as err:
         parse_params(raw)
     assert fragment in str(err.value)
+
+
+def test_learning_rate_auto_is_a_word_not_a_number():
+    assert parse_params({"train": {"learning_rate": "auto"}}).train.learning_rate == "auto"
 
 
 def test_int_is_accepted_for_float_and_frozen():

@@ -10,7 +10,7 @@ from dvclive import Live
 
 from image_classifier.evaluation import metrics
 from image_classifier.params import ParamsError, TrainParams, parse_params
-from image_classifier.training import fit_loop, models
+from image_classifier.training import fit_loop, lr_find, models
 from image_classifier.training.input_pipeline import ArraySource
 
 CLASSES = ["red", "green", "blue"]
@@ -194,7 +194,9 @@ def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(weights_file, 
     )
     model = fit_loop.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
     # Phase 1 compiles the model, and on LiteRT also its head (frozen_base.py), at one rate.
-    assert set(rates[:-1]) == {params.train.learning_rate} and rates[-1] == 1e-4
+    # `auto` (the default): a pretrained base's head trains at one documented rate.
+    assert params.train.learning_rate == "auto"
+    assert set(rates[:-1]) == {lr_find.PRETRAINED_HEAD_RATE} and rates[-1] == 1e-4
     changed = _layer_changes(model, reference)
     top3 = [layer.name for layer in models.tunable_layers(models.find_base(model))[-3:]]
     assert {name for name, c in changed.items() if c} == set(top3)  # BN statistics too: none
@@ -242,3 +244,28 @@ def test_init_from_a_base_trained_from_scratch_keeps_training_it_whole(tmp_path)
     params = _transfer(weights=None, init_from=str(tmp_path / "model.keras"))
     again = fit_loop.fit(params, colours(8, 32, 2), colours(2, 32, 3), CLASSES)
     assert any(_layer_changes(again, start).values())
+
+
+@pytest.mark.parametrize("plateau_from", ["min_steps", "start"])
+def test_plateau_cuts_and_the_best_epoch_wait_for_the_minimum_budget(plateau_from, tmp_path):
+    """With patience 0 every epoch without a better validation loss cuts the rate. Under
+    `min_steps` no cut comes, and no epoch is kept, before the minimum budget's last epoch."""
+    raw = {"image": {"size": 8, "color_mode": "rgb"}}
+    raw["train"] = {
+        "epochs": 6,
+        "batch_size": 4,
+        "min_steps": 32,  # 4 epochs of 8 steps
+        "early_stopping_patience": 10,
+        "reduce_lr_patience": 0,
+        "learning_rate": 0.05,  # high: the validation loss jumps about, so cuts come
+        "plateau_from": plateau_from,
+    }
+    with Live(dir=str(tmp_path), dvcyaml=None, save_dvc_exp=False) as live:
+        fit_loop.fit(parse_params(raw), colours(8, 8, 0), colours(3, 8, 1), CLASSES, live)
+    lines = (tmp_path / "plots/metrics/train/learning_rate.tsv").read_text().splitlines()[1:]
+    rates = [float(line.split("\t")[-1]) for line in lines]
+    best = json.loads((tmp_path / "metrics.json").read_text())["best_step"]
+    if plateau_from == "min_steps":
+        assert rates[:4] == [pytest.approx(0.05)] * 4 and best >= 3
+    else:
+        assert min(rates[:4]) < 0.05  # a cut within the minimum budget

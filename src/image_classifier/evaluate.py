@@ -23,7 +23,7 @@ import numpy as np
 from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
 from image_classifier.data.store import SplitPixels, inference_batch_size, open_split, seeded_sample
-from image_classifier.evaluation import baselines, metrics, plots
+from image_classifier.evaluation import baselines, diagnosis, metrics, plots
 from image_classifier.litert.classifier import load_card
 from image_classifier.params import Params
 
@@ -75,19 +75,30 @@ def baseline_scores(
     }
 
 
-def check_margin(scores: dict, metric: str, margin: float) -> str | None:
-    """A loud warning when the network does not beat the linear baseline by `margin`."""
+def check_margin(
+    scores: dict, metric: str, margin: float, why: diagnosis.Diagnosis | None = None
+) -> str | None:
+    """A loud warning when the network does not beat the linear baseline by `margin`, with
+    the diagnosis from the fit when there is one."""
     linear = scores.get(metrics.baseline_name("linear", metric))
     if metric not in scores or linear is None:
         return None
     if scores[metric] >= metrics.required_over_baseline(linear, margin) - 1e-9:
         return None
+    cause = why.text() if why else "the model is undertrained or misconfigured"
     return (
         f"the network's {metric} {scores[metric]:.4f} does not beat a logistic regression on "
         f"{baselines.BASELINE_SIDE}x{baselines.BASELINE_SIDE} pixels ({linear:.4f}) by "
-        f"evaluate.baseline_margin={margin}: the model is undertrained or misconfigured (see "
-        "README, 'Your own images'); the quality gate will refuse it"
+        f"evaluate.baseline_margin={margin}: {cause}; the quality gate will refuse it"
     )
+
+
+def fit_diagnosis() -> diagnosis.Diagnosis | None:
+    """Underfitting or overfitting, from the train stage's summary (evaluation/diagnosis.py)."""
+    path = config.TRAIN_LIVE_DIR / "metrics.json"
+    if not path.is_file():
+        return None
+    return diagnosis.from_train_metrics(json.loads(path.read_text(encoding="utf-8")))
 
 
 def write_reports(
@@ -115,8 +126,13 @@ def write_reports(
         atomic.write_text(out / name, table.to_csv(index=False))
     # The web app's model page shows these reports only for the model they describe, with the
     # baseline warning when there is one.
-    warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin)
-    evaluated = {"model_version": model_version, "warning": warning}
+    why = fit_diagnosis()
+    warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin, why)
+    evaluated = {
+        "model_version": model_version,
+        "warning": warning,
+        "diagnosis": why.as_dict() if warning and why else None,
+    }
     atomic.write_json(out / config.EVALUATED_MODEL_FILE, evaluated)
     y_pred = probs.argmax(axis=1)
     plots.save_figure(plots.confusion_figure(y, y_pred, classes), out / "confusion.png")
@@ -143,7 +159,9 @@ def run(params: Params) -> dict:
         extra = baseline_scores(train, small, test.labels, params.train.seed)
         scores = write_reports(test, probs, classes, params, extra, card.version)
     log.info("test metrics: %s", json.dumps(scores))
-    warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin)
+    warning = check_margin(
+        scores, params.gate.metric, params.evaluate.baseline_margin, fit_diagnosis()
+    )
     if warning:
         log.warning("%s\n!!! %s\n%s", "!" * 79, warning, "!" * 79)
     return scores

@@ -31,6 +31,7 @@ SplitMethod = Literal["stratified", "hash"]
 ClassWeight = Literal["none", "balanced"]
 Quantization = Literal["none", "float16", "dynamic", "int8"]
 FrozenBaseRuntime = Literal["auto", "litert", "tensorflow"]
+PlateauFrom = Literal["min_steps", "start"]
 
 TRANSFER_MIN_SIZE = 32
 
@@ -94,7 +95,7 @@ class _Section:
             bounds, value = f.metadata.get("bounds"), getattr(self, f.name)
             if (
                 bounds
-                and value is not None
+                and isinstance(value, int | float)  # not null, not a word such as `auto`
                 and any(_OUTSIDE[kind](value, bound) for kind, bound in bounds.items())
             ):
                 null = " or null" if type(None) in typing.get_args(hints[f.name]) else ""
@@ -216,8 +217,12 @@ class TrainParams(_Section):
     fine_tune_epochs: int = param(10, "Epochs of phase 2.", ge=1)
     dropout: float = param(0.25, "Dropout before the classifier layer.", ge=0, lt=1)
     optimizer: Optimizer = param("adam", "`adam`, `adamw`, `sgd` or `rmsprop`.")
-    learning_rate: float = param(
-        0.003, "Learning rate of training (phase 1 for transfer bases).", gt=0
+    learning_rate: float | Literal["auto"] = param(
+        "auto",
+        "Learning rate of training (phase 1 for transfer bases). `auto`: for simple_cnn, a "
+        "range test before training chooses it (its curve and rate are in reports/train); "
+        "a pretrained base's head trains at 0.003.",
+        gt=0,
     )
     batch_size: int = param(
         64,
@@ -230,7 +235,7 @@ class TrainParams(_Section):
         8, "Epochs without a better validation loss before training stops.", ge=0
     )
     min_steps: int = param(
-        300,
+        500,
         "Optimizer steps before early stopping may end training; small datasets get more epochs.",
         ge=0,
     )
@@ -243,6 +248,11 @@ class TrainParams(_Section):
     )
     reduce_lr_factor: float = param(
         0.5, "What the learning rate is multiplied by at each cut.", gt=0, lt=1
+    )
+    plateau_from: PlateauFrom = param(
+        "min_steps",
+        "When the learning-rate cuts and the choice of the best epoch start: `min_steps` (after "
+        "the minimum budget of train.min_steps steps) or `start` (from the first epoch).",
     )
     distribute: Distribute = param(
         "none", "`none`, `mirrored` (several GPUs) or `multi_worker` (several machines)."
@@ -505,10 +515,16 @@ class Params:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _is_union(tp: Any) -> bool:
+    # `float | None` is a types.UnionType; `float | Literal["auto"]` a typing.Union.
+    return isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if isinstance(tp, types.UnionType):
+        options = typing.get_args(tp)
+        return repr(options[0]) if len(options) == 1 else "one of " + ", ".join(map(repr, options))
+    if _is_union(tp):
         return " or ".join(
             "null" if a is type(None) else _type_name(a) for a in typing.get_args(tp)
         )
@@ -525,7 +541,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ParamsError(f"{key}: must be a mapping (got {value!r})")
         return _build(tp, value, key)
-    if isinstance(tp, types.UnionType):
+    if _is_union(tp):
         for option in typing.get_args(tp):
             if option is type(None) and value is None:
                 return None

@@ -67,7 +67,7 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
     return [(cx + d * math.cos(a + angle), cy + d * math.sin(a + angle)) for d, a in pts]
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, kind: str, box: tuple, fill: tuple, angle: float):
+def draw_object(draw: ImageDraw.ImageDraw, kind: str, box: tuple, fill: tuple, angle: float):
     cx, cy, r = box
     if kind in ("circle", "blob"):
         draw.ellipse((cx - r, cy - r * 0.9, cx + r, cy + r * 0.9), fill=fill)
@@ -117,7 +117,7 @@ def render(label: int, index: int, spec: Spec) -> Image.Image:
     fill = _rgb(hue, rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
     r = rng.uniform(0.18, 0.32) * min(w, h)
     cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-    _draw_object(draw, kind, (cx, cy, r), fill, rng.uniform(0, 2 * math.pi))
+    draw_object(draw, kind, (cx, cy, r), fill, rng.uniform(0, 2 * math.pi))
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
     return img

@@ -6,9 +6,11 @@ opens the store and writes saved_models/.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +21,11 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from image_classifier.data.store import inference_batch_size
+from image_classifier.data.store import inference_batch_size, seeded_sample
 from image_classifier.params import Params, ParamsError, TrainParams
-from image_classifier.training import distribute, frozen_base
+from image_classifier.training import distribute, frozen_base, lr_find
 from image_classifier.training.input_pipeline import (
+    ArraySource,
     PixelSource,
     inference_dataset,
     training_dataset,
@@ -133,13 +136,15 @@ def compile_model(
 
 
 class KeepBest(keras.callbacks.Callback):
-    """The weights and logs of the epoch with the lowest validation loss, across both phases.
+    """The weights and logs of the epoch with the lowest validation loss, across both phases,
+    among the epochs from `start` on.
 
     Keras' EarlyStopping(restore_best_weights=True) forgets its best at every fit() call, so
     phase 2 could end on weights worse than phase 1's best; this one keeps them all along."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0) -> None:
         super().__init__()
+        self.start = start
         self.best = math.inf
         self.epoch = -1  # counted over both phases: dvclive's step
         self.best_epoch = -1
@@ -149,7 +154,7 @@ class KeepBest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch += 1
         loss = (logs or {}).get("val_loss", math.inf)
-        if loss < self.best:
+        if self.epoch >= self.start and loss < self.best:
             self.best, self.best_epoch = float(loss), self.epoch
             self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
             self.best_weights = self.model.get_weights()
@@ -167,6 +172,25 @@ class KeepBest(keras.callbacks.Callback):
             self.best_weights = model.get_weights()
 
 
+class PlateauAfter(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau from epoch `start` on: by default (train.plateau_from: min_steps) the
+    end of the minimum budget. On a small validation split the loss is noisy from the first
+    epochs, and cuts then leave most of the budget at a tiny rate (docs/benchmarks.md,
+    "Small data from scratch", has the table that chose this)."""
+
+    def __init__(self, start: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch >= self.start:
+            super().on_epoch_end(epoch, logs)
+            return
+        self._reset()  # no plateau counted yet
+        if logs is not None:
+            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+
+
 def callbacks(
     params: TrainParams, keep: KeepBest, min_epochs: int, live: Live | None
 ) -> list[keras.callbacks.Callback]:
@@ -176,10 +200,13 @@ def callbacks(
             patience=params.early_stopping_patience,
             start_from_epoch=min_epochs,
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=params.reduce_lr_factor, patience=params.reduce_lr_patience
+        PlateauAfter(
+            min_epochs if params.plateau_from == "min_steps" else 0,
+            monitor="val_loss",
+            factor=params.reduce_lr_factor,
+            patience=params.reduce_lr_patience,
         ),
-        keep,  # after ReduceLROnPlateau, which adds the learning rate to the logs
+        keep,  # after PlateauAfter, which adds the learning rate to the logs
     ]
     if live is not None:
         out.append(DVCLiveCallback(live=live))
@@ -234,11 +261,24 @@ def fit(
         budget.epochs,
         budget.min_epochs,
     )
+    weights = class_weights(train.labels, len(classes)) if tp.class_weight == "balanced" else None
     keras.mixed_precision.set_global_policy(policy)
     try:
+        rate = tp.learning_rate
+        if rate == "auto" and tp.model != "simple_cnn":
+            # A pretrained base's head is a linear model on fixed features: one rate serves.
+            rate = lr_find.PRETRAINED_HEAD_RATE
+            log.info(
+                "learning rate %g for the head of %s (train.learning_rate: auto)", rate, tp.model
+            )
+        elif rate == "auto":
+            found = find_learning_rate(params, classes, policy, train, budget, weights)
+            rate = found.learning_rate
+            record_range_test(live, found)
+            seed_everything(tp.seed, tp.op_determinism)  # the fit as a fixed rate would run it
         with strategy.scope():
             model = initial_model(params, classes, policy)
-            compile_model(model, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
+            compile_model(model, rate, tp.optimizer, budget.steps_per_execution)
         base = find_base(model)
         on_litert = frozen_base.runs_on_litert(tp, model, policy)
         # Phase 1 on LiteRT also needs each batch's store indices (to keep its features); Keras
@@ -250,10 +290,11 @@ def fit(
         val_ds = inference_dataset(
             val, inference_batch_size(params.image.size, params.image.channels)
         )
-        weights = (
-            class_weights(train.labels, len(classes)) if tp.class_weight == "balanced" else None
+        # The best epoch is taken from the last epoch of the minimum budget on: before it,
+        # a small validation split's loss can be lowest for a network that has learnt little.
+        keep = KeepBest(
+            start=max(budget.min_epochs - 1, 0) if tp.plateau_from == "min_steps" else 0
         )
-        keep = KeepBest()
         fit_args = dict(
             x=train_ds,
             steps_per_epoch=budget.steps_per_epoch,
@@ -267,7 +308,7 @@ def fit(
         )
         if on_litert:
             done = fit_head_on_litert(
-                model, tp, budget, dict(fit_args, x=indexed), phase_one, keep_features
+                model, tp, rate, budget, dict(fit_args, x=indexed), phase_one, keep_features
             )
             keep.adopt(model)
         else:
@@ -289,6 +330,7 @@ def fit(
         keep.restore()
         if live is not None:
             record_best(live, keep)
+            live.summary["fit"] = fit_accuracy(model, train, params)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return with_dtype_policy(model, "float32") if policy != "float32" else model
@@ -297,6 +339,7 @@ def fit(
 def fit_head_on_litert(
     model: keras.Model,
     tp: TrainParams,
+    rate: float,
     budget: Budget,
     fit_args: dict,
     phase: dict,
@@ -308,7 +351,7 @@ def fit_head_on_litert(
     features, head = frozen_base.split_at_pooling(model)
     run = frozen_base.LiteRTFeatures(features)
     log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
-    compile_model(head, tp.learning_rate, tp.optimizer, budget.steps_per_execution)
+    compile_model(head, rate, tp.optimizer, budget.steps_per_execution)
     val_features = frozen_base.features_of(fit_args["validation_data"], run)
     if keep is not None:
         keep.open(run.dim)
@@ -333,3 +376,72 @@ def record_best(live: Live, keep: KeepBest) -> None:
         group, key = ("eval", name[4:]) if name.startswith("val_") else ("train", name)
         live.summary.setdefault(group, {})[key] = value
     live.summary["best_step"] = keep.best_epoch
+
+
+def find_learning_rate(
+    params: Params,
+    classes: Sequence[str],
+    policy: str,
+    train: PixelSource,
+    budget: Budget,
+    weights: dict[int, float] | None,
+) -> lr_find.RangeTest:
+    """`train.learning_rate: auto`: the range test (lr_find.py) on a throwaway copy of the
+    model, on the batches training will see. Each worker of a distributed run runs it alone;
+    the same seed gives them the same rate."""
+    tp = params.train
+    started = time.perf_counter()
+    model = initial_model(params, classes, policy)
+    # One step per call, so each step's loss comes back; no metrics: less to trace.
+    model.compile(
+        optimizer=OPTIMIZERS[tp.optimizer](learning_rate=lr_find.START),
+        loss="sparse_categorical_crossentropy",
+    )
+    batches, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
+    steps = lr_find.steps_for(max(tp.min_steps, budget.steps_per_epoch))
+
+    def set_rate(rate: float) -> None:
+        model.optimizer.learning_rate = rate
+
+    found = lr_find.range_test(model, iter(batches), steps, set_rate, weights)
+    # The whole cost, model and pipeline included: what `seconds` in the metrics reports.
+    found = dataclasses.replace(found, seconds=time.perf_counter() - started)
+    log.info(
+        "learning-rate range test: %d steps in %.1f s, rate %.3g%s",
+        len(found.rates),
+        found.seconds,
+        found.learning_rate,
+        " (no valley in the curve: the fallback)" if found.fallback else "",
+    )
+    return found
+
+
+def record_range_test(live: Live | None, found: lr_find.RangeTest) -> None:
+    """The curve as a DVC plot (reports/train/plots/custom/lr_find.json) and the rate chosen
+    in reports/train/metrics.json."""
+    if live is None:
+        return
+    live.log_plot(
+        "lr_find",
+        found.points(),
+        x="log10_learning_rate",
+        y="smoothed_loss",
+        title="Learning-rate range test",
+    )
+    live.summary["lr_find"] = found.summary()
+
+
+# Training images the fit's own accuracy is measured on at most (a seeded sample beyond that).
+FIT_ACCURACY_IMAGES = 1000
+
+
+def fit_accuracy(model: keras.Model, train: PixelSource, params: Params) -> dict:
+    """Accuracy on the training images themselves, unaugmented, dropout off: how well the
+    network fits what it trained on. Keras' train accuracy is a running mean over augmented
+    batches as the weights moved, and says less (evaluate's diagnosis reads this one)."""
+    picked = seeded_sample(len(train), FIT_ACCURACY_IMAGES, params.train.seed)
+    source = ArraySource(train.read(picked), train.labels[picked])
+    batch = inference_batch_size(params.image.size, params.image.channels)
+    probs = model.predict(inference_dataset(source, batch), verbose=0)
+    correct = np.argmax(probs, axis=1) == source.labels
+    return {"train_accuracy": float(correct.mean()), "images": len(picked)}

@@ -1,0 +1,232 @@
+"""Small data from scratch: the README's small-data params on a family of small folders.
+
+    python bench/small_data.py [--datasets shapes,glyphs] [--seeds 5] [--set train.x=y]
+
+For each dataset of image_classifier/synthetic_sets.py and each seed 0..N-1 (split and
+training both seeded with it), in a fresh workspace: writes the folder, applies params.yaml
+with the README's "Colour photos and small datasets" block (and --set overrides), runs split,
+prepare, train, export and evaluate, one process each, as `dvc repro` runs them (its own
+hashing and caching aside). Prints one row per
+run: test accuracy, the linear baseline, whether the network beats it by
+evaluate.baseline_margin, the network's accuracy on its own training images (unaugmented),
+the learning rate used, the range test's share of the train stage, seconds, evaluate's
+diagnosis. Then the summary the targets are stated in. --repro DATASET also times a real
+`dvc repro` of that dataset (seed 0) in a copy of the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADING = "### Colour photos and small datasets"
+STAGES = ("split", "prepare", "train", "export", "evaluate")
+
+
+def readme_block() -> dict:
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split(HEADING, 1)[1]
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+
+
+def parse_set(items: list[str]) -> dict:
+    """--set train.learning_rate=auto -> {"train": {"learning_rate": "auto"}}."""
+    out: dict = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def params_for(seed: int, overrides: dict) -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw = merge(raw, readme_block())
+    raw = merge(raw, {"split": {"seed": seed}, "train": {"seed": seed}})
+    return merge(raw, overrides)
+
+
+def one_run(job: tuple[str, int, dict]) -> dict:
+    """Write the dataset and params.yaml, run the five stages as `dvc repro` runs them (one
+    `python -m image_classifier.<stage>` process each) in a temporary workspace; the row."""
+    name, seed, overrides = job
+    from image_classifier import synthetic_sets
+    from image_classifier.params import parse_params
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        n = synthetic_sets.write(name, work / "data" / "raw", seed)
+        shutil.copy2(ROOT / "data" / "relabel.csv", work / "data" / "relabel.csv")
+        raw = params_for(seed, overrides)
+        params = parse_params(raw)  # a typo in --set fails here, before any work
+        (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        spans = {}
+        for stage in STAGES:
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", f"image_classifier.{stage}"],
+                cwd=work,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            spans[stage] = time.perf_counter() - start
+        scores = json.loads((work / "reports/metrics.json").read_text())
+        fit = json.loads((work / "reports/train/metrics.json").read_text())
+        evaluated = json.loads((work / "reports/eval/evaluated_model.json").read_text())
+    finder = fit.get("lr_find", {})
+    return {
+        "dataset": name,
+        "seed": seed,
+        "images": n,
+        "accuracy": scores["accuracy"],
+        "linear": scores["baseline_linear_accuracy"],
+        "margin_met": evaluated.get("warning") is None,
+        "train_fit_accuracy": fit.get("fit", {}).get("train_accuracy"),
+        "learning_rate": finder.get("learning_rate", params.train.learning_rate),
+        "finder_s": finder.get("seconds", 0.0),
+        "train_s": spans["train"],
+        "total_s": sum(spans.values()),
+        "diagnosis": (evaluated.get("diagnosis") or {}).get("case", ""),
+    }
+
+
+def fmt(row: dict) -> str:
+    fit = row["train_fit_accuracy"]
+    rate = row["learning_rate"]
+    share = row["finder_s"] / row["train_s"] if row["train_s"] else 0
+    return (
+        f"| {row['dataset']} | {row['seed']} | {row['images']} | {row['accuracy']:.3f} | "
+        f"{row['linear']:.3f} | {'yes' if row['margin_met'] else 'NO'} | "
+        f"{'-' if fit is None else f'{fit:.3f}'} | "
+        f"{rate if isinstance(rate, str) else f'{rate:.2g}'} | {share:.0%} | "
+        f"{row['train_s']:.0f} | {row['total_s']:.0f} | {row['diagnosis']} |"
+    )
+
+
+def summary(rows: list[dict]) -> list[str]:
+    met = sum(r["margin_met"] for r in rows)
+    high = [r for r in rows if r["linear"] >= 0.95]
+    high_ok = [
+        r
+        for r in high
+        if r["accuracy"] >= r["linear"] - 1e-9 and (r["train_fit_accuracy"] or 0) >= 0.98
+    ]
+    largest = max(r["images"] for r in rows)
+    worst = max(r["total_s"] for r in rows if r["images"] == largest)
+    by_set: dict[str, list[dict]] = {}
+    for r in rows:
+        by_set.setdefault(r["dataset"], []).append(r)
+    shares = sorted(r["finder_s"] / r["train_s"] for r in rows if r["finder_s"])
+    lines = [
+        f"beats the linear baseline by the margin: {met}/{len(rows)} runs ({met / len(rows):.0%})",
+        f"linear >= 0.95: {len(high_ok)}/{len(high)} runs with train accuracy >= 0.98 and "
+        "test >= linear",
+        f"slowest run at {largest} images: {worst:.0f} s",
+    ]
+    if shares:
+        lines.append(
+            f"range test / train stage: median {shares[len(shares) // 2]:.1%}, "
+            f"largest {shares[-1]:.1%}"
+        )
+    for name, rs in by_set.items():
+        mean = sum(r["accuracy"] for r in rs) / len(rs)
+        lin = sum(r["linear"] for r in rs) / len(rs)
+        lines.append(
+            f"  {name}: mean accuracy {mean:.3f}, linear {lin:.3f}, "
+            f"margin met {sum(r['margin_met'] for r in rs)}/{len(rs)}"
+        )
+    return lines
+
+
+def time_repro(name: str, overrides: dict) -> float:
+    """`dvc repro` of the dataset, seed 0, in a copy of the project: the user's wall time."""
+    from image_classifier import synthetic_sets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        shutil.copytree(
+            ROOT, repo, ignore=shutil.ignore_patterns(".venv", ".git", "data", "saved_models",
+                                                      "reports", "var", "test-artifacts",
+                                                      "__pycache__", ".dvc")
+        )  # fmt: skip
+        (repo / ".dvc").mkdir()
+        shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+        (repo / "data").mkdir()
+        shutil.copy2(ROOT / "data" / "relabel.csv", repo / "data" / "relabel.csv")
+        synthetic_sets.write(name, repo / "data" / "raw", 0)
+        params = params_for(0, overrides)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        for cmd in (["git", "init", "-q"], ["dvc", "init", "-q", "--subdir", "-f"]):
+            subprocess.run(cmd, cwd=repo, check=True, env=env)
+        subprocess.run(["dvc", "remove", "-q", "sample"], cwd=repo, check=True, env=env)
+        start = time.perf_counter()
+        subprocess.run(
+            ["dvc", "repro", "-q"], cwd=repo, check=True, env=env, stdout=subprocess.DEVNULL
+        )
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    from image_classifier.synthetic_sets import DATASETS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--workers", type=int, default=1, help="runs at once (times grow)")
+    parser.add_argument("--repro", metavar="DATASET", help="also time `dvc repro` on it")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    overrides = parse_set(args.set)
+    print_header("TensorFlow", "Keras", "LiteRT")
+    print(f"params: README block {readme_block()}, overrides {overrides or 'none'}")
+    print(f"workers: {args.workers}")
+    jobs = [
+        (name, seed, overrides) for name in args.datasets.split(",") for seed in range(args.seeds)
+    ]
+    print("| dataset | seed | images | test acc | linear | margin met | train acc (fit) | "
+          "rate | range test / train | train s | total s | diagnosis |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        for row in pool.imap(one_run, jobs):
+            rows.append(row)
+            print(fmt(row), flush=True)
+    print()
+    print("\n".join(summary(rows)))
+    if args.repro:
+        print(f"dvc repro of {args.repro!r} (seed 0): {time_repro(args.repro, overrides):.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
