@@ -39,3 +39,14 @@ def test_the_warning_names_the_case_and_the_params_to_change():
 def test_no_diagnosis_without_the_fit_figures():
     assert diagnosis.from_train_metrics({"eval": {"accuracy": 0.7}}) is None
     assert diagnosis.from_train_metrics({"fit": {"train_accuracy": 0.9}}) is None
+
+
+def test_the_advice_leaves_out_what_is_already_set():
+    from image_classifier.params import TrainParams
+
+    auto = diagnosis.diagnose(0.8, 0.7, TrainParams()).advice
+    fixed = diagnosis.diagnose(0.8, 0.7, TrainParams(learning_rate=0.01)).advice
+    assert "learning_rate: auto" not in auto and "learning_rate: auto" in fixed
+    pretrained = TrainParams(model="mobilenet_v2", weights="imagenet", fine_tune_layers=20)
+    over = diagnosis.diagnose(1.0, 0.6, pretrained).advice
+    assert "mobilenet_v2" not in over and "train.fine_tune_layers" in over

@@ -34,7 +34,7 @@ def test_empty_mapping_gives_defaults():
         ({"train": {"epochs": "ten"}}, "train.epochs: must be an integer"),
         ({"train": {"epochs": True}}, "train.epochs: must be an integer"),
         ({"train": {"epochs": 0}}, "train.epochs: must be >= 1"),
-        ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0"),
+        ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0 or 'auto'"),
         ({"train": {"learning_rate": "fast"}}, "train.learning_rate: must be a number or 'auto'"),
         ({"train": {"learning_rate": None}}, "train.learning_rate: must be a number or 'auto'"),
         ({"train": {"model": "resnet"}}, "train.model: must be one of"),

@@ -93,12 +93,13 @@ def check_margin(
     )
 
 
-def fit_diagnosis() -> diagnosis.Diagnosis | None:
+def fit_diagnosis(params: Params) -> diagnosis.Diagnosis | None:
     """Underfitting or overfitting, from the train stage's summary (evaluation/diagnosis.py)."""
     path = config.TRAIN_LIVE_DIR / "metrics.json"
     if not path.is_file():
         return None
-    return diagnosis.from_train_metrics(json.loads(path.read_text(encoding="utf-8")))
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return diagnosis.from_train_metrics(summary, params.train)
 
 
 def write_reports(
@@ -126,7 +127,7 @@ def write_reports(
         atomic.write_text(out / name, table.to_csv(index=False))
     # The web app's model page shows these reports only for the model they describe, with the
     # baseline warning when there is one.
-    why = fit_diagnosis()
+    why = fit_diagnosis(params)
     warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin, why)
     evaluated = {
         "model_version": model_version,
@@ -160,7 +161,7 @@ def run(params: Params) -> dict:
         scores = write_reports(test, probs, classes, params, extra, card.version)
     log.info("test metrics: %s", json.dumps(scores))
     warning = check_margin(
-        scores, params.gate.metric, params.evaluate.baseline_margin, fit_diagnosis()
+        scores, params.gate.metric, params.evaluate.baseline_margin, fit_diagnosis(params)
     )
     if warning:
         log.warning("%s\n!!! %s\n%s", "!" * 79, warning, "!" * 79)

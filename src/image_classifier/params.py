@@ -98,9 +98,12 @@ class _Section:
                 and isinstance(value, int | float)  # not null, not a word such as `auto`
                 and any(_OUTSIDE[kind](value, bound) for kind, bound in bounds.items())
             ):
-                null = " or null" if type(None) in typing.get_args(hints[f.name]) else ""
+                options = typing.get_args(hints[f.name])
+                words = [a for o in options if typing.get_origin(o) is Literal for a in o.__args__]
+                other = "".join(f" or {w!r}" for w in words)
+                other += " or null" if type(None) in options else ""
                 raise ParamsError(
-                    f"{self.KEY}.{f.name}: must be {range_text(bounds)}{null} (got {value!r})"
+                    f"{self.KEY}.{f.name}: must be {range_text(bounds)}{other} (got {value!r})"
                 )
 
 
@@ -219,9 +222,9 @@ class TrainParams(_Section):
     optimizer: Optimizer = param("adam", "`adam`, `adamw`, `sgd` or `rmsprop`.")
     learning_rate: float | Literal["auto"] = param(
         "auto",
-        "Learning rate of training (phase 1 for transfer bases). `auto`: for simple_cnn, a "
-        "range test before training chooses it (its curve and rate are in reports/train); "
-        "a pretrained base's head trains at 0.003.",
+        "Learning rate of training (phase 1 for transfer bases). `auto`: for a network trained "
+        "from scratch, a range test before training chooses it (its curve and rate are in "
+        "reports/train); a pretrained base's head trains at 0.003.",
         gt=0,
     )
     batch_size: int = param(

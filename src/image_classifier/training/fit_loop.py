@@ -154,7 +154,10 @@ class KeepBest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch += 1
         loss = (logs or {}).get("val_loss", math.inf)
-        if self.epoch >= self.start and loss < self.best:
+        # Before `start`, an epoch is kept only until a later one is: if every later
+        # validation loss is NaN (a diverged fit), the best early epoch is still saved.
+        early = self.best_epoch < self.start
+        if loss < self.best or (early and self.epoch >= self.start and math.isfinite(loss)):
             self.best, self.best_epoch = float(loss), self.epoch
             self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
             self.best_weights = self.model.get_weights()
@@ -265,7 +268,7 @@ def fit(
     keras.mixed_precision.set_global_policy(policy)
     try:
         rate = tp.learning_rate
-        if rate == "auto" and tp.model != "simple_cnn":
+        if rate == "auto" and tp.weights is not None:
             # A pretrained base's head is a linear model on fixed features: one rate serves.
             rate = lr_find.PRETRAINED_HEAD_RATE
             log.info(

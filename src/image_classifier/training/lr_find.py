@@ -1,6 +1,6 @@
 """`train.learning_rate: auto`: a learning-rate range test before training, as fastai's lr_find,
-for networks trained from scratch (simple_cnn). A pretrained base's head, a linear model on
-the base's features, trains at PRETRAINED_HEAD_RATE.
+for networks trained from scratch (simple_cnn, or a base with train.weights: null). A
+pretrained base's head, a linear model on the base's features, trains at PRETRAINED_HEAD_RATE.
 
 The rate grows exponentially from START to END, one optimizer step per rate, on a throwaway
 copy of the model and the training split's augmented batches. The test stops when the
@@ -84,6 +84,8 @@ def valley(smoothed: np.ndarray) -> tuple[int, int] | None:
     no run is long enough to read. The run is the longest decreasing subsequence; the index is
     about halfway down it, where the loss still falls fast and is far from diverging."""
     n = len(smoothed)
+    if n < 5:
+        return None
     length = [1] * n
     end = 0
     for i in range(1, n):
