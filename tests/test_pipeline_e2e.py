@@ -322,6 +322,72 @@ def test_dvc_remote_round_trip(repo, tmp_path):
     assert "Running stage" not in sh(clone, "dvc", "repro")
     for name in ("saved_models/model.tflite", "saved_models/model.keras", "data/prepared/test.npy"):
         assert (clone / name).read_bytes() == (repo / name).read_bytes(), name
+    assert_linked_into_cache(clone, "data/raw/**/*", "data/prepared/*.npy")
+
+
+def assert_linked_into_cache(repo: Path, *patterns: str) -> None:
+    """Every file matching the patterns is one of DVC's cache files (same inode), read-only.
+    (A file whose bytes the cache already holds under another path stays a copy: the small
+    manifests in data/prepared equal data/splits' when no image was skipped.)"""
+    cached = {p.stat().st_ino for p in (repo / ".dvc/cache").rglob("*") if p.is_file()}
+    for spec in patterns:
+        files = [p for p in repo.glob(spec) if p.is_file()]
+        assert files, spec
+        copies = [p for p in files if p.stat().st_ino not in cached]
+        assert not copies, f"{len(copies)} of {len(files)} files are copies: {copies[:3]}"
+        assert all(p.stat().st_mode & 0o222 == 0 for p in files), spec
+
+
+def test_photos_and_store_are_on_disk_once(repo):
+    """.dvc/config's cache.type: `dvc add` and `dvc repro` link the photos and the store into
+    DVC's cache instead of copying them (bench/scale.py measures the disk this saves)."""
+    assert_linked_into_cache(repo, "data/raw/**/*", "data/prepared/*.npy")
+
+
+def kill_while_writing(repo: Path, hidden: str) -> str:
+    """Start `dvc repro`; SIGKILL its whole process group as soon as a stage's hidden
+    work folder (atomic.atomic_dir's `.<name>-*`) appears, i.e. mid-write."""
+    import signal
+    import time
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = repo / "killed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["dvc", "repro"], cwd=repo, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(repo.glob(hidden)):
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, f"dvc repro ended before {hidden} appeared:\n{log.read_text()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return log.read_text()
+
+
+def test_a_killed_prepare_keeps_the_store_and_the_next_repro_restores_it(repo):
+    """`dvc repro` killed while prepare decodes at a new image.size: dvc.lock and the cache
+    still hold the previous store, bit for bit, and nothing half-written is left where a stage
+    reads. Back at the old size, the next repro checks the store out of DVC's run-cache instead
+    of decoding again, and no stage runs."""
+    sh(repo, "dvc", "repro")
+    lock, params = (repo / "dvc.lock").read_text(), (repo / "params.yaml").read_text()
+    store = {p.name: p.read_bytes() for p in (repo / "data/prepared").iterdir()}
+    with restored(repo):
+        set_params(repo, {"image": {"size": 14}})
+        kill_while_writing(repo, "data/.prepared-*")
+        assert (repo / "dvc.lock").read_text() == lock
+        if (repo / "data/prepared").exists():  # the old store, or a whole new one: never a part
+            assert {p.name for p in (repo / "data/prepared").iterdir()} == set(store)
+        (repo / "params.yaml").write_text(params)
+        out = sh(repo, "dvc", "repro")
+        assert "Running stage" not in out, out
+        assert "Stage 'prepare' is cached" in out, out
+        assert {p.name: p.read_bytes() for p in (repo / "data/prepared").iterdir()} == store
+        assert (repo / "dvc.lock").read_text() == lock
+        assert "up to date" in sh(repo, "dvc", "status")
 
 
 def stop_queue_workers(repo: Path, wait: float = 15.0) -> None:

@@ -88,3 +88,26 @@ def test_subpackages_import_nothing_when_imported():
         tree = ast.parse(init.read_text(encoding="utf-8"))
         imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
         assert not imports, f"{init.relative_to(ROOT)} imports something"
+
+
+def keys_named(tree: dict, names: set[str], path: str = "") -> list[str]:
+    found = []
+    for key, value in tree.items():
+        if key in names:
+            found.append(f"{path}{key}")
+        if isinstance(value, dict):
+            found += keys_named(value, names, f"{path}{key}.")
+    return found
+
+
+def test_no_whole_params_section_holds_a_key_dvc_drops_from_its_run_cache_key():
+    """DVC hashes a stage's params into its run-cache key without any key named `size` or
+    `nfiles` (at any depth), so a section listed whole that holds one would let
+    `dvc repro` restore outputs made with another value of it. List such params as leaves."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name, stage in stages.items():
+        for entry in stage.get("params", []):
+            if isinstance(entry, str) and isinstance(params.get(entry), dict):
+                assert not keys_named(params[entry], {"size", "nfiles"}), (name, entry)
+    assert keys_named({"image": {"size": 1}}, {"size"}) == ["image.size"]

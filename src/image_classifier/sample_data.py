@@ -61,7 +61,7 @@ def write_sample(root: Path = config.SAMPLE_DIR) -> int:
         )
     for rel, img in images:
         atomic.write_bytes(root / rel, encode_png(img))
-    (root / MARKER).write_text("written by python -m image_classifier.sample_data\n")
+    atomic.write_text(root / MARKER, "written by python -m image_classifier.sample_data\n")
     return len(images)
 
 
