@@ -1,6 +1,7 @@
 """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same features as TensorFlow,
 chosen only where it applies, and a model that trains as it does on TensorFlow."""
 
+import functools
 import warnings
 
 import keras
@@ -138,3 +139,21 @@ def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights
     lite, tf_probs = on_litert.predict(unseen, verbose=0), on_tf.predict(unseen, verbose=0)
     assert (lite.argmax(1) == tf_probs.argmax(1)).mean() >= 0.95
     assert np.abs(lite - tf_probs).max() < 0.05
+
+
+def test_fit_accuracy_on_litert_equals_keras(weights_file):
+    """A frozen base's fit accuracy runs the base on LiteRT (as phase 1 did), not Keras,
+    with the same result."""
+    params = _params(weights_file)
+    model = _model(params)
+    features, head = frozen_base.split_at_pooling(model)
+    run = frozen_base.LiteRTFeatures(features)
+    pixels = tf.data.Dataset.from_tensor_slices((TRAIN.x, TRAIN.labels)).batch(8)
+    expected = model.predict(TRAIN.x.astype(np.float32), verbose=0)
+    got = frozen_base.probabilities(pixels, run, head)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    on_litert = fit_loop.fit_accuracy(
+        model, TRAIN, params, functools.partial(frozen_base.probabilities, run=run, head=head)
+    )
+    assert on_litert == fit_loop.fit_accuracy(model, TRAIN, params)
+    assert on_litert["images"] == len(TRAIN)

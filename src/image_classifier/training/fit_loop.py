@@ -7,11 +7,12 @@ opens the store and writes saved_models/.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -309,14 +310,16 @@ def fit(
         phase_one = dict(
             epochs=budget.epochs, callbacks=callbacks(tp, keep, budget.min_epochs, live)
         )
+        predict = None  # how fit_accuracy runs the model: Keras, unless phase 1 ran on LiteRT
         if on_litert:
-            done = fit_head_on_litert(
+            done, predict = fit_head_on_litert(
                 model, tp, rate, budget, dict(fit_args, x=indexed), phase_one, keep_features
             )
             keep.adopt(model)
         else:
             done = len(model.fit(**phase_one, **fit_args).epoch)
         if fine_tunes(tp, base):
+            predict = None  # phase 2 changes the base that LiteRT runs
             keep.restore()  # phase 2 starts from phase 1's best head
             with strategy.scope():
                 set_trainable(base, tp.fine_tune_layers)
@@ -333,7 +336,7 @@ def fit(
         keep.restore()
         if live is not None:
             record_best(live, keep)
-            live.summary["fit"] = fit_accuracy(model, train, params)
+            live.summary["fit"] = fit_accuracy(model, train, params, predict)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return with_dtype_policy(model, "float32") if policy != "float32" else model
@@ -347,10 +350,11 @@ def fit_head_on_litert(
     fit_args: dict,
     phase: dict,
     keep: frozen_base.FeatureFile | None,
-) -> int:
+) -> tuple[int, Callable[[tf.data.Dataset], np.ndarray]]:
     """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same batches, as features,
     fit the model's own head. fit_args["x"] yields (pixels, labels, store indices). Returns
-    the number of epochs run."""
+    the number of epochs run, and a function giving the model's probabilities for a dataset
+    of (pixels, labels) batches the same way: base on LiteRT, head in Keras."""
     features, head = frozen_base.split_at_pooling(model)
     run = frozen_base.LiteRTFeatures(features)
     log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
@@ -368,7 +372,7 @@ def fit_head_on_litert(
     # The model's own optimizer never ran: build its slots, so that model.keras reloads
     # without Keras warning that the saved optimizer has fewer variables than it expects.
     model.optimizer.build(model.trainable_variables)
-    return epochs
+    return epochs, functools.partial(frozen_base.probabilities, run=run, head=head)
 
 
 def record_best(live: Live, keep: KeepBest) -> None:
@@ -438,13 +442,21 @@ def record_range_test(live: Live | None, found: lr_find.RangeTest) -> None:
 FIT_ACCURACY_IMAGES = 1000
 
 
-def fit_accuracy(model: keras.Model, train: PixelSource, params: Params) -> dict:
+def fit_accuracy(
+    model: keras.Model,
+    train: PixelSource,
+    params: Params,
+    predict: Callable[[tf.data.Dataset], np.ndarray] | None = None,
+) -> dict:
     """Accuracy on the training images themselves, unaugmented, dropout off: how well the
     network fits what it trained on. Keras' train accuracy is a running mean over augmented
-    batches as the weights moved, and says less (evaluate's diagnosis reads this one)."""
+    batches as the weights moved, and says less (evaluate's diagnosis reads this one).
+    `predict` runs the model another way (a frozen base on LiteRT): Keras would build
+    TensorFlow's forward pass of the base for this alone, the stage's largest memory."""
     picked = seeded_sample(len(train), FIT_ACCURACY_IMAGES, params.train.seed)
     source = ArraySource(train.read(picked), train.labels[picked])
     batch = inference_batch_size(params.image.size, params.image.channels)
-    probs = model.predict(inference_dataset(source, batch), verbose=0)
+    dataset = inference_dataset(source, batch)
+    probs = predict(dataset) if predict else model.predict(dataset, verbose=0)
     correct = np.argmax(probs, axis=1) == source.labels
     return {"train_accuracy": float(correct.mean()), "images": len(picked)}

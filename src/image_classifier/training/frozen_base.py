@@ -138,6 +138,12 @@ def feature_dataset(
     return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 
 
+def probabilities(pixels: tf.data.Dataset, run: LiteRTFeatures, head: keras.Model) -> np.ndarray:
+    """The whole model's probabilities for a dataset of (pixels, labels) batches: the base on
+    LiteRT, the head in Keras."""
+    return head.predict(features_of(pixels, run)[0], verbose=0)
+
+
 def features_of(pixels: tf.data.Dataset, run: LiteRTFeatures) -> tuple[np.ndarray, np.ndarray]:
     """Every batch of a finite dataset as one (features, labels) pair of arrays (validation:
     a few kB an image, 15 MB for 3,000 images from MobileNetV2)."""
