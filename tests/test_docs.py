@@ -22,6 +22,7 @@ GENERATED = {
     "data/splits",  # stage split
     "data/splits/scan.json",
     "data/prepared",  # stage prepare
+    "reports/split.json",
     "saved_models/model.keras",  # stage train
     "saved_models/classes.json",
     "saved_models/trained_on.csv",
