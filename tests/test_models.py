@@ -15,6 +15,17 @@ def test_simple_cnn_outputs_probabilities():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("size", "stems"), [(16, 0), (32, 0), (64, 1), (224, 3)])
+def test_simple_cnn_blocks_work_at_most_at_32_px(size, stems):
+    """A stem (a convolution, then pooling) halves larger images until the blocks' maps are
+    at most CNN_BLOCK_SIZE a side: their cost per image stays that of a 32-px image."""
+    model = models.simple_cnn(3, ImageParams(size=size, color_mode="rgb"), 0.25)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 6 + stems
+    assert convs[stems].output.shape[1] <= models.CNN_BLOCK_SIZE
+    assert convs[stems].output.shape[1] == size / 2**stems
+
+
 def test_caffe_layer_matches_keras_preprocess_input():
     x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
     ours = models._caffe_input(3)(x)

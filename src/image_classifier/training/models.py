@@ -73,10 +73,25 @@ def _efficientnet_fix(base: keras.Model, weights: str | None) -> layers.Layer | 
     )
 
 
+# simple_cnn's blocks work on feature maps of at most this many pixels a side.
+CNN_BLOCK_SIZE = 32
+
+
 def simple_cnn(num_classes: int, image: ImageParams, dropout: float) -> keras.Model:
-    """A small VGG-style CNN: fast on a laptop CPU, ~0.99 on the bundled digits."""
+    """A small VGG-style CNN: fast on a laptop CPU, ~0.99 on the bundled digits.
+
+    Larger images first pass a stem, one convolution at full resolution then 2x2 pooling,
+    until the map is at most CNN_BLOCK_SIZE a side: the blocks' cost then stays that of a
+    32-pixel image, whatever image.size is (the time per step: docs/benchmarks.md)."""
     inputs = keras.Input((image.size, image.size, image.channels), name="image")
     x = layers.Rescaling(1 / 255.0)(inputs)
+    side = image.size
+    while side > CNN_BLOCK_SIZE:
+        x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+        side //= 2
     for filters in (32, 64, 128):
         for _ in range(2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
