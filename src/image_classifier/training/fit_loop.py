@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from image_classifier import timing
 from image_classifier.data.store import inference_batch_size, seeded_sample
 from image_classifier.params import Params, ParamsError, TrainParams
 from image_classifier.training import distribute, frozen_base, lr_find
@@ -275,14 +277,24 @@ def fit(
             log.info(
                 "learning rate %g for the head of %s (train.learning_rate: auto)", rate, tp.model
             )
-        elif rate == "auto":
-            found = find_learning_rate(params, classes, policy, train, budget, weights)
-            rate = found.learning_rate
-            record_range_test(live, found)
+        alone = tp.distribute != "none"
+        found = None
+        if rate == "auto" and alone:
+            # Each worker of a distributed run tests a copy of its own, outside the strategy:
+            # the same seed gives them all the same rate.
+            probe = initial_model(params, classes, policy)
+            compile_model(probe, lr_find.START, tp.optimizer, 1)
+            found = find_learning_rate(probe, tp, train, budget, weights)
             seed_everything(tp.seed, tp.op_determinism)  # the fit as a fixed rate would run it
         with strategy.scope():
             model = initial_model(params, classes, policy)
-            compile_model(model, rate, tp.optimizer, budget.steps_per_execution)
+            start_rate = lr_find.START if rate == "auto" else rate
+            compile_model(model, start_rate, tp.optimizer, budget.steps_per_execution)
+        if rate == "auto":
+            found = found or find_learning_rate(model, tp, train, budget, weights)
+            rate = found.learning_rate
+            model.optimizer.learning_rate = rate
+            record_range_test(live, found)
         base = find_base(model)
         on_litert = frozen_base.runs_on_litert(tp, model, policy)
         # Phase 1 on LiteRT also needs each batch's store indices (to keep its features); Keras
@@ -317,7 +329,8 @@ def fit(
             )
             keep.adopt(model)
         else:
-            done = len(model.fit(**phase_one, **fit_args).epoch)
+            with timing.phase("fit"):
+                done = len(model.fit(**phase_one, **fit_args).epoch)
         if fine_tunes(tp, base):
             predict = None  # phase 2 changes the base that LiteRT runs
             keep.restore()  # phase 2 starts from phase 1's best head
@@ -327,16 +340,18 @@ def fit(
                     model, tp.fine_tune_learning_rate, tp.optimizer, budget.steps_per_execution
                 )
             log.info("fine-tuning the top %s layers of %s", tp.fine_tune_layers, base.name)
-            model.fit(
-                initial_epoch=done,
-                epochs=done + tp.fine_tune_epochs,
-                callbacks=callbacks(tp, keep, 0, live),
-                **fit_args,
-            )
+            with timing.phase("fine_tune"):
+                model.fit(
+                    initial_epoch=done,
+                    epochs=done + tp.fine_tune_epochs,
+                    callbacks=callbacks(tp, keep, 0, live),
+                    **fit_args,
+                )
         keep.restore()
         if live is not None:
             record_best(live, keep)
-            live.summary["fit"] = fit_accuracy(model, train, params, predict)
+            with timing.phase("fit_accuracy"):
+                live.summary["fit"] = fit_accuracy(model, train, params, predict)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return with_dtype_policy(model, "float32") if policy != "float32" else model
@@ -356,10 +371,12 @@ def fit_head_on_litert(
     the number of epochs run, and a function giving the model's probabilities for a dataset
     of (pixels, labels) batches the same way: base on LiteRT, head in Keras."""
     features, head = frozen_base.split_at_pooling(model)
-    run = frozen_base.LiteRTFeatures(features)
+    with timing.phase("convert_base"):
+        run = frozen_base.LiteRTFeatures(features)
     log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
     compile_model(head, rate, tp.optimizer, budget.steps_per_execution)
-    val_features = frozen_base.features_of(fit_args["validation_data"], run)
+    with timing.phase("val_features"):
+        val_features = frozen_base.features_of(fit_args["validation_data"], run)
     if keep is not None:
         keep.open(run.dim)
         keep.set_val(val_features[0])
@@ -368,7 +385,8 @@ def fit_head_on_litert(
         x=frozen_base.feature_dataset(fit_args["x"], run, keep),
         validation_data=val_features,
     )
-    epochs = len(head.fit(**phase, **args).epoch)
+    with timing.phase("fit_head_on_train_features"):
+        epochs = len(head.fit(**phase, **args).epoch)
     # The model's own optimizer never ran: build its slots, so that model.keras reloads
     # without Keras warning that the saved optimizer has fewer variables than it expects.
     model.optimizer.build(model.trainable_variables)
@@ -386,32 +404,40 @@ def record_best(live: Live, keep: KeepBest) -> None:
 
 
 def find_learning_rate(
-    params: Params,
-    classes: Sequence[str],
-    policy: str,
+    model: keras.Model,
+    tp: TrainParams,
     train: PixelSource,
     budget: Budget,
     weights: dict[int, float] | None,
 ) -> lr_find.RangeTest:
-    """`train.learning_rate: auto`: the range test (lr_find.py) on a throwaway copy of the
-    model, on the batches training will see. Each worker of a distributed run runs it alone;
-    the same seed gives them the same rate."""
-    tp = params.train
-    started = time.perf_counter()
-    model = initial_model(params, classes, policy)
-    # One step per call, so each step's loss comes back; no metrics: less to trace.
-    model.compile(
-        optimizer=OPTIMIZERS[tp.optimizer](learning_rate=lr_find.START),
-        loss="sparse_categorical_crossentropy",
-    )
+    """`train.learning_rate: auto`: the range test (lr_find.py) on the compiled model, on the
+    batches training will see. The model's variables (weights, dropout's seed state) and its
+    optimizer's are put back afterwards, so the fit starts exactly where a fixed rate's
+    would, and runs the train step traced here: on small data, tracing a second model's
+    would be most of the test's cost."""
+    model.optimizer.build(model.trainable_variables)
+    saved = [(v, np.array(v)) for v in (*model.variables, *model.optimizer.variables)]
     batches, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
+
+    def restore() -> None:
+        for variable, value in saved:
+            variable.assign(value)
+
+    # One iterator: each new one over a reshuffling dataset draws a new order.
+    stream = iter(batches)
+    first = next(stream)
+    with timing.phase("trace_train_step"):  # fit() would trace it anyway
+        model.train_on_batch(*first, class_weight=weights)
+        restore()
+    started = time.perf_counter()
     steps = lr_find.steps_for(max(tp.min_steps, budget.steps_per_epoch))
 
     def set_rate(rate: float) -> None:
         model.optimizer.learning_rate = rate
 
-    found = lr_find.range_test(model, iter(batches), steps, set_rate, weights)
-    # The whole cost, model and pipeline included: what `seconds` in the metrics reports.
+    found = lr_find.range_test(model, itertools.chain([first], stream), steps, set_rate, weights)
+    restore()
+    # What the test adds to the stage: `seconds` in the metrics.
     found = dataclasses.replace(found, seconds=time.perf_counter() - started)
     log.info(
         "learning-rate range test: %d steps in %.1f s, rate %.3g%s",

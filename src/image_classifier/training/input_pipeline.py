@@ -76,7 +76,9 @@ def training_dataset(
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .repeat()
-        .batch(batch_size)
+        # Endless, so no batch is dropped; a static batch size gives the range test's eager
+        # steps and fit()'s the same signature, and fit() reuses the traced train step.
+        .batch(batch_size, drop_remainder=True)
         .enumerate()
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)

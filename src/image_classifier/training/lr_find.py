@@ -2,11 +2,11 @@
 for networks trained from scratch (simple_cnn, or a base with train.weights: null). A
 pretrained base's head, a linear model on the base's features, trains at PRETRAINED_HEAD_RATE.
 
-The rate grows exponentially from START to END, one optimizer step per rate, on a throwaway
-copy of the model and the training split's augmented batches. The test stops when the
-smoothed loss passes DIVERGED times its best. The rate chosen is fastai's "valley": halfway
-down the longest decreasing run of the smoothed loss. The fit then starts from fresh weights,
-so `auto` trains exactly as the fixed rate it chose would.
+The rate grows exponentially from START to END, one optimizer step per rate, on the model
+and the training split's augmented batches. The test stops when the smoothed loss passes
+DIVERGED times its best. The rate chosen is fastai's "valley": halfway down the longest
+decreasing run of the smoothed loss. The model's and optimizer's variables are then put back
+(training/fit_loop.py), so `auto` trains exactly as the fixed rate it chose would.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ def range_test(
     set_rate: Callable[[float], None],
     class_weight: dict[int, float] | None = None,
 ) -> RangeTest:
-    """Run the test on `model` (compiled, steps_per_execution=1; its weights are spent).
-    train_on_batch gives each step's own loss; fit's logs would give a running mean."""
+    """Run the test on `model` (compiled; its weights are spent: the caller restores them).
+    train_on_batch runs one step and gives its own loss; fit's logs give a running mean."""
     started = time.perf_counter()
     planned = rates(steps)
     beta = 1 - 5 / steps  # an average over about steps/5 points: short enough to follow
