@@ -38,6 +38,8 @@ from pathlib import Path
 import psutil
 import yaml
 
+from image_classifier.timing import stage_phases
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import print_header
 
@@ -295,6 +297,7 @@ def main() -> None:
         repo, tracking = make_workspace(work, photos, weights, args)
         print(f"dvc repro on {args.images} images ({repo}) ...", flush=True)
         wall, stages = run_measured(["dvc", "repro"], repo, stage_label, work / "repro.log")
+        phases = stage_phases((work / "repro.log").read_text(errors="replace"))
         metrics = json.loads((repo / "reports/metrics.json").read_text())
         for name, cmd in (("dvc_status_s", ["status"]), ("noop_repro_s", ["repro"])):
             start = time.perf_counter()
@@ -312,6 +315,7 @@ def main() -> None:
                     name: {
                         "wall_s": round(s["end"] - s["start"], 1),
                         "peak_rss_mb": round(s["peak_rss"] / 2**20),
+                        "phases_s": {k: round(v, 1) for k, v in phases.get(name, {}).items()},
                     }
                     for name, s in sorted(stages.items(), key=lambda kv: kv[1]["start"])
                 },
@@ -361,8 +365,15 @@ def report(r: dict) -> None:
     print(f"{'':<34}{'wall s':>9}{'peak RSS MB':>13}")
     for name, s in ours["stages"].items():
         print(f"  ours: {name:<26}{s['wall_s']:>9.1f}{s['peak_rss_mb']:>13}")
+        for phase, seconds in s.get("phases_s", {}).items():
+            print(f"          {phase:<24}{seconds:>9.1f}")
+        if s.get("phases_s"):
+            rest = s["wall_s"] - sum(s["phases_s"].values())
+            print(f"          {'start-up, imports, rest':<24}{rest:>9.1f}")
     largest = max(s["peak_rss_mb"] for s in ours["stages"].values())
     print(f"  ours: dvc repro{'':<17}{ours['repro_s']:>9.1f}{largest:>13}  (largest stage)")
+    between = ours["repro_s"] - sum(s["wall_s"] for s in ours["stages"].values())
+    print(f"        DVC outside the stages (hashing, caching, locks) {between:.1f} s")
     labels = {
         "tutorial": "TF tutorial, no cache (train)",
         "cached": "same + .cache() (train)",

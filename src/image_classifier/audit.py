@@ -44,6 +44,7 @@ from image_classifier.errors import DataError
 from image_classifier.evaluation import label_issues
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import channels
+from image_classifier.timing import phase
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +150,17 @@ def run(params: Params) -> dict:
         classes = list(splits[0].meta.classes)
         paths = [p for s in splits for p in s.paths]
         labels = np.concatenate([s.labels for s in splits])
-        features = image_features(params, splits)
+        with phase("features"):
+            features = image_features(params, splits)
         summary = {
             "images": len(paths),
             "near_duplicate_groups": len(split_report.get("near_duplicates", [])),
         }
         try:
-            probs = label_issues.out_of_sample_probs(
-                features, labels, params.audit.folds, params.train.seed
-            )
+            with phase("out_of_sample_probabilities"):
+                probs = label_issues.out_of_sample_probs(
+                    features, labels, params.audit.folds, params.train.seed
+                )
         except label_issues.TooSmallError as exc:
             log.warning("audit: too small for cross-validation (%s); the report is empty", exc)
             summary.update(label_issues=0, outliers=0, too_small=str(exc))
@@ -165,7 +168,8 @@ def run(params: Params) -> dict:
             gallery(splits, [], 0)
             return summary
         found = label_issues.label_issues(probs, labels, paths, classes)
-        odd = label_issues.outliers(features, labels, paths, classes)
+        with phase("outliers"):
+            odd = label_issues.outliers(features, labels, paths, classes)
         summary.update(
             label_issues=len(found),
             label_issue_rate=round(len(found) / len(paths), 6),

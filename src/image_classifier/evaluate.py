@@ -26,6 +26,7 @@ from image_classifier.data.store import SplitPixels, inference_batch_size, open_
 from image_classifier.evaluation import baselines, diagnosis, metrics, plots
 from image_classifier.litert.classifier import load_card
 from image_classifier.params import Params
+from image_classifier.timing import phase
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +157,11 @@ def run(params: Params) -> dict:
                 f"{classes}: re-run the pipeline (dvc repro)"
             )
         probs = served_probs(test)
-        small = downsampled(test, inference_batch_size(size, test.meta.channels))
-        extra = baseline_scores(train, small, test.labels, params.train.seed)
-        scores = write_reports(test, probs, classes, params, extra, card.version)
+        with phase("baselines"):
+            small = downsampled(test, inference_batch_size(size, test.meta.channels))
+            extra = baseline_scores(train, small, test.labels, params.train.seed)
+        with phase("reports_and_plots"):
+            scores = write_reports(test, probs, classes, params, extra, card.version)
     log.info("test metrics: %s", json.dumps(scores))
     warning = check_margin(
         scores, params.gate.metric, params.evaluate.baseline_margin, fit_diagnosis(params)

@@ -36,6 +36,7 @@ from image_classifier.litert.convert import to_tflite
 from image_classifier.litert.quantize import quantize
 from image_classifier.params import ExportParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
+from image_classifier.timing import phase
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,13 @@ def predict_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(LiteRT probabilities for the whole split, Keras probabilities for the `checked`
     images), float64. Keras on CPU costs several times LiteRT an image, hence the sample."""
-    lite = [clf.predict(x) for x, _ in test.batches(batch)]
-    ref = [
-        model.predict_on_batch(test.read(checked[i : i + batch]).astype(np.float32))
-        for i in range(0, len(checked), batch)
-    ]
+    with phase("litert_test_split"):
+        lite = [clf.predict(x) for x, _ in test.batches(batch)]
+    with phase("keras_check"):
+        ref = [
+            model.predict_on_batch(test.read(checked[i : i + batch]).astype(np.float32))
+            for i in range(0, len(checked), batch)
+        ]
     if not lite:
         raise StageError("the test split is empty: nothing to check the export on")
     return np.concatenate(lite).astype(np.float64), np.concatenate(ref).astype(np.float64)
@@ -154,10 +157,12 @@ def probabilities_npz(probs: np.ndarray, tflite_sha256: str) -> bytes:
 
 def run(params: Params) -> dict:
     classes = read_classes()
-    model = keras.models.load_model(config.KERAS_MODEL)
-    float_model = to_tflite(model)
-    mode = params.export.quantization
-    tflite = quantize(float_model, mode, calibration_batches(params) if mode == "int8" else ())
+    with phase("load_keras_model"):
+        model = keras.models.load_model(config.KERAS_MODEL)
+    with phase("convert"):
+        float_model = to_tflite(model)
+        mode = params.export.quantization
+        tflite = quantize(float_model, mode, calibration_batches(params) if mode == "int8" else ())
     card_stub = ModelCard(
         tuple(classes), params.image.size, params.image.color_mode, PREPROCESSING_VERSION
     )

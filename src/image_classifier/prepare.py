@@ -28,6 +28,7 @@ from image_classifier.data.store_writer import (
 from image_classifier.errors import DataError
 from image_classifier.params import Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
+from image_classifier.timing import phase
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def run(params: Params, workers: int | None = None) -> dict:
         raise StageError(disk_full_message(needed, settings, free))
     start = time.perf_counter()
     try:
-        with atomic.atomic_dir(config.PREPARED_DIR) as tmp:
+        with phase("decode_and_store"), atomic.atomic_dir(config.PREPARED_DIR) as tmp:
             results = {}
             for name, rows in manifests.items():
                 results[name] = decode_rows(rows, tmp / f"{name}.npy", settings, workers, name)

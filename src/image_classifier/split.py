@@ -24,6 +24,7 @@ from image_classifier.data.relabel import apply_relabels, read_relabels
 from image_classifier.data.scan import ImageFile, ScanResult, scan_folder
 from image_classifier.errors import DataError
 from image_classifier.params import Params
+from image_classifier.timing import phase
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,10 @@ def pinned_hashes(init_from: str | None) -> frozenset[str]:
 
 def run(params: Params) -> dict:
     perceptual = params.split.near_duplicate_bits is not None
-    scan = scan_folder(Path(params.data.raw_dir), params.image.max_pixels, perceptual=perceptual)
+    with phase("scan_and_hash"):
+        scan = scan_folder(
+            Path(params.data.raw_dir), params.image.max_pixels, perceptual=perceptual
+        )
     relabel_file = Path(params.data.relabel)
     files, relabelled = apply_relabels(
         scan.files, scan.classes, read_relabels(relabel_file), relabel_file

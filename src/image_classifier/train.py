@@ -21,6 +21,7 @@ from image_classifier.cli import run_stage
 from image_classifier.data.manifests import Row, read_manifest, write_manifest
 from image_classifier.data.store import fingerprint, open_split
 from image_classifier.params import Params
+from image_classifier.timing import phase
 from image_classifier.training import distribute, frozen_base
 from image_classifier.training.fit_loop import fit
 
@@ -71,7 +72,8 @@ def run(params: Params) -> None:
     # After features.npy is in place: a run killed in between leaves an index that does not
     # match the store, and the audit computes its own features.
     atomic.write_json(config.POOLED_FEATURES_INDEX, kept)
-    save_model(model, classes, rows)
+    with phase("save"):
+        save_model(model, classes, rows)
     log.info("wrote %s", config.KERAS_MODEL)
 
 
