@@ -150,3 +150,26 @@ def test_a_dataset_too_small_for_cross_validation_gets_an_empty_report(tmp_path,
     assert summary["label_issues"] == 0 and summary["outliers"] == 0
     assert config.AUDIT_ISSUES.read_text().splitlines() == [",".join(audit.FIELDS)]
     assert config.AUDIT_GALLERY.stat().st_size > 0
+
+
+def test_neighbours_among_all_images_are_cleanlabs():
+    """With the whole set as the reference, the mean kNN distance is cleanlab's own."""
+    features, _ = blobs()
+    ours = label_issues.mean_neighbour_distance(features, k=10, reference=len(features))
+    theirs = -np.log(label_issues.OutOfDistribution(params={"k": 10}).fit_score(features=features))
+    np.testing.assert_allclose(ours / np.median(ours), theirs, rtol=1e-9)
+
+
+def test_past_the_reference_size_outliers_come_from_a_sample(monkeypatch):
+    """Beyond OUTLIER_REFERENCE images each is compared with a seeded sample of that many:
+    the far-away image still comes first, and the scores rank the rest as all images do."""
+    features, labels = blobs(n_per_class=100)
+    features[7] = 60.0
+    paths = [str(i) for i in range(len(labels))]
+    full = label_issues.outlier_scores(features)
+    monkeypatch.setattr(label_issues, "OUTLIER_REFERENCE", len(features) // 4)
+    sampled = label_issues.outlier_scores(features)
+    assert np.array_equal(sampled, label_issues.outlier_scores(features))  # seeded
+    assert not np.array_equal(sampled, full)
+    assert np.corrcoef(np.argsort(np.argsort(full)), np.argsort(np.argsort(sampled)))[0, 1] > 0.8
+    assert label_issues.outliers(features, labels, paths, "abcd")[0].path == "7"
