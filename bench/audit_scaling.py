@@ -8,7 +8,8 @@ the stage runs them: `out_of_sample_probs` (principal components, 5-fold logisti
 and `outliers` (neighbour search on the same components). Past OUTLIER_REFERENCE images the
 search compares each image with a seeded sample of that many; up to --exact-up-to images it
 is also run against all images (cleanlab's own search), and the table gives how many of the
-images each flags are flagged by both. Prints wall time and peak RSS growth per part.
+images it flags the sampled search flags too. Prints each part's wall time and the
+process's peak RSS so far (features included).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def features(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.gamma(1.0, 1.0, (CLASSES, DIMS)).astype(np.float32)
     labels = rng.integers(0, CLASSES, n)
-    x = centres[labels] + rng.gamma(1.0, 0.6, (n, DIMS)).astype(np.float32)
+    x = centres[labels]
+    for i in range(0, n, 10_000):  # float32 as the stage holds them, without a float64 copy
+        x[i : i + 10_000] += rng.gamma(1.0, 0.6, (len(x[i : i + 10_000]), DIMS))
     odd = rng.choice(n, n // 100, replace=False)
     x[odd] = rng.gamma(1.0, 2.0, (len(odd), DIMS)).astype(np.float32)
     return x, labels
@@ -55,7 +58,7 @@ def main() -> None:
     parser.add_argument("--images", default="20000,50000,100000")
     parser.add_argument("--exact-up-to", type=int, default=50000)
     args = parser.parse_args()
-    print_header()
+    print_header("scikit-learn", "cleanlab", "NumPy")
     print(f"reference sample: {label_issues.OUTLIER_REFERENCE} images, k = "
           f"{label_issues.OUTLIER_NEIGHBOURS}, {DIMS} features -> "
           f"{label_issues.PCA_COMPONENTS} components")  # fmt: skip

@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=35)
     parser.add_argument("--steps", type=int, default=80)
     args = parser.parse_args()
-    print_header()
+    print_header("TensorFlow", "Keras")
     print(f"simple_cnn, {args.size} px, {args.channels} channel(s), batch {args.batch}")
     variants = {"stem (ours)": True, "blocks at full resolution": False}
     best: dict[tuple[str, int], float] = {}

@@ -124,6 +124,29 @@ def test_full_disk_says_what_to_free_and_leaves_nothing(workspace, monkeypatch):
     assert not list(Path("data").glob(".prepared-*"))
 
 
+def test_a_disk_that_fills_mid_store_keeps_the_previous_store(workspace, monkeypatch):
+    """A new store (here for another image.size) that meets a full disk part-way leaves the
+    previous store as it was, byte for byte, and no hidden work folder."""
+    prepare.run(PARAMS, workers=1)
+    before = {p.name: p.read_bytes() for p in config.PREPARED_DIR.iterdir()}
+    allocate = os.posix_fallocate
+    calls = []
+
+    def fills_after_one(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return allocate(*args)
+
+    monkeypatch.setattr(os, "posix_fallocate", fills_after_one)
+    bigger = parse_params({"image": {"size": 64, "color_mode": "rgb"}})
+    with pytest.raises(StageError, match="free space"):
+        prepare.run(bigger, workers=1)
+    assert len(calls) > 1  # the first split's array was written: the disk filled mid-store
+    assert {p.name: p.read_bytes() for p in config.PREPARED_DIR.iterdir()} == before
+    assert not list(Path("data").glob(".prepared-*"))
+
+
 def test_too_little_free_space_is_refused_before_decoding(workspace, monkeypatch):
     import shutil
 

@@ -81,9 +81,10 @@ def load_initial_model(path: Path, classes: Sequence[str]) -> keras.Model:
     return keras.models.load_model(path)
 
 
-# Batches per call into the compiled training function. Keras returns to Python after every
-# call, and at one step per call that overhead is a large share of a CPU step (the figure:
-# docs/benchmarks.md). Callbacks still see every epoch.
+# Batches per call into the compiled training function: Keras returns to Python after every
+# call, an overhead that matters where steps are short (a GPU: not measured here). On this
+# CPU it saves nothing measurable for simple_cnn (bench/train_step.py prints both). Callbacks
+# still see every epoch.
 STEPS_PER_EXECUTION = 16
 # Small training splits get smaller batches, so that an epoch is at least this many steps
 # (and early stopping, which counts epochs, sees the model move between checks).
