@@ -84,11 +84,10 @@ splits = [open_split(s, p.image.size, p.image.color_mode) for s in ("train", "va
 labels = np.concatenate([s.labels for s in splits])
 features = np.load(config.POOLED_FEATURES).astype(np.float32)
 out = {}
-for name, components in (("pca", label_issues.PCA_COMPONENTS), ("all", None)):
+for name, components in (("pca", label_issues.PCA_COMPONENTS), ("all", features.shape[1])):
     start = time.perf_counter()
-    probs = label_issues.out_of_sample_probs(
-        features, labels, p.audit.folds, p.train.seed, components
-    )
+    points = label_issues.principal_components(features, components)  # all: standardised
+    probs = label_issues.out_of_sample_probs(points, labels, p.audit.folds, p.train.seed)
     out[f"cv_{name}_s"] = round(time.perf_counter() - start, 1)
     out[f"cv_{name}_accuracy"] = round(float((probs.argmax(1) == labels).mean()), 3)
 print(json.dumps(out))

@@ -62,6 +62,26 @@ def test_a_far_away_image_is_an_outlier():
     assert len(found) < len(labels) * 0.05
 
 
+def test_principal_components_are_scikit_learns_from_a_file_read_in_chunks(tmp_path):
+    """StandardScaler then PCA, up to each component's sign, from rows read 7 at a time."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    features, _ = blobs(n_per_class=30)
+    features = np.hstack([features, np.full((len(features), 1), 2.0)])  # a constant feature
+    np.save(tmp_path / "f.npy", features.astype(np.float16))
+    rows = audit.NpyRows(tmp_path / "f.npy")
+    assert rows.shape == features.shape and np.array_equal(
+        rows[5:9], np.load(tmp_path / "f.npy")[5:9]
+    )
+    ours = label_issues.principal_components(rows, 4, chunk=7)
+    exact = features.astype(np.float16).astype(np.float64)
+    theirs = PCA(4).fit_transform(StandardScaler().fit_transform(exact))
+    assert ours.shape == (len(features), 4) and ours.dtype == np.float32
+    sign = np.sign((ours * theirs).sum(axis=0))
+    np.testing.assert_allclose(ours, theirs * sign, atol=1e-4)
+
+
 def test_too_few_images_for_cross_validation_say_so():
     features, labels = blobs(n_per_class=2, classes=3)
     with pytest.raises(label_issues.TooSmallError, match=r"2 image.*needs at least 3"):

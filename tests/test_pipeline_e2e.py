@@ -226,7 +226,7 @@ def test_evaluate_scores_the_probabilities_export_wrote(repo):
 
 def test_export_checks_keras_on_a_seeded_sample_and_scores_the_whole_split(repo):
     n_test = json.loads((repo / "reports/metrics.json").read_text())["n_test"]
-    set_params(repo, {"export": {"check_images": 3}})
+    set_params(repo, {"export": {"float32_check_images": 3}})
     out = sh(repo, "dvc", "repro")
     assert "Running stage 'export'" in out
     card = json.loads((repo / "saved_models/model.json").read_text())
@@ -237,7 +237,7 @@ def test_export_checks_keras_on_a_seeded_sample_and_scores_the_whole_split(repo)
     )
     with np.load(repo / "reports/test_probabilities.npz") as npz:
         assert len(npz["probabilities"]) == n_test
-    set_params(repo, TINY | {"export": {"check_images": 1000}})
+    set_params(repo, TINY | {"export": {"float32_check_images": 100}})
     sh(repo, "dvc", "repro")
     assert "up to date" in sh(repo, "dvc", "status")
 

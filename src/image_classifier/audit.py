@@ -5,7 +5,8 @@
                                                        # data.relabel, then `dvc repro`
 
 Each train and val image gets out-of-sample class probabilities from a logistic regression
-cross-validated (audit.folds) on pooled features (the layer before dropout and the softmax).
+cross-validated (audit.folds) on the principal components of pooled features (the layer
+before dropout and the softmax).
 For a frozen transfer base on LiteRT these are the pretrained base's, which never learnt the
 given labels: phase 1 of training computed them already and kept them
 (saved_models/features.npy; a training image's as augmented in its first epoch), so the audit
@@ -65,11 +66,36 @@ def pooled_features(model_path: Path):
     return lambda x: features.predict_on_batch(x)
 
 
-def kept_features(splits: list[SplitPixels]) -> np.ndarray | None:
+class NpyRows:
+    """The rows of a 2-D .npy file, read when sliced (`rows[i:j]`). Read rather than
+    memory-mapped: a mapped file's pages count in the stage's resident memory once touched, so
+    one pass over 100,000 images' features would hold all of them."""
+
+    def __init__(self, path: Path) -> None:
+        with path.open("rb") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            header = np.lib.format.read_array_header_1_0
+            if major != 1:
+                header = np.lib.format.read_array_header_2_0
+            self.shape, fortran_order, self.dtype = header(fh)
+            self.offset = fh.tell()
+        if fortran_order or len(self.shape) != 2:
+            raise ValueError(f"{path} is not a 2-D C-ordered array")
+        self.path = path
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        width = self.shape[1]
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset + start * width * self.dtype.itemsize)
+            return np.fromfile(fh, self.dtype, (stop - start) * width).reshape(-1, width)
+
+
+def kept_features(splits: list[SplitPixels]) -> NpyRows | None:
     """The features phase 1 of training kept, if they are those of these images in this order."""
     try:
         index = json.loads(config.POOLED_FEATURES_INDEX.read_text(encoding="utf-8"))
-        kept = np.load(config.POOLED_FEATURES, mmap_mode="r")
+        kept = NpyRows(config.POOLED_FEATURES)
     except (OSError, ValueError) as exc:
         log.info("audit: no features kept by the train stage (%s)", exc)
         return None
@@ -83,12 +109,13 @@ def kept_features(splits: list[SplitPixels]) -> np.ndarray | None:
             config.PREPARED_DIR,
         )
         return None
-    return np.asarray(kept, dtype=np.float32)
+    return kept
 
 
-def image_features(params: Params, splits: list[SplitPixels]) -> np.ndarray:
-    """(n, d) float32 features of the splits' images, in order: the ones the train stage kept
-    from a frozen base on LiteRT when they match, else the trained model's, computed."""
+def image_features(params: Params, splits: list[SplitPixels]) -> NpyRows | np.ndarray:
+    """(n, d) features of the splits' images, in order: the ones the train stage kept from a
+    frozen base on LiteRT when they match (read from the file as needed), else the trained
+    model's, computed."""
     kept = kept_features(splits)
     if kept is not None:
         log.info("audit: the frozen base's features from the train stage")
@@ -152,6 +179,8 @@ def run(params: Params) -> dict:
         labels = np.concatenate([s.labels for s in splits])
         with phase("features"):
             features = image_features(params, splits)
+        with phase("principal_components"):
+            points = label_issues.principal_components(features)
         summary = {
             "images": len(paths),
             "near_duplicate_groups": len(split_report.get("near_duplicates", [])),
@@ -159,7 +188,7 @@ def run(params: Params) -> dict:
         try:
             with phase("out_of_sample_probabilities"):
                 probs = label_issues.out_of_sample_probs(
-                    features, labels, params.audit.folds, params.train.seed
+                    points, labels, params.audit.folds, params.train.seed
                 )
         except label_issues.TooSmallError as exc:
             log.warning("audit: too small for cross-validation (%s); the report is empty", exc)
@@ -169,7 +198,7 @@ def run(params: Params) -> dict:
             return summary
         found = label_issues.label_issues(probs, labels, paths, classes)
         with phase("outliers"):
-            odd = label_issues.outliers(features, labels, paths, classes)
+            odd = label_issues.outliers(points, labels, paths, classes)
         summary.update(
             label_issues=len(found),
             label_issue_rate=round(len(found) / len(paths), 6),

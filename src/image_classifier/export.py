@@ -5,10 +5,11 @@ against the Keras model on the test split, and write it with its model card.
 
 Nothing is written unless the check passes: a float32 export must give the Keras model's
 probabilities within export.max_prob_diff, a quantized one its top-1 class on at least
-export.min_top1_agreement of the test images. The Keras model runs on a seeded sample of
-export.check_images test images (all of them when the split is smaller): on CPU it costs
-several times LiteRT's time an image, a conversion fault shows on any image, and 1,000 images
-pin a top-1 agreement to about +-0.5 % (binomial standard error). The written model runs on
+export.min_top1_agreement of the test images. The Keras model runs on a seeded sample of the
+test images (all of them when the split is smaller), because on CPU it costs several times
+LiteRT's time an image: export.float32_check_images for a float32 export, where a conversion
+fault shows on any image, and export.check_images for a quantized one, where 1,000 images pin
+a top-1 agreement to about +-0.5 % (binomial standard error). The written model runs on
 the whole test split: its metrics go into model.json and reports/export.json, and its
 probabilities into reports/test_probabilities.npz, which the evaluate stage scores.
 """
@@ -137,10 +138,12 @@ def predict_split(
     images), float64. Keras on CPU costs several times LiteRT an image, hence the sample."""
     with phase("litert_test_split"):
         lite = [clf.predict(x) for x, _ in test.batches(batch)]
+    # Keras' activations grow with its batch: the LiteRT call's size bounds them too.
+    step = clf.max_batch
     with phase("keras_check"):
         ref = [
-            model.predict_on_batch(test.read(checked[i : i + batch]).astype(np.float32))
-            for i in range(0, len(checked), batch)
+            model.predict_on_batch(test.read(checked[i : i + step]).astype(np.float32))
+            for i in range(0, len(checked), step)
         ]
     if not lite:
         raise StageError("the test split is empty: nothing to check the export on")
@@ -169,7 +172,9 @@ def run(params: Params) -> dict:
     clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
     size, channels = params.image.size, params.image.channels
     with open_split("test", size, params.image.color_mode) as test:
-        checked = seeded_sample(len(test), params.export.check_images, params.train.seed)
+        ep = params.export
+        limit = ep.float32_check_images if mode == "none" else ep.check_images
+        checked = seeded_sample(len(test), limit, params.train.seed)
         lite_probs, keras_probs = predict_split(
             model, clf, test, checked, inference_batch_size(size, channels)
         )

@@ -370,8 +370,14 @@ class ExportParams(_Section):
     )
     check_images: int | None = param(
         1000,
-        "Test images (a seeded sample; null: all) Keras runs on for the two checks above; the "
-        "written model's metrics always cover the whole test split.",
+        "A quantized export: test images (a seeded sample; null: all) Keras runs on for the "
+        "top-1 agreement check; the written model's metrics always cover the whole test split.",
+        ge=1,
+    )
+    float32_check_images: int | None = param(
+        100,
+        "A float32 export: test images (a seeded sample; null: all) Keras runs on for the "
+        "max_prob_diff check; a conversion fault shows on any image.",
         ge=1,
     )
 

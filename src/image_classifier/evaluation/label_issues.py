@@ -3,16 +3,16 @@
 Confident learning is cleanlab's: `find_label_issues` with its default filter (prune by noise
 rate) and `get_label_quality_scores` for the ranking. The probabilities it needs must be out
 of sample, so each image's come from a logistic regression cross-validated on the principal
-components of image features (audit.py says which). Outliers are cleanlab's
-OutOfDistribution scores on the same components, flagged by the rule cleanlab's Datalab uses:
-an average distance to the k nearest neighbours above Q3 + (1/t - 1) * IQR. Beyond
+components of image features (audit.py says which). The components are computed once, from
+the features read a chunk at a time, so that only they are held in memory. Outliers are
+cleanlab's OutOfDistribution scores on the same components, flagged by the rule cleanlab's
+Datalab uses: an average distance to the k nearest neighbours above Q3 + (1/t - 1) * IQR. Beyond
 OUTLIER_REFERENCE images the neighbours are sought among a seeded sample of that many, so the
 search grows linearly with the image count instead of with its square.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,17 +23,16 @@ from cleanlab.filter import find_label_issues
 from cleanlab.internal.neighbor.metric import decide_default_metric
 from cleanlab.outlier import OutOfDistribution
 from cleanlab.rank import get_label_quality_scores
-from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import NearestNeighbors
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 # Datalab's default for feature-based outliers (cleanlab.datalab ... outlier.py).
 OUTLIER_THRESHOLD = 0.37
 OUTLIER_NEIGHBOURS = 10
+# The fit and the neighbour search cost in proportion to the feature count; this many principal
+# components keep the out-of-sample accuracy of all of them (docs/benchmarks.md, "Audit").
 PCA_COMPONENTS = 64
 NEIGHBOUR_BLOCK_MB = 128
 # Images the outlier search compares each image with at most (a seeded sample beyond that).
@@ -56,15 +55,40 @@ class Issue:
     kind: str  # "label" or "outlier"
 
 
+def principal_components(rows, components: int = PCA_COMPONENTS, chunk: int = 4096) -> np.ndarray:
+    """(n, c) float32: the first `components` principal components of the standardised rows
+    (what StandardScaler then PCA give, up to each component's sign). `rows` is a 2-D array or
+    anything that slices like one (audit.NpyRows, a file's rows): it is read `chunk` rows at a
+    time, twice, so memory holds the components and a d x d matrix, not all the rows. No label
+    is read: components from every image leave the probabilities out of sample."""
+    n, d = rows.shape
+    total, outer = np.zeros(d), np.zeros((d, d))
+    for start in range(0, n, chunk):
+        x = np.asarray(rows[start : start + chunk], dtype=np.float64)
+        total += x.sum(axis=0)
+        outer += x.T @ x
+    mean = total / n
+    covariance = outer / n - np.outer(mean, mean)
+    scale = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0  # a constant feature: StandardScaler's 1
+    _, vectors = np.linalg.eigh(covariance / np.outer(scale, scale))
+    keep = min(components, d, n)
+    vectors = vectors[:, ::-1][:, :keep]  # eigh sorts ascending: largest variance first
+    # A reproducible sign: each component's largest loading positive (as svd_flip).
+    vectors *= np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(keep)])
+    basis = vectors / scale[:, None]
+    out = np.empty((n, keep), dtype=np.float32)
+    for start in range(0, n, chunk):
+        x = np.asarray(rows[start : start + chunk], dtype=np.float64)
+        out[start : start + len(x)] = (x - mean) @ basis
+    return out
+
+
 def out_of_sample_probs(
-    features: np.ndarray,
-    labels: np.ndarray,
-    folds: int,
-    seed: int,
-    components: int | None = PCA_COMPONENTS,
+    points: np.ndarray, labels: np.ndarray, folds: int, seed: int
 ) -> np.ndarray:
     """(n, classes) probabilities, each from a model that never saw that image's label, fitted
-    on the features' first `components` principal components (None: on all features)."""
+    on `points` (the principal components of the features)."""
     counts = np.bincount(labels)
     smallest = int(counts[counts > 0].min()) if len(counts) else 0
     if len(counts) < 2 or smallest < MIN_FOLDS:
@@ -74,22 +98,10 @@ def out_of_sample_probs(
         )
     folds = min(folds, smallest)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    # The fit's cost grows with the feature count; PCA_COMPONENTS principal components keep
-    # the out-of-sample accuracy of all of them, at a small share of the time (the figures:
-    # docs/benchmarks.md, "Audit").
-    steps: list = [StandardScaler()]
-    if components is not None:
-        fold_size = len(labels) - math.ceil(len(labels) / folds)
-        steps.append(PCA(min(components, features.shape[1], fold_size), random_state=seed))
-    model = make_pipeline(*steps, LogisticRegression(C=0.1, max_iter=500))
+    model = LogisticRegression(C=0.1, max_iter=500)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return cross_val_predict(model, features, labels, cv=cv, method="predict_proba")
-
-
-def principal_components(features: np.ndarray, components: int) -> np.ndarray:
-    standard = StandardScaler().fit_transform(features)
-    return PCA(min(components, features.shape[1]), random_state=0).fit_transform(standard)
+        return cross_val_predict(model, points, labels, cv=cv, method="predict_proba")
 
 
 def label_issues(
@@ -137,18 +149,16 @@ def outlier_scores(points: np.ndarray, k: int = OUTLIER_NEIGHBOURS) -> np.ndarra
 
 
 def outliers(
-    features: np.ndarray, labels: np.ndarray, paths: Sequence[str], classes: Sequence[str]
+    points: np.ndarray, labels: np.ndarray, paths: Sequence[str], classes: Sequence[str]
 ) -> list[Issue]:
-    """Images far from all others in feature space, most atypical first."""
-    if len(features) <= OUTLIER_NEIGHBOURS:
+    """Images far from all others among `points` (the principal components of the
+    features), most atypical first."""
+    if len(points) <= OUTLIER_NEIGHBOURS:
         return []
-    # Neighbour search costs in proportion to the feature count: on the principal components
-    # as for the probabilities (docs/benchmarks.md, "Audit").
-    reduced = principal_components(features, min(len(features), PCA_COMPONENTS))
     # scikit-learn computes the distances in blocks of `working_memory` MB; its default would
     # make this the pipeline's largest memory peak, and smaller blocks cost no time.
     with sklearn.config_context(working_memory=NEIGHBOUR_BLOCK_MB):
-        scores = outlier_scores(reduced)
+        scores = outlier_scores(points)
     distance = -np.log(np.clip(scores, 1e-12, 1.0))  # the score is exp(-mean kNN distance)
     q1, q3 = np.percentile(distance, [25, 75])
     flagged = np.flatnonzero(distance > q3 + (1 / OUTLIER_THRESHOLD - 1) * (q3 - q1))

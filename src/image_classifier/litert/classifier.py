@@ -20,8 +20,20 @@ from image_classifier.preprocessing import (
     MAX_PIXELS,
     PREPROCESSING_VERSION,
     ImageSource,
+    channels,
     decode_pixels,
 )
+
+# XNNPACK runs a network faster a few images per call than in large batches (a call's
+# activations stay in the CPU's caches), and its tensor arena grows with the batch: each call
+# gets about this many input values, so more images as they shrink
+# (bench/litert_batch.py; docs/benchmarks.md, "LiteRT batch size").
+INVOKE_VALUES = 4 * 224 * 224 * 3
+
+
+def invoke_batch(size: int, channels: int) -> int:
+    """Images per LiteRT call: 4 at 224 px RGB, up to 256 for thumbnails."""
+    return int(min(256, max(1, INVOKE_VALUES // (size * size * channels))))
 
 
 class ModelLoadError(RuntimeError):
@@ -84,7 +96,7 @@ class Classifier:
         self.card = card
         # LiteRT sizes its tensor arena for the largest batch it has run and keeps it: a web
         # worker that once ran one large explain batch would hold that memory for good.
-        self.max_batch = max_batch
+        self.max_batch = max_batch or invoke_batch(card.image_size, channels(card.color_mode))
         kwargs: dict[str, Any] = {"num_threads": num_threads}
         if isinstance(model, bytes):
             kwargs["model_content"] = model
@@ -132,7 +144,7 @@ class Classifier:
         """(n, size, size, channels) pixels in [0, 255], uint8 or float32 -> (n, classes)
         probabilities; in chunks of at most max_batch images, so memory does not grow with
         the request."""
-        step = self.max_batch or len(batch) or 1
+        step = self.max_batch
         if len(batch) > step:
             return np.concatenate(
                 [self._invoke(batch[i : i + step]) for i in range(0, len(batch), step)]

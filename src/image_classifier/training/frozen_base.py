@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from image_classifier.litert.classifier import invoke_batch
 from image_classifier.litert.convert import to_tflite
 from image_classifier.params import TrainParams
 from image_classifier.training.models import find_base
@@ -70,6 +71,14 @@ class LiteRTFeatures:
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, size, size, channels) float32 pixels -> (n, dim) features, a few images per
+        LiteRT call whatever n is (invoke_batch)."""
+        step = invoke_batch(pixels.shape[1], pixels.shape[-1])
+        return np.concatenate(
+            [self._invoke(pixels[i : i + step]) for i in range(0, len(pixels), step)]
+        )
+
+    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
         if len(pixels) != self._batch:
             self._interpreter.resize_tensor_input(self._input, list(pixels.shape))
             self._interpreter.allocate_tensors()
