@@ -13,11 +13,16 @@ to --size) then go through the features model in batches of --batch-size:
 - TensorFlow, direct call under tf.function: model(x, training=False), as a train step runs it.
 Each runs one warm-up batch, then --repeats timed passes; the table gives the median pass
 (and the slowest and fastest) and the largest feature difference from TensorFlow's.
+LiteRTFeatures hands LiteRT a few images per call (litert/classifier.py, invoke_batch); a
+second table runs the same features model on a fresh LiteRT interpreter for each of --calls
+images per call: the median pass's images/s and how much the process's resident memory grew
+with that interpreter (its tensor arena).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -78,21 +83,51 @@ def timed_passes(run, x, batch: int, repeats: int) -> tuple[list[float], object]
     return rates, out
 
 
+def per_call(model: bytes, x, sizes: list[int], repeats: int) -> list[tuple[int, float, float]]:
+    """(images per call, median images/s, MB the interpreter added) for each size."""
+    import gc
+
+    import psutil
+    from ai_edge_litert.interpreter import Interpreter
+
+    rows = []
+    for k in sizes:
+        gc.collect()
+        before = psutil.Process().memory_info().rss
+        interpreter = Interpreter(model_content=model, num_threads=os.cpu_count())
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, [k, *x.shape[1:]])
+        interpreter.allocate_tensors()
+
+        def run(b, interpreter=interpreter, index=index, k=k):
+            if len(b) != k:  # the last, short call
+                return None
+            interpreter.set_tensor(index, b)
+            interpreter.invoke()
+
+        timed_passes(run, x[: len(x) // k * k], k, repeats)  # whole calls only
+        rates = timed_passes(run, x[: len(x) // k * k], k, repeats)[0]
+        grown = (psutil.Process().memory_info().rss - before) / 2**20
+        rows.append((k, statistics.median(rates), grown))
+        del interpreter
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--calls", default="1,2,4,8,16,32", help="images per LiteRT call")
     args = parser.parse_args()
-
-    import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
     import tensorflow as tf
 
+    from image_classifier.litert.convert import to_tflite
     from image_classifier.training import frozen_base
 
     x = photos(args.images, args.size)
@@ -126,6 +161,10 @@ def main() -> None:
         if not name.startswith("LiteRT"):
             print(f"LiteRT / {name}: {litert_rate / statistics.median(rates):.2f}x")
     print(f"features: {reference.shape[1]} an image, mean |feature| {np.abs(reference).mean():.3f}")
+    sizes = [int(k) for k in args.calls.split(",")]
+    print(f"{'LiteRT images per call':<24}{'images/s':>10}{'arena MB':>10}")
+    for k, rate, grown in per_call(to_tflite(features), x, sizes, args.repeats):
+        print(f"{k:<24}{rate:>10.1f}{grown:>10.0f}")
 
 
 if __name__ == "__main__":
