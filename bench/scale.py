@@ -18,7 +18,8 @@
    tutorial (image_dataset_from_directory -> prefetch, no cache), `cached` the same with
    .cache() before prefetch (every decoded image kept as float32).
 5. Measures decode throughput (prepare's decoder) on 1 core and on all cores.
-Prints one table, headed by the machine; --json FILE also saves the figures.
+Prints one table, headed by the machine; --json FILE also saves the figures, and
+`--compare SMALL.json LARGE.json` prints two saved runs side by side with the ratios.
 """
 
 from __future__ import annotations
@@ -298,9 +299,19 @@ def main() -> None:
     )
     parser.add_argument("--op-determinism", action="store_true", help="train.op_determinism")
     parser.add_argument("--quantization", default="none", help="export.quantization")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("SMALL.json", "LARGE.json"),
+        help="print two runs' --json figures side by side, with the ratios, and exit",
+    )
     parser.add_argument("--decode-sample", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.compare:
+        compare(*(json.loads(path.read_text()) for path in args.compare))
+        return
     peers = [] if args.no_peer else [p for p in args.peers.split(",") if p]
     if unknown := set(peers) - set(PEERS):
         parser.error(f"--peers: unknown {sorted(unknown)}; choose from {sorted(PEERS)}")
@@ -435,6 +446,40 @@ def report(r: dict) -> None:
         f"  decode, images/s: 1 worker {rates['1']}, {most} workers {rates[most]} "
         f"({rates[most] / rates['1']:.2f}x)"
     )
+
+
+def compare(small: dict, large: dict) -> None:
+    """Two runs side by side: each stage's time and peak memory, the whole repro, the peer,
+    DVC's figures and the disk, with large / small ratios."""
+    a, b = small["ours"], large["ours"]
+    n, m = small["images"], large["images"]
+    print_header("TensorFlow", "Keras", "LiteRT", "DVC")
+    print(f"{n} and {m} images ({m / n:.1f}x), {small['size']} px RGB, {small['epochs']} epoch(s)")
+    print(f"{'':<22}{'wall s':>9}{'':>9}{'ratio':>7}{'peak RSS MB':>13}{'':>7}{'ratio':>7}")
+
+    def row(label: str, t0: float, t1: float, m0: float | None = None, m1: float | None = None):
+        mem = f"{m0:>13.0f}{m1:>7.0f}{m1 / m0:>7.2f}" if m0 else ""
+        print(f"  {label:<20}{t0:>9.1f}{t1:>9.1f}{t1 / t0:>7.2f}{mem}")
+
+    for name, s0 in a["stages"].items():
+        s1 = b["stages"][name]
+        row(name, s0["wall_s"], s1["wall_s"], s0["peak_rss_mb"], s1["peak_rss_mb"])
+    largest = [max(s["peak_rss_mb"] for s in r["stages"].values()) for r in (a, b)]
+    row("dvc repro", a["repro_s"], b["repro_s"], *largest)
+    for name in small["peers"]:
+        p0, p1 = small["peers"][name], large["peers"][name]
+        row(f"peer {name}", p0["wall_s"], p1["wall_s"], p0["peak_rss_mb"], p1["peak_rss_mb"])
+        times = [r["repro_s"] / p["wall_s"] for r, p in ((a, p0), (b, p1))]
+        memory = [largest[0] / p0["peak_rss_mb"], largest[1] / p1["peak_rss_mb"]]
+        print(f"  repro / peer time: {times[0]:.2f} and {times[1]:.2f}; "
+              f"largest stage / peer memory: {memory[0]:.2f} and {memory[1]:.2f}")  # fmt: skip
+    dvc = {"dvc_add_s": "dvc add data/raw", "sha256sum_s": "sha256sum",
+           "dvc_status_s": "dvc status", "noop_repro_s": "no-op dvc repro"}  # fmt: skip
+    for key, label in dvc.items():
+        row(label, a["dvc"][key], b["dvc"][key])
+    for key in ("data/raw", "data/prepared", ".dvc/cache", "total"):
+        d0, d1 = a["dvc"]["disk_bytes"][key] / 1e9, b["dvc"]["disk_bytes"][key] / 1e9
+        print(f"  {'disk GB ' + key:<20}{d0:>9.2f}{d1:>9.2f}{d1 / d0:>7.2f}")
 
 
 if __name__ == "__main__":
