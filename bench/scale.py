@@ -53,16 +53,21 @@ class TreeSampler:
     """Polls a process tree every `interval` s: per-label wall time and peak RSS (summed over
     the labelled process and its descendants, so a stage's worker processes count too). Once
     a second: polling /proc every 0.1 or 0.5 s halved LiteRT's forward rate in the stages it
-    measured on this machine, so wall times are to within a second and a peak shorter than
-    that can be missed; run_measured also reports the kernel's exact per-process peak."""
+    measured on this machine, so a memory peak shorter than that can be missed (run_measured
+    also reports the kernel's exact per-process peak). Wall times are exact all the same: a
+    labelled process's start is its creation time, and a thread per labelled process waits
+    for its end by signal 0 (os.kill), which reads nothing from /proc."""
 
-    def __init__(self, root_pid: int, label_of, interval: float = 1.0) -> None:
+    def __init__(self, root_pid: int, label_of, started: float, interval: float = 1.0) -> None:
+        """`started`: time.perf_counter() when the root process was started."""
         self.root = psutil.Process(root_pid)
+        self.started = started
         self.label_of = label_of
         self.interval = interval
         self.stats: dict[str, dict] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._watchers: list[threading.Thread] = []
 
     def _poll(self) -> None:
         """One pass: a single walk of the tree (psutil scans /proc for it), so sampling costs
@@ -83,9 +88,30 @@ class TreeSampler:
                 while walk in info and walk != pid:
                     walk = info[walk][0]
                 total += rss if walk == pid else 0
-            stat = self.stats.setdefault(label, {"start": now, "end": now, "peak_rss": 0})
-            stat["end"] = now
+            if label not in self.stats:
+                self.stats[label] = {"start": now, "end": now, "peak_rss": 0}
+                self._watch(pid, self.stats[label], now)
+            stat = self.stats[label]
             stat["peak_rss"] = max(stat["peak_rss"], total)
+
+    def _watch(self, pid: int, stat: dict, now: float) -> None:
+        """Set stat's start from the process's creation time, and its end when it exits."""
+        with contextlib.suppress(psutil.Error):
+            # Creation times relative to the root's: both carry the same error of the boot
+            # time psutil adds (whole seconds).
+            since_root = psutil.Process(pid).create_time() - self.root.create_time()
+            stat["start"] = self.started + since_root
+
+        def wait() -> None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                while True:
+                    os.kill(pid, 0)
+                    time.sleep(0.02)
+            stat["end"] = time.perf_counter()
+
+        watcher = threading.Thread(target=wait, daemon=True)
+        watcher.start()
+        self._watchers.append(watcher)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -99,6 +125,8 @@ class TreeSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        for watcher in self._watchers:
+            watcher.join()
 
 
 def stage_label(cmdline: list[str]) -> str | None:
@@ -135,7 +163,7 @@ def run_measured(cmd: list[str], cwd: Path, label_of, log: Path) -> tuple[float,
     wrapped = [sys.executable, "-c", PEAK_WRAPPER, str(peak_file), *cmd]
     with log.open("w") as out:
         proc = subprocess.Popen(wrapped, cwd=cwd, env=env(), stdout=out, stderr=subprocess.STDOUT)
-        with TreeSampler(proc.pid, label_of) as sampler:
+        with TreeSampler(proc.pid, label_of, start) as sampler:
             code = proc.wait()
     wall = time.perf_counter() - start
     if code != 0:
