@@ -85,7 +85,7 @@ def main() -> None:
     photos = make_dataset(args.images, args.data_dir)
     with tempfile.TemporaryDirectory(prefix="ic-interrupted-") as tmp:
         work = Path(tmp)
-        weights = work / "weights.h5"
+        weights = work / "mobilenet_v2_base.weights.h5"
         make_weights(weights, args.size)
         repo, _ = make_workspace(work, photos, weights, args)
         first, _ = timed(["dvc", "repro", "prepare"], repo)
@@ -108,7 +108,7 @@ def main() -> None:
         again, out = timed(["dvc", "repro", "prepare"], repo)
         restored = "Stage 'prepare' is cached" in out and "Running stage 'prepare'" not in out
         after_ok = digests(store) == before and (repo / "dvc.lock").read_text() == lock
-        _, status = timed(["dvc", "status"], repo)
+        _, status = timed(["dvc", "status", "prepare"], repo)
 
     print_header("DVC")
     print(f"{args.images} images, {args.size} px RGB")
@@ -118,7 +118,7 @@ def main() -> None:
     print(f"    left by the killed run: data/.prepared-* {left / 2**30:.2f} GB")
     print(f"  dvc repro prepare, back at {args.size} px: {again:.1f} s; from the run-cache, no "
           f"decoding: {restored}; store and dvc.lock as before: {after_ok}")  # fmt: skip
-    print(f"  dvc status: {' '.join(status.split())[:60]}")
+    print(f"  dvc status prepare: {' '.join(status.split())}")
 
 
 if __name__ == "__main__":
