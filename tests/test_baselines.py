@@ -1,6 +1,10 @@
 import numpy as np
 
+from image_classifier import evaluate, prepare, split
+from image_classifier.data.store import open_split
 from image_classifier.evaluation import baselines
+from image_classifier.params import parse_params
+from image_classifier.synthetic import Spec, write_dataset
 
 
 def test_downsample_takes_block_means_to_the_side():
@@ -25,6 +29,24 @@ def test_linear_baseline_separates_colours_a_network_failed_on():
     y = rng.integers(0, 3, 120)
     x = np.clip(hues[y][:, None, None, :] + rng.normal(0, 30, (120, 8, 8, 3)), 0, 255)
     small = baselines.downsample(x)
-    probs = baselines.linear_probs(small[:80], y[:80], small[80:], n_classes=4)
+    model = baselines.fit_linear(small[:80], y[:80])
+    probs = baselines.linear_probs(model, small[80:], n_classes=4)
     assert probs.shape == (40, 4) and not probs[:, 3].any()  # class 3 never seen in training
     assert (probs.argmax(1) == y[80:]).mean() == 1.0
+
+
+def test_evaluate_downsamples_the_chosen_store_images_batch_by_batch(tmp_path, monkeypatch):
+    """evaluate.downsampled fills one float32 array from the store, in the order asked, equal
+    to downsampling the images all at once."""
+    monkeypatch.chdir(tmp_path)
+    write_dataset(tmp_path / "data" / "raw", Spec((6,) * 3, seed=2, scale=0.1), workers=1)
+    params = parse_params({"image": {"size": 32, "color_mode": "rgb"}})
+    split.run(params)
+    prepare.run(params)
+    monkeypatch.setattr(evaluate, "inference_batch_size", lambda size, channels: 4)
+    with open_split("train", 32, "rgb") as train:
+        picked = np.array([5, 0, 3, 1, 2, 4, 6])
+        small = evaluate.downsampled(train, picked)
+        expected = baselines.downsample(train.read(picked))
+    assert small.dtype == np.float32 and small.shape == (7, 16 * 16 * 3)
+    np.testing.assert_allclose(small, expected, rtol=1e-6)

@@ -50,29 +50,37 @@ def served_probs(split: SplitPixels) -> np.ndarray:
     return probs
 
 
-def downsampled(split: SplitPixels, batch_size: int) -> np.ndarray:
-    """The split's images as the linear baseline sees them."""
-    return np.concatenate([baselines.downsample(x) for x, _ in split.batches(batch_size)])
+def downsampled(split: SplitPixels, indices: np.ndarray) -> np.ndarray:
+    """The images at `indices` as the linear baseline sees them, one array filled a batch at a
+    time: the pixels are never all in memory, nor the small images twice."""
+    batch = inference_batch_size(split.meta.size, split.meta.channels)
+    out = np.empty((0, 0), dtype=np.float32)
+    for start in range(0, len(indices), batch):
+        small = baselines.downsample(split.read(indices[start : start + batch]))
+        if not start:
+            out = np.empty((len(indices), small.shape[1]), dtype=np.float32)
+        out[start : start + len(small)] = small
+    return out
 
 
-def baseline_scores(
-    train: SplitPixels, test_small: np.ndarray, y_test: np.ndarray, seed: int
-) -> dict[str, float]:
-    """Majority-class and linear baselines on the same test split (see baselines.py)."""
+def baseline_scores(train: SplitPixels, test: SplitPixels, seed: int) -> dict[str, float]:
+    """Majority-class and linear baselines on the same test split (see baselines.py). The
+    linear model fits a seeded sample of the training images, then scores the test split a
+    batch at a time, so memory does not grow with it."""
     n_classes = len(train.meta.classes)
     picked = seeded_sample(len(train), baselines.MAX_FIT_IMAGES, seed)
-    batch = inference_batch_size(train.meta.size, train.meta.channels)
-    x_fit = np.concatenate(
+    model = baselines.fit_linear(downsampled(train, picked), train.labels[picked])
+    batch = inference_batch_size(test.meta.size, test.meta.channels)
+    linear = np.concatenate(
         [
-            baselines.downsample(train.read(picked[i : i + batch]))
-            for i in range(0, len(picked), batch)
+            baselines.linear_probs(model, baselines.downsample(x), n_classes)
+            for x, _ in test.batches(batch)
         ]
     )
-    majority = baselines.majority_probs(train.labels, len(y_test), n_classes)
-    linear = baselines.linear_probs(x_fit, train.labels[picked], test_small, n_classes)
+    majority = baselines.majority_probs(train.labels, len(test), n_classes)
     return {
-        **metrics.baseline_metrics("majority", y_test, majority),
-        **metrics.baseline_metrics("linear", y_test, linear),
+        **metrics.baseline_metrics("majority", test.labels, majority),
+        **metrics.baseline_metrics("linear", test.labels, linear),
     }
 
 
@@ -158,8 +166,7 @@ def run(params: Params) -> dict:
             )
         probs = served_probs(test)
         with phase("baselines"):
-            small = downsampled(test, inference_batch_size(size, test.meta.channels))
-            extra = baseline_scores(train, small, test.labels, params.train.seed)
+            extra = baseline_scores(train, test, params.train.seed)
         with phase("reports_and_plots"):
             scores = write_reports(test, probs, classes, params, extra, card.version)
     log.info("test metrics: %s", json.dumps(scores))

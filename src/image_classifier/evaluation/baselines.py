@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 # The linear baseline sees images shrunk to this side (16x16x3 = 768 features): enough for
@@ -23,15 +23,19 @@ MAX_FIT_IMAGES = 5000
 
 def downsample(pixels: np.ndarray, side: int = BASELINE_SIDE) -> np.ndarray:
     """(n, h, w, c) -> (n, side*side*c) float32 block means; images smaller than side stay."""
-    x = np.asarray(pixels, dtype=np.float32)
+    # Summed straight from the store's uint8 into float32: a float32 copy of every full-size
+    # pixel first would be most of the time and memory.
+    x = np.asarray(pixels)
     n, h, w, _ = x.shape
     if h > side:
         edges = np.linspace(0, h, side + 1).astype(int)[:-1]
-        x = np.add.reduceat(x, edges, axis=1) / np.diff(np.append(edges, h))[None, :, None, None]
+        x = np.add.reduceat(x, edges, axis=1, dtype=np.float32)
+        x /= np.diff(np.append(edges, h)).astype(np.float32)[None, :, None, None]
     if w > side:
         edges = np.linspace(0, w, side + 1).astype(int)[:-1]
-        x = np.add.reduceat(x, edges, axis=2) / np.diff(np.append(edges, w))[None, None, :, None]
-    return x.reshape(n, -1) / 255.0
+        x = np.add.reduceat(x, edges, axis=2, dtype=np.float32)
+        x /= np.diff(np.append(edges, w)).astype(np.float32)[None, None, :, None]
+    return x.reshape(n, -1).astype(np.float32) / np.float32(255.0)
 
 
 def majority_probs(train_labels: np.ndarray, n_test: int, n_classes: int) -> np.ndarray:
@@ -41,16 +45,19 @@ def majority_probs(train_labels: np.ndarray, n_test: int, n_classes: int) -> np.
     return probs
 
 
-def linear_probs(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int
-) -> np.ndarray:
-    """Logistic regression on downsampled pixels (from `downsample`); (n_test, classes).
-    Deterministic (L-BFGS from zero weights): no seed needed."""
+def fit_linear(x_train: np.ndarray, y_train: np.ndarray) -> Pipeline:
+    """Logistic regression on downsampled pixels (from `downsample`). Deterministic (L-BFGS
+    from zero weights): no seed needed."""
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=300))
     with warnings.catch_warnings():
         # A baseline that stops at max_iter is still a fair, cheap yardstick.
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x_train, y_train)
-    probs = np.zeros((len(x_test), n_classes))
-    probs[:, model.classes_] = model.predict_proba(x_test)
+    return model
+
+
+def linear_probs(model: Pipeline, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """(len(x), n_classes) probabilities of `fit_linear`'s model; a class it never saw gets 0."""
+    probs = np.zeros((len(x), n_classes))
+    probs[:, model.classes_] = model.predict_proba(x)
     return probs

@@ -5,10 +5,12 @@ rate) and `get_label_quality_scores` for the ranking. The probabilities it needs
 of sample, so each image's come from a logistic regression cross-validated on the principal
 components of image features (audit.py says which). The components are computed once, from
 the features read a chunk at a time, so that only they are held in memory. Outliers are
-cleanlab's OutOfDistribution scores on the same components, flagged by the rule cleanlab's
-Datalab uses: an average distance to the k nearest neighbours above Q3 + (1/t - 1) * IQR. Beyond
-OUTLIER_REFERENCE images the neighbours are sought among a seeded sample of that many, so the
-search grows linearly with the image count instead of with its square.
+cleanlab's OutOfDistribution scores on the same components (its formula and metric, equal to
+its results in tests/test_audit.py, from scikit-learn's compiled euclidean search), flagged by
+the rule cleanlab's Datalab uses: an average distance to the k nearest neighbours above
+Q3 + (1/t - 1) * IQR. Beyond OUTLIER_REFERENCE images the neighbours are sought among a seeded
+sample of that many, so the search grows linearly with the image count instead of with its
+square.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import sklearn
 from cleanlab.filter import find_label_issues
 from cleanlab.internal.neighbor.metric import decide_default_metric
-from cleanlab.outlier import OutOfDistribution
 from cleanlab.rank import get_label_quality_scores
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -34,7 +34,6 @@ OUTLIER_NEIGHBOURS = 10
 # The fit and the neighbour search cost in proportion to the feature count; this many principal
 # components keep the out-of-sample accuracy of all of them (docs/benchmarks.md, "Audit").
 PCA_COMPONENTS = 64
-NEIGHBOUR_BLOCK_MB = 128
 # Images the outlier search compares each image with at most (a seeded sample beyond that).
 OUTLIER_REFERENCE = 20_000
 # Fewer folds than this leave a class one training image per fold: probabilities too noisy to
@@ -126,14 +125,23 @@ def mean_neighbour_distance(
     points: np.ndarray, k: int, reference: int = OUTLIER_REFERENCE, seed: int = 0
 ) -> np.ndarray:
     """Each point's mean distance to its k nearest other points among a seeded sample of
-    `reference` points (all of them when there are no more). The nearest of a sample of m out
-    of n are about the k*n/m nearest of all: the same density ranking, at n*m distances."""
+    `reference` points (all of them when there are no more), in cleanlab's default metric for
+    these points (cosine above 3 dimensions). The nearest of a sample of m out of n are about
+    the k*n/m nearest of all: the same density ranking, at n*m distances."""
     n = len(points)
     picked = np.sort(np.random.default_rng(seed).choice(n, min(reference, n), replace=False))
-    # cleanlab's default metric for these points (cosine above 3 dimensions).
-    metric = decide_default_metric(points)
-    search = NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(points[picked])
-    distances, found = search.kneighbors(points)
+    x = np.asarray(points, dtype=np.float64)
+    cosine = decide_default_metric(points) == "cosine"
+    if cosine:
+        # Between unit vectors the cosine distance is half the squared euclidean one, and the
+        # same neighbours are nearest: scikit-learn's euclidean search is compiled and
+        # multi-threaded, its cosine search is not (docs/benchmarks.md, "Audit").
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 0, norms, 1.0)  # a zero row stays zero, as sklearn's normalize
+    search = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric="euclidean")
+    distances, found = search.fit(x[picked]).kneighbors(x)
+    if cosine:
+        distances = distances**2 / 2
     # A sampled point finds itself at distance 0: not its neighbour.
     distances[picked[found] == np.arange(n)[:, None]] = np.inf
     return np.sort(distances, axis=1)[:, :k].mean(axis=1)
@@ -142,8 +150,6 @@ def mean_neighbour_distance(
 def outlier_scores(points: np.ndarray, k: int = OUTLIER_NEIGHBOURS) -> np.ndarray:
     """cleanlab's OutOfDistribution feature scores, exp(-mean kNN distance / its median), in
     (0, 1], low is atypical; past OUTLIER_REFERENCE images, on a sample's neighbours."""
-    if len(points) <= OUTLIER_REFERENCE:
-        return OutOfDistribution(params={"k": k}).fit_score(features=points)
     distance = mean_neighbour_distance(points, k, OUTLIER_REFERENCE)
     return np.exp(-distance / max(np.median(distance), 100 * np.finfo(np.float64).eps))
 
@@ -155,10 +161,7 @@ def outliers(
     features), most atypical first."""
     if len(points) <= OUTLIER_NEIGHBOURS:
         return []
-    # scikit-learn computes the distances in blocks of `working_memory` MB; its default would
-    # make this the pipeline's largest memory peak, and smaller blocks cost no time.
-    with sklearn.config_context(working_memory=NEIGHBOUR_BLOCK_MB):
-        scores = outlier_scores(points)
+    scores = outlier_scores(points)
     distance = -np.log(np.clip(scores, 1e-12, 1.0))  # the score is exp(-mean kNN distance)
     q1, q3 = np.percentile(distance, [25, 75])
     flagged = np.flatnonzero(distance > q3 + (1 / OUTLIER_THRESHOLD - 1) * (q3 - q1))

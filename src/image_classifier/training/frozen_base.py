@@ -90,40 +90,63 @@ class LiteRTFeatures:
 
 class FeatureFile:
     """Phase 1's features of every train and val image, rows in store order (train, then val),
-    float16, written into a .npy memmap as they are computed, so memory does not grow with the
+    float16, written into a .npy file as they are computed, so memory does not grow with the
     data. A training image's row is its first view, augmented as in epoch 1: the first view
     rather than the last, because tf.data reads ahead of the last step by an amount that
-    varies, and the file must be the same for the same params."""
+    varies, and the file must be the same for the same params.
+
+    Rows go to the file by positioned writes, not through a shared memory map: a map's dirty
+    pages count in the process's resident memory until written back, which at 100,000 images
+    is a couple of hundred MB for nothing."""
 
     def __init__(self, path: Path, n_train: int, n_val: int) -> None:
         self.path, self.n_train, self.n_val = path, n_train, n_val
-        self.rows: np.ndarray | None = None
+        self._fd: int | None = None
+        self._row_bytes = 0
+        self._offset = 0
         self._seen = np.zeros(n_train, dtype=bool)
 
     def open(self, dim: int) -> None:
         shape = (self.n_train + self.n_val, dim)
-        self.rows = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16, shape=shape)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16))}
+        header |= {"fortran_order": False, "shape": shape}
+        with self.path.open("wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            self._offset = f.tell()
+            self._row_bytes = dim * 2
+            f.truncate(self._offset + shape[0] * self._row_bytes)
+        self._fd = os.open(self.path, os.O_WRONLY)
 
     def add_train(self, indices: np.ndarray, features: np.ndarray) -> None:
         # The batch that straddles two epochs can hold an image twice: its first copy counts.
         indices, first = np.unique(indices, return_index=True)
         new = ~self._seen[indices]
-        self.rows[indices[new]] = features[first[new]]
+        rows = features[first[new]].astype(np.float16)
+        for index, row in zip(indices[new], rows, strict=True):
+            self._write(int(index), row)
         self._seen[indices[new]] = True
 
     def set_val(self, features: np.ndarray) -> None:
-        self.rows[self.n_train :] = features
+        self._write(self.n_train, np.ascontiguousarray(features, dtype=np.float16))
+
+    def _write(self, row: int, values: np.ndarray) -> None:
+        data = values.tobytes()
+        offset = self._offset + row * self._row_bytes
+        while data:
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
 
     def complete(self) -> bool:
-        return self.rows is not None and bool(self._seen.all())
+        return self._fd is not None and bool(self._seen.all())
 
     def close(self) -> None:
-        """Flush the rows; a run that did not see every image leaves an empty array instead,
-        which tells the audit to compute its own."""
-        if self.complete():
-            self.rows.flush()
-        self.rows = None
-        if not self._seen.all():
+        """A run that did not see every image leaves an empty array instead, which tells the
+        audit to compute its own."""
+        complete = self.complete()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not complete:
             np.save(self.path, np.zeros((0, 0), dtype=np.float16))
 
 

@@ -1,0 +1,86 @@
+"""Tracking many photos with DVC: `dvc add data/raw` against hashing the same files alone.
+
+    python bench/dvc_add.py [--images 20000] [--data-dir DIR]
+
+On the photos bench/scale.py generates (--images of them, reused from --data-dir), each in a
+fresh workspace with the project's .dvc/config (cache hard-linked) and the photos hard-linked
+into data/raw, times:
+1. `sha256sum` of every file, one process (coreutils): the peer. Every file is read once
+   before anything is timed, so that every row reads from the page cache;
+2. `dvc add data/raw` with the project's settings (DVC hashes on max(1, min(4, cores // 2))
+   threads: one on a 2-core machine);
+3. the same with `core.checksum_jobs` set to every core;
+4. the photos as one archive: `tar -cf data/raw.tar`, then `dvc add data/raw.tar`.
+Prints each one's wall time and its ratio to sha256sum, headed by the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_header
+from scale import ROOT, SHA256SUM, env, make_dataset
+
+
+def workspace(work: Path, photos: Path, name: str) -> Path:
+    repo = work / name
+    (repo / ".dvc").mkdir(parents=True)
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
+    for cmd in (["git", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=repo, env=env(), check=True, capture_output=True)
+    return repo
+
+
+def timed(commands: list[list[str]], repo: Path) -> float:
+    start = time.perf_counter()
+    for cmd in commands:
+        subprocess.run(cmd, cwd=repo, env=env(), check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ic-bench")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    photos = make_dataset(args.images, args.data_dir)
+    cores = os.cpu_count() or 1
+    print_header("DVC")
+    with tempfile.TemporaryDirectory(prefix="ic-dvc-add-") as tmp:
+        work = Path(tmp)
+        rows = {}
+        repo = workspace(work, photos, "sha256sum")
+        timed([["sh", "-c", "find data/raw -type f -print0 | xargs -0 cat > /dev/null"]], repo)
+        rows["sha256sum, one process"] = timed([["sh", "-c", SHA256SUM]], repo)
+        repo = workspace(work, photos, "default")
+        rows["dvc add data/raw (project settings)"] = timed([["dvc", "add", "data/raw"]], repo)
+        repo = workspace(work, photos, "jobs")
+        subprocess.run(
+            ["dvc", "config", "core.checksum_jobs", str(cores)], cwd=repo, env=env(), check=True
+        )
+        rows[f"dvc add data/raw, core.checksum_jobs {cores}"] = timed(
+            [["dvc", "add", "data/raw"]], repo
+        )
+        repo = workspace(work, photos, "archive")
+        tar = ["tar", "-cf", "data/raw.tar", "-C", "data", "raw"]
+        rows["tar -cf data/raw.tar, then dvc add data/raw.tar"] = timed(
+            [tar, ["dvc", "add", "data/raw.tar"]], repo
+        )
+    peer = rows["sha256sum, one process"]
+    print(f"{args.images} photos, {photos}")
+    for label, seconds in rows.items():
+        print(f"  {label:50s} {seconds:7.1f} s  {seconds / peer:5.2f}x sha256sum")
+
+
+if __name__ == "__main__":
+    main()
