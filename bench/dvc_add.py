@@ -3,7 +3,8 @@
     python bench/dvc_add.py [--images 20000] [--data-dir DIR]
 
 On the photos bench/scale.py generates (--images of them, reused from --data-dir), each in a
-fresh workspace with the project's .dvc/config (cache hard-linked) and the photos hard-linked
+fresh copy of the project as the README's "Your own images" leaves it (its pipeline and
+.dvc/config, cache hard-linked, `dvc remove sample` committed) with the photos hard-linked
 into data/raw, times:
 1. `sha256sum` of every file, one process (coreutils): the peer. Every file is read once
    before anything is timed, so that every row reads from the page cache;
@@ -31,11 +32,24 @@ from scale import ROOT, SHA256SUM, env, make_dataset
 
 
 def workspace(work: Path, photos: Path, name: str) -> Path:
+    """The project as a user has it after the README's "Your own images" first steps (its
+    pipeline, `dvc remove sample`, committed), with the photos hard-linked into data/raw."""
     repo = work / name
     (repo / ".dvc").mkdir(parents=True)
-    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    for path in (".dvc/config", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
+                 "data/.gitignore", "data/relabel.csv"):  # fmt: skip
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, repo / path)
     shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
-    for cmd in (["git", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "bench@example.com"],
+        ["git", "config", "user.name", "bench"],
+        ["git", "config", "gc.auto", "0"],
+        ["dvc", "remove", "sample"],
+        ["git", "add", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"],
+        ["git", "commit", "-qm", "project"],
+    ):
         subprocess.run(cmd, cwd=repo, env=env(), check=True, capture_output=True)
     return repo
 

@@ -107,7 +107,9 @@ def label_issues(
     probs: np.ndarray, labels: np.ndarray, paths: Sequence[str], classes: Sequence[str]
 ) -> list[Issue]:
     """Images whose given label confident learning doubts, worst first."""
-    flagged = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    # One process: cleanlab's default forks a worker per core for a per-class loop that takes
+    # well under a second, and each fork is counted again in the stage's memory.
+    flagged = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(labels, probs)
     return [
         Issue(
