@@ -2,10 +2,11 @@
 
     python -m image_classifier.prepare
 
-Runs again only when the manifests (which carry each image's content hash), the raw folder or
-`image.*` change. Train, evaluate and export read the uint8 pixels from here in batches
-(data/store.py), so no later stage decodes an image or holds a split in memory. Files whose pixels
-turn out to be corrupt are skipped and listed in reports/split.json.
+Runs again only when the manifests or `image.*` change: the manifests carry each image's
+content hash, so they stand in for the raw folder it reads. Train, evaluate and export read the
+uint8 pixels from here in batches (data/store.py), so no later stage decodes an image or holds a
+split in memory. Files whose pixels turn out to be corrupt are skipped and listed in
+reports/split.json.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Find the usable images in a folder of class sub-folders.
+"""Find the usable images in a folder of class sub-folders (and of zip shards of them).
 
 Real folders are messy: hidden files (.DS_Store, ._x.jpg) are ignored silently; anything whose
 header Pillow cannot read (or that is over image.max_pixels) is skipped with a warning that
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from image_classifier.data import archives
 from image_classifier.data.near_duplicates import image_phash
 from image_classifier.data.parallel import ordered_map
 from image_classifier.errors import DataError
@@ -48,21 +49,33 @@ class ScanResult:
     classes: tuple[str, ...]  # every class folder, including ones left with no usable image
 
 
-def list_candidates(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Path]]:
-    """Class names, (file, class) candidates, and stray files lying outside any class folder."""
+def list_candidates(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """Class names, (path, class) candidates, and stray files lying outside any class folder.
+
+    Zip shards directly in root (data/archives.py) count as class folders of their members."""
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist (set data.raw_dir in params.yaml)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"image folder {root} has no class sub-folders (expected {root}/<class>/*)")
-    candidates = []
-    for name in classes:
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    folders = [p.name for p in entries if p.is_dir()]
+    shards = [p for p in entries if archives.is_shard(p)]
+    candidates: list[tuple[str, str]] = []
+    for name in folders:
         found = []
         for folder, dirs, files in os.walk(root / name):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found += [Path(folder, f).as_posix() for f in files if not f.startswith(".")]
         candidates += [(path, name) for path in sorted(found)]
-    strays = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    strays = [p.as_posix() for p in entries if p.is_file() and p not in shards]
+    for shard in shards:
+        members, outside = archives.list_shard(shard)
+        candidates += members
+        strays += outside
+    classes = sorted(set(folders) | {label for _, label in candidates})
+    if not classes:
+        raise DataError(
+            f"image folder {root} has no class sub-folders (expected {root}/<class>/* or zip "
+            "shards of <class>/* members)"
+        )
     return classes, candidates, strays
 
 
@@ -78,7 +91,7 @@ def check_file(path: str | Path, max_pixels: int, perceptual: bool = False) -> C
     The perceptual hash decodes a small thumbnail (1/8 scale for JPEGs); a file whose pixels
     cannot be decoded gets none here and is reported by `prepare`, which decodes it for real."""
     try:
-        data = Path(path).read_bytes()
+        data = archives.read_bytes(str(path))
         size = check_header(data, max_pixels)
     except (ImageError, OSError) as exc:
         return Checked(None, None, str(exc))
@@ -99,7 +112,7 @@ def scan_folder(
     """Every usable image under root; `perceptual` also computes near-duplicate hashes."""
     classes, candidates, strays = list_candidates(root)
     files: list[ImageFile] = []
-    skipped = [Skipped(p.as_posix(), "not inside a class folder") for p in strays]
+    skipped = [Skipped(p, "not inside a class folder") for p in strays]
     checked = ordered_map(
         _check_job,
         [(path, max_pixels, perceptual) for path, _ in candidates],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from image_classifier.data import archives
 from image_classifier.data.manifests import Row
 from image_classifier.data.parallel import ordered_map
 from image_classifier.data.scan import Skipped
@@ -66,7 +67,7 @@ def decode_one(slot: int, row: Row, settings: DecodeSettings, fd: int) -> str | 
     DiskFullError when the disk is full: neither is fixed by skipping one image.
     """
     try:
-        data = Path(row.path).read_bytes()
+        data = archives.read_bytes(row.path)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     if hashlib.sha256(data).hexdigest() != row.sha256:
