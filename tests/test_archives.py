@@ -42,6 +42,8 @@ def test_pack_is_byte_reproducible_and_never_overwrites(image_tree, tmp_path):
     with pytest.raises(DataError, match="already exists"):
         pack.pack(image_tree, tmp_path / "one", per_shard=10)
     assert pack.pack(image_tree, tmp_path / "one", per_shard=10, prefix="more")
+    with pytest.raises(DataError, match="inside"):
+        pack.pack(image_tree, image_tree / "shards")
 
 
 def test_scanning_shards_finds_what_the_folders_hold(image_tree, tmp_path):
@@ -61,7 +63,7 @@ def test_folders_and_shards_mix_and_messy_members_are_named(image_tree, tmp_path
     (raw / "cat").mkdir(parents=True)
     (raw / "cat" / "extra.png").write_bytes(png(pattern(0, 40)))
     pack.pack(image_tree, raw, per_shard=100)
-    with zipfile.ZipFile(raw / "messy.zip", "w") as zf:
+    with zipfile.ZipFile(raw / "Messy.ZIP", "w") as zf:
         zf.writestr("bird/ok.png", png(pattern(3, 1)))
         zf.writestr("bird/broken.png", png(pattern(3, 2))[:20])
         zf.writestr("top.png", png(pattern(3, 3)))
@@ -78,7 +80,7 @@ def test_folders_and_shards_mix_and_messy_members_are_named(image_tree, tmp_path
 
 
 def test_a_damaged_shard_is_named_not_skipped(image_tree, tmp_path):
-    raw = tmp_path / "raw"
+    raw = tmp_path / "shards"
     pack.pack(image_tree, raw, per_shard=100)
     (raw / "bad.zip").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match=r"bad\.zip is not a readable zip archive"):

@@ -47,6 +47,9 @@ def write_shard(target: Path, files: Sequence[str], root: Path) -> None:
 
 def pack(source: Path, dest: Path, per_shard: int = 1000, prefix: str = "part") -> list[Path]:
     """Shards of every image file under source's class folders; returns their paths."""
+    if dest.resolve() == source.resolve() or source.resolve() in dest.resolve().parents:
+        # The scan would then find every image twice: in its folder and in a shard.
+        raise DataError(f"{dest} is inside {source}: pack into another folder")
     _, candidates, strays = list_candidates(source)
     files = [path for path, _ in candidates if split_member(path) is None]
     if not files:

@@ -112,7 +112,9 @@ class DataParams(_Section):
     KEY = "data"
 
     raw_dir: str = param(
-        "data/raw", "The image folder: one sub-folder per class, `<raw_dir>/<class>/*`."
+        "data/raw",
+        "The image folder: one sub-folder per class, `<raw_dir>/<class>/*`, and/or zip shards "
+        "of `<class>/*` members (`python -m image_classifier.pack`).",
     )
     relabel: str = param(
         "data/relabel.csv",

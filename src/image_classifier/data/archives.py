@@ -11,6 +11,8 @@ shards.
 
 from __future__ import annotations
 
+import re
+import struct
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -20,11 +22,25 @@ from image_classifier.errors import DataError
 
 SUFFIX = ".zip"
 MEMBER_SEP = "!/"
+_MEMBER = re.compile(re.escape(SUFFIX + MEMBER_SEP), re.IGNORECASE)  # Photos.ZIP is a shard too
 # Folders that archivers add and that hold no photos (macOS Finder's resource forks).
 IGNORED_FOLDERS = frozenset({"__MACOSX"})
 # Open shards per process: prepare's workers read rows sorted by path, so one shard at a time
-# is the common case; a bound keeps a 100,000-member listing from being held per shard.
+# is the common case; the bound keeps a worker from holding every shard's member list.
 OPEN_SHARDS = 4
+
+# What zipfile raises on a damaged archive besides BadZipFile (found by fuzzing: a flipped
+# version byte, a cut member, an empty name, a stray encryption flag).
+DAMAGED = (
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    EOFError,
+    ValueError,
+    IndexError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 _open: OrderedDict[tuple, zipfile.ZipFile] = OrderedDict()
 
@@ -39,8 +55,10 @@ def member_path(shard: Path | str, name: str) -> str:
 
 def split_member(path: str) -> tuple[str, str] | None:
     """(shard, member name) for a path inside a shard; None for a plain file."""
-    shard, sep, name = path.partition(SUFFIX + MEMBER_SEP)
-    return (shard + SUFFIX, name) if sep else None
+    found = _MEMBER.search(path)
+    if found is None:
+        return None
+    return path[: found.start() + len(SUFFIX)], path[found.end() :]
 
 
 def _shard(path: str) -> zipfile.ZipFile:
@@ -53,7 +71,7 @@ def _shard(path: str) -> zipfile.ZipFile:
         return _open[key]
     try:
         shard = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
+    except DAMAGED as exc:
         raise DataError(f"{path} is not a readable zip archive ({exc})") from None
     _open[key] = shard
     while len(_open) > OPEN_SHARDS:
@@ -71,7 +89,7 @@ def read_bytes(path: str) -> bytes:
         return _shard(shard).read(name)
     except KeyError:
         raise FileNotFoundError(f"no member {name} in {shard}") from None
-    except (zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+    except DAMAGED as exc:
         raise OSError(f"damaged member {name} of {shard}: {exc}") from None
 
 
@@ -86,7 +104,7 @@ def list_shard(shard: Path) -> tuple[list[tuple[str, str]], list[str]]:
     try:
         with zipfile.ZipFile(shard) as zf:
             names = [i.filename for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (*DAMAGED, OSError) as exc:
         raise DataError(
             f"{shard} is not a readable zip archive ({exc}); re-create it with "
             "`python -m image_classifier.pack`, or move it out of data.raw_dir"

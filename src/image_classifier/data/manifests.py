@@ -8,8 +8,8 @@ file appeared or an identical image was saved again.
 from __future__ import annotations
 
 import csv
-import io
 import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -26,16 +26,13 @@ class Row(NamedTuple):
 FIELDS = Row._fields
 
 
-def format_manifest(rows: Iterable[Row]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(FIELDS)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def write_manifest(path: Path, rows: Iterable[Row]) -> None:
-    atomic.write_text(path, format_manifest(rows))
+    # Row by row into the temp file: a 100,000-row manifest built as one string, then encoded,
+    # would hold three copies of it at once.
+    with atomic.atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(FIELDS)
+        writer.writerows(rows)
 
 
 def read_manifest(path: Path) -> list[Row]:
@@ -45,7 +42,8 @@ def read_manifest(path: Path) -> list[Row]:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != FIELDS:
             raise ValueError(f"{path}: expected columns {FIELDS}, found {reader.fieldnames}")
-        return [Row(row["path"], row["label"], row["sha256"]) for row in reader]
+        # One string per class, not per row: 100,000 rows hold ten labels.
+        return [Row(row["path"], sys.intern(row["label"]), row["sha256"]) for row in reader]
 
 
 def read_classes(path: Path = config.CLASSES_FILE) -> list[str]:

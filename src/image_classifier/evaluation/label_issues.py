@@ -132,14 +132,14 @@ def mean_neighbour_distance(
     the k*n/m nearest of all: the same density ranking, at n*m distances."""
     n = len(points)
     picked = np.sort(np.random.default_rng(seed).choice(n, min(reference, n), replace=False))
-    x = np.asarray(points, dtype=np.float64)
+    x = np.array(points, dtype=np.float64)  # a copy, scaled in place below
     cosine = decide_default_metric(points) == "cosine"
     if cosine:
         # Between unit vectors the cosine distance is half the squared euclidean one, and the
         # same neighbours are nearest: scikit-learn's euclidean search is compiled and
         # multi-threaded, its cosine search is not (docs/benchmarks.md, "Audit").
         norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = x / np.where(norms > 0, norms, 1.0)  # a zero row stays zero, as sklearn's normalize
+        x /= np.where(norms > 0, norms, 1.0)  # a zero row stays zero, as sklearn's normalize
     search = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric="euclidean")
     distances, found = search.fit(x[picked]).kneighbors(x)
     if cosine:
