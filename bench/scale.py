@@ -12,7 +12,8 @@
    (`dvc remove sample`, images in data/raw, `dvc add data/raw`) with image.size 224, rgb,
    frozen MobileNetV2, batch 32, 1 epoch (train.op_determinism true with --op-determinism),
    and runs `dvc repro`, sampling every stage's process tree (stage process plus its workers)
-   for wall time and peak resident memory. With --shards N, data/raw holds the photos packed
+   for wall time and peak resident memory; each stage process also logs its own exact peak
+   (timing.log_peak), printed beside it. With --shards N, data/raw holds the photos packed
    into zip shards of N (`python -m image_classifier.pack`, timed) instead of class folders.
 4. Runs bench/keras_guide_peer.py on the same images, weights file and epochs, measured the
    same way, once per --peers entry: `tutorial` is TensorFlow's MobileNetV2 transfer-learning
@@ -40,7 +41,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from image_classifier.timing import stage_phases
+from image_classifier.timing import stage_peaks, stage_phases
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import print_header
@@ -368,7 +369,8 @@ def main() -> None:
         print(f"dvc repro on {args.images} images ({repo}) ...", flush=True)
         wall, stages = run_measured(["dvc", "repro"], repo, stage_label, work / "repro.log")
         largest_process = round(stages.pop("largest_process_mb"))
-        phases = stage_phases((work / "repro.log").read_text(errors="replace"))
+        repro_log = (work / "repro.log").read_text(errors="replace")
+        phases, own_peaks = stage_phases(repro_log), stage_peaks(repro_log)
         metrics = json.loads((repo / "reports/metrics.json").read_text())
         for name, cmd in (("dvc_status_s", ["status"]), ("noop_repro_s", ["repro"])):
             start = time.perf_counter()
@@ -387,6 +389,7 @@ def main() -> None:
                     name: {
                         "wall_s": round(s["end"] - s["start"], 1),
                         "peak_rss_mb": round(s["peak_rss"] / 2**20),
+                        "own_peak_mb": own_peaks.get(name),
                         "phases_s": {k: round(v, 1) for k, v in phases.get(name, {}).items()},
                     }
                     for name, s in sorted(stages.items(), key=lambda kv: kv[1]["start"])
@@ -436,9 +439,10 @@ def report(r: dict) -> None:
         f"{r['images']} images, {r['size']} px RGB, {r['epochs']} epoch(s), "
         f"train.op_determinism {str(r['op_determinism']).lower()}"
     )
-    print(f"{'':<34}{'wall s':>9}{'peak RSS MB':>13}")
+    print(f"{'':<34}{'wall s':>9}{'peak RSS MB':>13}{'own peak MB':>13}")
     for name, s in ours["stages"].items():
-        print(f"  ours: {name:<26}{s['wall_s']:>9.1f}{s['peak_rss_mb']:>13}")
+        own = f"{s['own_peak_mb']:>13.0f}" if s.get("own_peak_mb") else ""
+        print(f"  ours: {name:<26}{s['wall_s']:>9.1f}{s['peak_rss_mb']:>13}{own}")
         for phase, seconds in s.get("phases_s", {}).items():
             print(f"          {phase:<24}{seconds:>9.1f}")
         if s.get("phases_s"):
@@ -511,6 +515,11 @@ def compare(small: dict, large: dict) -> None:
         row(name, s0["wall_s"], s1["wall_s"], s0["peak_rss_mb"], s1["peak_rss_mb"])
     largest = [max(s["peak_rss_mb"] for s in r["stages"].values()) for r in (a, b)]
     row("dvc repro", a["repro_s"], b["repro_s"], *largest)
+    if all(s.get("own_peak_mb") for r in (a, b) for s in r["stages"].values()):
+        print("  each stage process's own peak (kernel's VmHWM, worker processes apart), MB:")
+        for name, s0 in a["stages"].items():
+            m0, m1 = s0["own_peak_mb"], b["stages"][name]["own_peak_mb"]
+            print(f"  {name:<20}{m0:>9.0f}{m1:>9.0f}{m1 / m0:>7.2f}")
     for name in small["peers"]:
         p0, p1 = small["peers"][name], large["peers"][name]
         row(f"peer {name}", p0["wall_s"], p1["wall_s"], p0["peak_rss_mb"], p1["peak_rss_mb"])

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from image_classifier import timing
 from image_classifier.data.store import StoreError
 from image_classifier.errors import DataError
 from image_classifier.params import Params, ParamsError, load_params
@@ -29,6 +30,7 @@ def run_stage(fn: Callable[[Params], Any]) -> None:
     setup_logging()
     try:
         fn(load_params())
+        timing.log_peak()
     except USER_ERRORS as exc:
         logging.getLogger(fn.__module__).error("%s", exc)
         sys.exit(1)

@@ -1,4 +1,5 @@
-"""Where a stage's time goes: `with phase("convert"):` logs the seconds the block took.
+"""Where a stage's time goes: `with phase("convert"):` logs the seconds the block took; and
+its memory: `log_peak()` logs the process's own peak resident memory as it ends.
 
 bench/scale.py gathers these lines from `dvc repro`'s log into the per-stage breakdown of
 docs/benchmarks.md; what a stage spends outside its phases is interpreter and library
@@ -11,11 +12,13 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 # The log line's first word: bench/scale.py finds the phases by it.
 MARK = "phase"
+PEAK_MARK = "peak_rss"
 
 
 @contextlib.contextmanager
@@ -37,4 +40,34 @@ def stage_phases(log_text: str) -> dict[str, dict[str, float]]:
             stage = out.setdefault(started.group(1), {})
         elif stage is not None and (found := re.search(rf"{MARK} (\S+) ([\d.]+) s$", line)):
             stage[found.group(1)] = stage.get(found.group(1), 0.0) + float(found.group(2))
+    return out
+
+
+def own_peak_mb() -> float | None:
+    """This process's peak resident memory (the kernel's VmHWM, Linux), None elsewhere. Not
+    ru_maxrss: Linux carries that over exec from the spawning process (DVC, for a stage)."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), None)
+    return int(kib) / 1024 if kib else None
+
+
+def log_peak() -> None:
+    """Log this process's peak memory; its worker processes, if any, are not counted."""
+    peak = own_peak_mb()
+    if peak is not None:
+        log.info("%s %.1f MB", PEAK_MARK, peak)
+
+
+def stage_peaks(log_text: str) -> dict[str, float]:
+    """Each stage process's own peak memory in MB, from a `dvc repro` log."""
+    out: dict[str, float] = {}
+    stage = None
+    for line in log_text.splitlines():
+        if started := re.match(r"Running stage '([^']+)'", line):
+            stage = started.group(1)
+        elif stage is not None and (found := re.search(rf"{PEAK_MARK} ([\d.]+) MB$", line)):
+            out[stage] = float(found.group(1))
     return out
