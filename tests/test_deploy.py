@@ -336,7 +336,9 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, r
                 try:
                     ready = requests.get(f"{url}/readyz", timeout=1)
                     break
-                except requests.ConnectionError:
+                # Not listening yet, or listening while its worker still loads the model (a
+                # loaded machine): both mean "not ready", until the deadline.
+                except (requests.ConnectionError, requests.Timeout):
                     time.sleep(0.3)
             assert ready is not None and ready.status_code == 200, log.read_text()
             image = (model_dir / "model.json").read_bytes()  # any bytes: not an image
