@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import print_header
 
 from image_classifier.evaluation import label_issues
+from image_classifier.timing import own_peak_mb
 
 CLASSES = 10
 DIMS = 1280
@@ -44,17 +45,6 @@ def features(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     odd = rng.choice(n, n // 100, replace=False)
     x[odd] = rng.gamma(1.0, 2.0, (len(odd), DIMS)).astype(np.float32)
     return x, labels
-
-
-def peak_mb() -> float:
-    """This process's peak resident memory since it started its program. Not ru_maxrss: Linux
-    carries that over exec from the process that spawned it, here the parent holding the
-    features it just generated."""
-    status = Path("/proc/self/status").read_text()
-    return (
-        int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-        / 1024
-    )
 
 
 def timed(fn, *args):
@@ -74,7 +64,7 @@ def audit_file(path: Path, exact_up_to: int) -> dict:
     _, probs_s = timed(label_issues.out_of_sample_probs, points, y, 5, 0)
     found, outliers_s = timed(label_issues.outliers, points, y, paths, names)
     out = {"pca_s": pca_s, "probs_s": probs_s, "outliers_s": outliers_s, "flagged": len(found)}
-    out["peak_mb"] = peak_mb()
+    out["peak_mb"] = own_peak_mb()  # VmHWM: ru_maxrss would carry over the parent's
     reference = label_issues.OUTLIER_REFERENCE
     if reference < n <= exact_up_to:
         label_issues.OUTLIER_REFERENCE = n  # every image is the reference
