@@ -1,7 +1,6 @@
 """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same features as TensorFlow,
 chosen only where it applies, and a model that trains as it does on TensorFlow."""
 
-import functools
 import warnings
 
 import keras
@@ -11,6 +10,7 @@ import tensorflow as tf
 
 from image_classifier.params import parse_params
 from image_classifier.training import fit_loop, frozen_base, models
+from image_classifier.training.input_pipeline import inference_batches
 
 from test_training_schedule import CLASSES, colours
 
@@ -148,12 +148,64 @@ def test_fit_accuracy_on_litert_equals_keras(weights_file):
     model = _model(params)
     features, head = frozen_base.split_at_pooling(model)
     run = frozen_base.LiteRTFeatures(features)
-    pixels = tf.data.Dataset.from_tensor_slices((TRAIN.x, TRAIN.labels)).batch(8)
     expected = model.predict(TRAIN.x.astype(np.float32), verbose=0)
-    got = frozen_base.probabilities(pixels, run, head)
+    got = frozen_base.probabilities(inference_batches(TRAIN, 8), run, head)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     on_litert = fit_loop.fit_accuracy(
-        model, TRAIN, params, functools.partial(frozen_base.probabilities, run=run, head=head)
+        model,
+        TRAIN,
+        params,
+        lambda source: frozen_base.probabilities(inference_batches(source, 8), run, head),
     )
     assert on_litert == fit_loop.fit_accuracy(model, TRAIN, params)
     assert on_litert["images"] == len(TRAIN)
+
+
+class _Logs(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(dict(logs))
+
+
+def test_fit_head_trains_and_calls_back_as_keras_fit():
+    """fit_head's loop (feature batches made in the caller's thread) against fit() on the
+    same batches: the same weights, epoch logs and early stop."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(9, 8, 5)).astype(np.float32), rng.integers(0, 3, (9, 8))
+    batches = list(zip(x, y, strict=True))
+    val = rng.normal(size=(10, 5)).astype(np.float32), rng.integers(0, 3, 10)
+    weights = {0: 1.0, 1: 2.0, 2: 0.5}
+    keras.utils.set_random_seed(1)
+    start = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    heads, logs = [], []
+    for how in ("fit", "fit_head"):
+        head = keras.models.clone_model(start)
+        head.set_weights(start.get_weights())
+        fit_loop.compile_model(head, 0.05, "adam", 3)  # whole calls, as training_budget
+        # No epoch improves on the first by min_delta: patience 1 stops at the second.
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=1.0)
+        seen = _Logs()
+        args = dict(epochs=5, validation_data=val, class_weight=weights, verbose=0)
+        if how == "fit":
+            x = tf.data.Dataset.from_generator(
+                lambda: iter(batches),
+                output_signature=(tf.TensorSpec((8, 5)), tf.TensorSpec((8,), tf.int64)),
+            )
+            history = head.fit(x.repeat(), steps_per_epoch=3, callbacks=[stop, seen], **args)
+            ran = len(history.epoch)
+        else:
+            feed, hooks = iter(batches * 2), [stop, seen]
+            ran = frozen_base.fit_head(head, feed, steps_per_epoch=3, callbacks=hooks, **args)
+        assert ran == len(seen.epochs) == 2
+        heads.append(head)
+        logs.append(seen.epochs)
+    assert len(logs[0]) == len(logs[1])
+    for a, b in zip(*logs, strict=True):
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
+    for a, b in zip(heads[0].get_weights(), heads[1].get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

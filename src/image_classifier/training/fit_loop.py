@@ -6,8 +6,8 @@ opens the store and writes saved_models/.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import logging
@@ -30,7 +30,9 @@ from image_classifier.training import distribute, frozen_base, lr_find
 from image_classifier.training.input_pipeline import (
     ArraySource,
     PixelSource,
+    inference_batches,
     inference_dataset,
+    training_batches,
     training_dataset,
 )
 from image_classifier.training.models import (
@@ -298,12 +300,7 @@ def fit(
             record_range_test(live, found)
         base = find_base(model)
         on_litert = frozen_base.runs_on_litert(tp, model, policy)
-        # Phase 1 on LiteRT also needs each batch's store indices (to keep its features); Keras
-        # would read a third element as sample weights, so fit() gets the plain batches.
-        indexed, _ = training_dataset(
-            train, budget.batch_size, tp.seed, tp.augment, with_indices=True
-        )
-        train_ds = indexed.map(lambda x, y, i: (x, y))
+        train_ds, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
         val_ds = inference_dataset(
             val, inference_batch_size(params.image.size, params.image.channels)
         )
@@ -326,7 +323,7 @@ def fit(
         predict = None  # how fit_accuracy runs the model: Keras, unless phase 1 ran on LiteRT
         if on_litert:
             done, predict = fit_head_on_litert(
-                model, tp, rate, budget, dict(fit_args, x=indexed), phase_one, keep_features
+                model, params, rate, budget, (train, val), phase_one, weights, keep_features
             )
             keep.adopt(model)
         else:
@@ -360,38 +357,51 @@ def fit(
 
 def fit_head_on_litert(
     model: keras.Model,
-    tp: TrainParams,
+    params: Params,
     rate: float,
     budget: Budget,
-    fit_args: dict,
+    data: tuple[PixelSource, PixelSource],
     phase: dict,
+    class_weight: dict[int, float] | None,
     keep: frozen_base.FeatureFile | None,
-) -> tuple[int, Callable[[tf.data.Dataset], np.ndarray]]:
-    """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same batches, as features,
-    fit the model's own head. fit_args["x"] yields (pixels, labels, store indices). Returns
-    the number of epochs run, and a function giving the model's probabilities for a dataset
-    of (pixels, labels) batches the same way: base on LiteRT, head in Keras."""
+) -> tuple[int, Callable[[PixelSource], np.ndarray]]:
+    """Phase 1 with the frozen base on LiteRT (frozen_base.py): the (train, val) batches fit()
+    would read, as features, fit the model's own head with phase 1's epochs and callbacks.
+    Returns the number of epochs run, and a function giving the model's probabilities for a
+    PixelSource the same way: base on LiteRT, head in Keras."""
+    tp = params.train
+    train, val = data
     features, head = frozen_base.split_at_pooling(model)
     with timing.phase("convert_base"):
         run = frozen_base.LiteRTFeatures(features)
     log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
     compile_model(head, rate, tp.optimizer, budget.steps_per_execution)
+    batch = inference_batch_size(params.image.size, params.image.channels)
     with timing.phase("val_features"):
-        val_features = frozen_base.features_of(fit_args["validation_data"], run)
+        val_features = frozen_base.features_of(inference_batches(val, batch), run)
     if keep is not None:
         keep.open(run.dim)
         keep.set_val(val_features[0])
-    args = dict(
-        fit_args,
-        x=frozen_base.feature_dataset(fit_args["x"], run, keep),
-        validation_data=val_features,
-    )
-    with timing.phase("fit_head_on_train_features"):
-        epochs = len(head.fit(**phase, **args).epoch)
+
+    batches = training_batches(train, budget.batch_size, tp.seed, tp.augment)
+    with timing.phase("fit_head_on_train_features"), contextlib.closing(batches):
+        epochs = frozen_base.fit_head(
+            head,
+            frozen_base.feature_batches(batches, run, keep),
+            steps_per_epoch=budget.steps_per_epoch,
+            epochs=phase["epochs"],
+            validation_data=val_features,
+            callbacks=phase["callbacks"],
+            class_weight=class_weight,
+        )
     # The model's own optimizer never ran: build its slots, so that model.keras reloads
     # without Keras warning that the saved optimizer has fewer variables than it expects.
     model.optimizer.build(model.trainable_variables)
-    return epochs, functools.partial(frozen_base.probabilities, run=run, head=head)
+
+    def predict(source: PixelSource) -> np.ndarray:
+        return frozen_base.probabilities(inference_batches(source, batch), run, head)
+
+    return epochs, predict
 
 
 def record_best(live: Live, keep: KeepBest) -> None:
@@ -473,7 +483,7 @@ def fit_accuracy(
     model: keras.Model,
     train: PixelSource,
     params: Params,
-    predict: Callable[[tf.data.Dataset], np.ndarray] | None = None,
+    predict: Callable[[PixelSource], np.ndarray] | None = None,
 ) -> dict:
     """Accuracy on the training images themselves, unaugmented, dropout off: how well the
     network fits what it trained on. Keras' train accuracy is a running mean over augmented
@@ -482,8 +492,10 @@ def fit_accuracy(
     TensorFlow's forward pass of the base for this alone, the stage's largest memory."""
     picked = seeded_sample(len(train), FIT_ACCURACY_IMAGES, params.train.seed)
     source = ArraySource(train.read(picked), train.labels[picked])
-    batch = inference_batch_size(params.image.size, params.image.channels)
-    dataset = inference_dataset(source, batch)
-    probs = predict(dataset) if predict else model.predict(dataset, verbose=0)
+    if predict is None:
+        batch = inference_batch_size(params.image.size, params.image.channels)
+        probs = model.predict(inference_dataset(source, batch), verbose=0)
+    else:
+        probs = predict(source)
     correct = np.argmax(probs, axis=1) == source.labels
     return {"train_accuracy": float(correct.mean()), "images": len(picked)}

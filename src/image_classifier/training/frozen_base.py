@@ -3,11 +3,13 @@
 While the base is frozen and in inference mode, phase 1 only ever runs it forwards: the
 gradient stops at the pooled features, and LiteRT (XNNPACK) runs a network forwards several
 times faster than TensorFlow's CPU kernels (bench/frozen_base.py; docs/benchmarks.md), fed by
-the same augmented tf.data batches. So the input scaling and base, up to the pooling,
+the same augmented batches. So the input scaling and base, up to the pooling,
 are converted once; every training batch goes through them on LiteRT; and Keras fits the head
 (dropout, softmax) on the features. The head's layers are the model's own, so the model ends
 with the trained head, and data order, augmentation and callbacks are unchanged. Validation
-images are not augmented, so their features are computed once, not every epoch.
+images are not augmented, so their features are computed once, not every epoch. Pixels
+reach LiteRT as numpy batches read in the training loop's own thread
+(input_pipeline.training_batches, fit_head), not through tf.data.
 
 The features phase 1 computes anyway are kept (FeatureFile): the audit stage cross-validates
 on them instead of running the base over every image a second time.
@@ -19,7 +21,7 @@ The features equal TensorFlow's to float rounding (tests/test_frozen_base.py); p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import keras
@@ -150,37 +152,82 @@ class FeatureFile:
             np.save(self.path, np.zeros((0, 0), dtype=np.float16))
 
 
-def feature_dataset(
-    pixels: tf.data.Dataset, run: LiteRTFeatures, keep: FeatureFile | None = None
-) -> tf.data.Dataset:
-    """The (pixels, labels, indices) batches of `pixels` as (features, labels), computed as
-    read; `keep` records each image's first."""
+def feature_batches(
+    batches: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    run: LiteRTFeatures,
+    keep: FeatureFile | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (pixels, labels, store indices) numpy batches (input_pipeline.training_batches) as
+    (features, labels), computed as read; `keep` records each image's first."""
+    for x, y, i in batches:
+        out = run(x)
+        if keep is not None:
+            keep.add_train(i, out)
+        yield out, y
 
-    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for x, y, i in pixels:
-            features = run(x.numpy())
-            if keep is not None:
-                keep.add_train(i.numpy(), features)
-            yield features, y.numpy()
 
-    signature = (
-        tf.TensorSpec((None, run.dim), tf.float32),
-        tf.TensorSpec((None,), tf.int64),
+def fit_head(
+    head: keras.Model,
+    batches: Iterator[tuple[np.ndarray, np.ndarray]],
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    validation_data: tuple[np.ndarray, np.ndarray],
+    callbacks: list[keras.callbacks.Callback],
+    class_weight: dict[int, float] | None = None,
+    verbose: int = 2,
+) -> int:
+    """Keras' fit() loop, with its callback calls and epoch logs, over feature batches made in
+    this thread; returns the number of epochs run. fit() would pull them through a tf.data
+    generator on TensorFlow's threads, where LiteRT ran a fifth slower (docs/benchmarks.md).
+    Batches are all the same size, so the mean of the batches' logs is the epoch's."""
+    history = keras.callbacks.History()
+    hooks = keras.callbacks.CallbackList(
+        [*callbacks, history],
+        add_progbar=verbose != 0,
+        model=head,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
     )
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+    head.stop_training = False
+    hooks.on_train_begin()
+    logs: dict[str, float] = {}
+    for epoch in range(epochs):
+        hooks.on_epoch_begin(epoch)
+        sums: dict[str, float] = {}
+        for step in range(steps_per_epoch):
+            hooks.on_train_batch_begin(step)
+            x, y = next(batches)
+            batch_logs = head.train_on_batch(x, y, class_weight=class_weight, return_dict=True)
+            for name, value in batch_logs.items():
+                sums[name] = sums.get(name, 0.0) + value
+            hooks.on_train_batch_end(step, batch_logs)
+        logs = {name: total / steps_per_epoch for name, total in sums.items()}
+        val = head.evaluate(*validation_data, verbose=0, return_dict=True)
+        logs |= {f"val_{name}": value for name, value in val.items()}
+        hooks.on_epoch_end(epoch, logs)
+        if head.stop_training:
+            break
+    hooks.on_train_end(logs)
+    return len(history.epoch)
 
 
-def probabilities(pixels: tf.data.Dataset, run: LiteRTFeatures, head: keras.Model) -> np.ndarray:
-    """The whole model's probabilities for a dataset of (pixels, labels) batches: the base on
-    LiteRT, the head in Keras."""
-    return head.predict(features_of(pixels, run)[0], verbose=0)
+def probabilities(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], run: LiteRTFeatures, head: keras.Model
+) -> np.ndarray:
+    """The whole model's probabilities for (pixels, labels) numpy batches
+    (input_pipeline.inference_batches): the base on LiteRT, the head in Keras."""
+    return head.predict(features_of(batches, run)[0], verbose=0)
 
 
-def features_of(pixels: tf.data.Dataset, run: LiteRTFeatures) -> tuple[np.ndarray, np.ndarray]:
-    """Every batch of a finite dataset as one (features, labels) pair of arrays (validation:
+def features_of(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], run: LiteRTFeatures
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every (pixels, labels) batch as one (features, labels) pair of arrays (validation:
     a few kB an image, 15 MB for 3,000 images from MobileNetV2)."""
     feats, labels = [], []
-    for x, y in pixels:
-        feats.append(run(x.numpy()))
-        labels.append(y.numpy())
+    for x, y in batches:
+        feats.append(run(x))
+        labels.append(y)
     return np.concatenate(feats), np.concatenate(labels)

@@ -3,11 +3,17 @@
 Only indices are shuffled (a few bytes per image); pixels are read from the store batch by
 batch, so memory does not grow with the dataset. Batches are numbered across epochs and the
 number keys that batch's augmentation, so the run is reproducible with a parallel map.
+
+A consumer outside TensorFlow (phase 1's base on LiteRT, training/frozen_base.py) takes the
+same batches as numpy arrays from training_batches and inference_batches, read and augmented
+in its own thread: in a tf.data map the pixels pass through TensorFlow's buffers and threads,
+which compete with LiteRT's for the cores and halved its rate (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -59,20 +65,26 @@ def training_dataset(
     batch_size: int,
     seed: int,
     aug: AugmentParams,
-    with_indices: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
-    """(endless dataset of augmented batches, steps per epoch): pass both to model.fit.
-    Batches are (pixels, labels), or (pixels, labels, store indices) `with_indices`."""
+    """(endless dataset of augmented (pixels, labels) batches, steps per epoch): pass both to
+    model.fit."""
     n = len(source)
     shape = source.read(np.array([0])).shape[1:]
     read = _reader(source, shape)
 
     def load(step: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        x, y, i = read(indices)
-        x = augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), aug)
-        return (x, y, i) if with_indices else (x, y)
+        x, y, _ = read(indices)
+        return augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), aug), y
 
-    ds = (
+    ds = batch_schedule(n, batch_size, seed).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return ds.prefetch(tf.data.AUTOTUNE), math.ceil(n / batch_size)
+
+
+def batch_schedule(n: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless (batch number, store indices) pairs: a new seeded order every epoch."""
+    return (
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .repeat()
@@ -80,10 +92,28 @@ def training_dataset(
         # steps and fit()'s the same signature, and fit() reuses the traced train step.
         .batch(batch_size, drop_remainder=True)
         .enumerate()
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
     )
-    return ds, math.ceil(n / batch_size)
+
+
+def training_batches(
+    source: PixelSource, batch_size: int, seed: int, aug: AugmentParams
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """training_dataset's batches, with indices, as numpy arrays made in the caller's thread:
+    the same images and augmentation (to float rounding: here the ops run eagerly)."""
+    for step, indices in batch_schedule(len(source), batch_size, seed).as_numpy_iterator():
+        indices = np.sort(indices)
+        pixels = tf.constant(source.read(indices).astype(np.float32))
+        key = tf.constant([seed, step], dtype=tf.int64)
+        yield augment_batch(pixels, key, aug).numpy(), source.labels[indices], indices
+
+
+def inference_batches(
+    source: PixelSource, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """inference_dataset's batches as numpy arrays: (float32 pixels, labels) in store order."""
+    for start in range(0, len(source), batch_size):
+        indices = np.arange(start, min(start + batch_size, len(source)))
+        yield source.read(indices).astype(np.float32), source.labels[indices]
 
 
 def inference_dataset(source: PixelSource, batch_size: int) -> tf.data.Dataset:
