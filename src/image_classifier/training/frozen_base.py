@@ -179,7 +179,7 @@ def fit_head(
 ) -> int:
     """Keras' fit() loop, with its callback calls and epoch logs, over feature batches made in
     this thread; returns the number of epochs run. fit() would pull them through a tf.data
-    generator on TensorFlow's threads, where LiteRT ran a fifth slower (docs/benchmarks.md).
+    generator on TensorFlow's threads, where LiteRT ran slower (docs/benchmarks.md).
     Batches are all the same size, so the mean of the batches' logs is the epoch's."""
     history = keras.callbacks.History()
     hooks = keras.callbacks.CallbackList(
@@ -203,7 +203,9 @@ def fit_head(
             for name, value in batch_logs.items():
                 sums[name] = sums.get(name, 0.0) + value
             hooks.on_train_batch_end(step, batch_logs)
-        logs = {name: total / steps_per_epoch for name, total in sums.items()}
+            if head.stop_training:  # a callback may stop mid-epoch, as in fit()
+                break
+        logs = {name: total / (step + 1) for name, total in sums.items()}
         val = head.evaluate(*validation_data, verbose=0, return_dict=True)
         logs |= {f"val_{name}": value for name, value in val.items()}
         hooks.on_epoch_end(epoch, logs)

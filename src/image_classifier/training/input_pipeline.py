@@ -6,8 +6,8 @@ number keys that batch's augmentation, so the run is reproducible with a paralle
 
 A consumer outside TensorFlow (phase 1's base on LiteRT, training/frozen_base.py) takes the
 same batches as numpy arrays from training_batches and inference_batches, read and augmented
-in its own thread: in a tf.data map the pixels pass through TensorFlow's buffers and threads,
-which compete with LiteRT's for the cores and halved its rate (docs/benchmarks.md).
+in its own thread: through tf.data, TensorFlow's threads shared the cores with LiteRT's, and
+phase 1 ran slower (docs/benchmarks.md, "Where the time goes").
 """
 
 from __future__ import annotations
