@@ -93,9 +93,9 @@ class LiteRTFeatures:
 class FeatureFile:
     """Phase 1's features of every train and val image, rows in store order (train, then val),
     float16, written into a .npy file as they are computed, so memory does not grow with the
-    data. A training image's row is its first view, augmented as in epoch 1: the first view
-    rather than the last, because tf.data reads ahead of the last step by an amount that
-    varies, and the file must be the same for the same params.
+    data. A training image's row is its first view, augmented as in epoch 1: every image has
+    one once that epoch ends, whatever the number of epochs, and the same params give the same
+    file.
 
     Rows go to the file by positioned writes, not through a shared memory map: a map's dirty
     pages count in the process's resident memory until written back, which at 100,000 images
