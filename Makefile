@@ -10,7 +10,7 @@ PORT ?= 8000
 TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data repro run serve test test-fast lint format docs bench bench-scale bench-serve clean
+.PHONY: help venv data repro run serve pipeline gate deploy smoke test test-fast lint format docs bench bench-scale bench-serve clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -39,12 +39,24 @@ repro: venv ## Run the DVC pipeline (stages and their order: dvc.yaml, or `dvc d
 	dvc metrics show
 
 run: repro ## Environment, `dvc repro` on the bundled sample, then the web app (PORT=8000)
-	python -m image_classifier.predict --no-progress data/raw/0/digit_0000.png data/raw/7/digit_0007.png
+	python -m image_classifier.predict --no-progress saved_models/example.png
 	@echo "Web app: http://localhost:$(PORT)  (Ctrl-C stops it)"
 	$(MAKE) --no-print-directory serve
 
 serve: venv ## Serve the exported model with gunicorn, as the Procfile does (PORT=8000)
 	PORT=$(PORT) MALLOC_ARENA_MAX=2 gunicorn --config webapp/gunicorn.conf.py --pythonpath src "webapp:create_app()"
+
+pipeline: venv ## CI's and the deploy's run: dvc pull (deploy/fetch.py), then dvc repro (ARGS: dvc exp run's)
+	bash deploy/pipeline.sh $(ARGS)
+
+gate: venv ## The deploy's quality gate: this model against the last deployed one (deploy/gate.sh)
+	bash deploy/gate.sh
+
+deploy: venv ## Push the web app with the model to Heroku (HEROKU_API_KEY, HEROKU_APP_NAME)
+	bash deploy/heroku.sh
+
+smoke: venv ## Smoke-check a deployed app with the example that ships with the model (URL=...)
+	python deploy/smoke.py $(URL)
 
 test: lint ## Lint, then every test (unit and end-to-end), one process per core
 	pytest -n $(TEST_WORKERS) --dist loadfile

@@ -22,7 +22,7 @@ from webapp.model_report import FILES as REPORT_FILES  # noqa: E402
 
 FILES = ["Procfile", "requirements.txt", ".python-version", "params.yaml"]
 TREES = ["webapp", "src/image_classifier"]
-MODEL = ["saved_models/model.tflite", "saved_models/model.json"]
+MODEL = ["saved_models/model.tflite", "saved_models/model.json", "saved_models/example.png"]
 REPORTS = [f"reports/{name}" for name in REPORT_FILES]
 
 

@@ -1,9 +1,12 @@
-"""Smoke-check a deployed web app: alive, ready, and one real prediction.
+"""Smoke-check a deployed web app: alive, ready, serving this model, and one real prediction.
 
-    python deploy/smoke.py https://my-app.herokuapp.com path/to/image.png [--wait 180]
+    python deploy/smoke.py https://my-app.herokuapp.com [--model-dir saved_models] [--wait 180]
 
-Retries until the app is ready (a fresh dyno loads the model first) or --wait seconds pass.
-Exit status 0 when every check passed.
+The prediction is for the example image that ships with the model (saved_models/example.png,
+written by the export stage from the test split), and must be the answer model.json records
+for it, from the model version model.json names. `--image FILE` predicts another file instead
+and checks only that an answer comes. Retries until the app is ready (a fresh dyno loads the
+model first) or --wait seconds pass. Exit status 0 when every check passed.
 """
 
 from __future__ import annotations
@@ -49,9 +52,16 @@ def predict(base: str, image: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base_url")
-    parser.add_argument("image", type=Path)
+    parser.add_argument("--model-dir", type=Path, default=Path("saved_models"))
+    parser.add_argument("--image", type=Path, help="predict this file instead of the example")
     parser.add_argument("--wait", type=float, default=180)
     args = parser.parse_args(argv)
+    card = json.loads((args.model_dir / "model.json").read_text(encoding="utf-8"))
+    example = card.get("example")
+    if args.image is None and example is None:
+        print(f"FAIL: {args.model_dir}/model.json names no example image: run `dvc repro`")
+        return 1
+    image = args.image or args.model_dir / example["file"]
     base = args.base_url.rstrip("/")
     deadline = time.monotonic() + args.wait
     status = 0
@@ -65,11 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {base} not healthy and ready after {args.wait:.0f} s (healthz {status})")
         return 1
     print(f"ok: {base}/healthz and /readyz answer 200")
-    result = predict(base, args.image)
+    result = predict(base, image)
     top = result["predictions"][0]
     label, confidence, version = top["label"], top["confidence"], result["model_version"]
-    print(f"ok: predicted {label!r} ({confidence:.3f}), model {version}")
-    return 0
+    print(f"ok: predicted {label!r} ({confidence:.3f}) for {image}, model {version}")
+    failed = []
+    if version != card["version"]:
+        failed.append(f"the app serves model {version}, not {card['version']} ({args.model_dir})")
+    if args.image is None and label != example["predicted"]:
+        failed.append(
+            f"the app answers {label!r} for {image}; the model answers {example['predicted']!r}"
+        )
+    for line in failed:
+        print(f"FAIL: {line}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fork import write_params
+
 
 def png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO()
@@ -39,6 +41,13 @@ def pattern(label: int, i: int, size: int = 12) -> Image.Image:
     arr = rng.integers(200, 256, (size, size)).astype(np.uint8)
     arr[:, (label * 3) % size : (label * 3) % size + 3] = rng.integers(0, 40)
     return Image.fromarray(arr, "L")
+
+
+@pytest.fixture(scope="session")
+def default_params(tmp_path_factory) -> Path:
+    """A params.yaml at the code's defaults, for a test that sets none: the repository's own
+    params.yaml is its user's, so no test reads it."""
+    return write_params(tmp_path_factory.mktemp("params") / "params.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +91,7 @@ def model_dir(tmp_path_factory) -> Path:
     from image_classifier import atomic, export
     from image_classifier.litert.classifier import Classifier, ModelCard
     from image_classifier.params import parse_params
-    from image_classifier.preprocessing import PREPROCESSING_VERSION
+    from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
     from image_classifier.training import fit_loop
     from image_classifier.training.input_pipeline import ArraySource
 
@@ -100,7 +109,11 @@ def model_dir(tmp_path_factory) -> Path:
     check = export.check_export(model.predict(x, verbose=0), lite, params.export)
     out = tmp_path_factory.mktemp("model")
     atomic.write_bytes(out / "model.tflite", tflite)
-    atomic.write_json(out / "model.json", export.model_card(classes, params, tflite, {}, check))
+    card = export.model_card(classes, params, tflite, {}, check)
+    example = export.pick_example(lite, data.labels)
+    card["example"] = export.example_entry(lite, data.labels, classes, example)
+    atomic.write_bytes(out / card["example"]["file"], encode_png(data.x[example]))
+    atomic.write_json(out / "model.json", card)
     return out
 
 

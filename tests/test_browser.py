@@ -13,11 +13,12 @@ import pytest
 from playwright import sync_api
 
 from image_classifier import sample_data, synthetic
-from image_classifier.params import parse_params
+from image_classifier.params import load_params
 from webapp import create_app
 
 from conftest import live_server, pattern, png
-from test_dataset_matrix import STAGES, with_overrides
+from fork import write_params
+from test_dataset_matrix import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def base_url(model_dir):
-    with live_server(create_app(model_dir=model_dir)) as url:
+def base_url(model_dir, default_params):
+    with live_server(create_app(model_dir=model_dir, params_file=default_params)) as url:
         yield url
 
 
@@ -108,7 +109,7 @@ def pipeline_workspace(root: Path, name: str) -> Path:
             sample_data.write_sample(raw)
         else:
             synthetic.write_dataset(raw, spec, workers=1)
-        params = parse_params(with_overrides(overrides))
+        params = load_params(write_params(Path("params.yaml"), overrides))
         for stage in STAGES:
             stage.run(params)
     return root
@@ -117,7 +118,9 @@ def pipeline_workspace(root: Path, name: str) -> Path:
 @pytest.mark.parametrize("name", list(PIPELINES))
 def test_model_page_shows_a_pipeline_models_evaluation(browser, tmp_path, name):
     workspace = pipeline_workspace(tmp_path, name)
-    app = create_app(model_dir=workspace / "saved_models")  # reports/ beside it, as deployed
+    app = create_app(  # reports/ beside the model, as deployed
+        model_dir=workspace / "saved_models", params_file=workspace / "params.yaml"
+    )
     with live_server(app) as url:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()

@@ -19,23 +19,13 @@ from image_classifier import evaluate, export, prepare, split, synthetic, synthe
 from image_classifier.evaluation import metrics
 from image_classifier.params import parse_params
 
+from fork import params_dict
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 STAGES = (split, prepare, train, export, evaluate)
-
-
-def with_overrides(overrides: dict) -> dict:
-    """The repository's params.yaml with some values changed, as a user edits it."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    for section, values in overrides.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                raw[section][key] = {**raw[section].get(key, {}), **value}
-            else:
-                raw[section][key] = value
-    return raw
 
 
 def run_pipeline(workspace: Path, spec: synthetic.Spec, overrides: dict, monkeypatch) -> dict:
@@ -45,7 +35,7 @@ def run_pipeline(workspace: Path, spec: synthetic.Spec, overrides: dict, monkeyp
 
 def run_stages(workspace: Path, overrides: dict, monkeypatch) -> dict:
     monkeypatch.chdir(workspace)
-    params = parse_params(with_overrides(overrides))
+    params = parse_params(params_dict(overrides))
     for stage in STAGES:
         stage.run(params)
     return json.loads((workspace / "reports" / "metrics.json").read_text())

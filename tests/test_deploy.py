@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fork import write_params
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
@@ -199,9 +201,10 @@ def test_kubernetes_manifests():
 
 def fake_repo(root: Path, model_dir: Path, reports_dir: Path) -> Path:
     """What bundle.py reads from a repository, with the tests' tiny exported model."""
-    for name in ("Procfile", "requirements.txt", ".python-version", "params.yaml"):
+    for name in ("Procfile", "requirements.txt", ".python-version"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)
+    write_params(root / "params.yaml")
     for tree in ("webapp", "src/image_classifier"):
         shutil.copytree(ROOT / tree, root / tree)
     shutil.copytree(model_dir, root / "saved_models")

@@ -18,7 +18,7 @@ from image_classifier import evaluate, export, prepare, sample_data, split
 from image_classifier.params import parse_params
 from image_classifier.training import distribute
 
-from test_dataset_matrix import with_overrides
+from fork import params_dict
 from test_webapp_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_mirrored_trains_on_two_cpu_devices():
 
 def prepared_sample(workspace: Path, overrides: dict) -> None:
     """data/prepared for the bundled digits, and the params.yaml the workers read."""
-    raw = with_overrides(overrides)
+    raw = params_dict(overrides)
     (workspace / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with contextlib.chdir(workspace):
         sample_data.write_sample(Path("data/raw"))
@@ -119,7 +119,7 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
     assert not (other / "reports/train").exists()
 
     with contextlib.chdir(chief):
-        params = parse_params(with_overrides(overrides))
+        params = parse_params(params_dict(overrides))
         export.run(params)
         scores = evaluate.run(params)
     summary = json.loads((chief / "reports/export.json").read_text())

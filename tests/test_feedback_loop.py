@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 
 from conftest import png
-from test_pipeline_e2e import copy_project, sh
+from fork import copy_project, sh
 from test_webapp_server import gunicorn_workers, procfile_server
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from image_classifier.params import (
     Params,
@@ -15,10 +14,9 @@ from image_classifier.params import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_repository_params_load():
-    params = load_params(ROOT / "params.yaml")
-    assert params.train.model == "simple_cnn"
-    assert params.image.channels in (1, 3)
+def test_repository_params_yaml_passes_its_checks():
+    """The repository's params.yaml is its user's: whatever it holds must load, nothing more."""
+    load_params(ROOT / "params.yaml")
 
 
 def test_empty_mapping_gives_defaults():
@@ -62,10 +60,6 @@ def test_empty_mapping_gives_defaults():
             {"train": {"frozen_base_runtime": "litert", "distribute": "mirrored"}},
             "train.frozen_base_runtime: must be auto or tensorflow with train.distribute",
         ),
-        (
-            {"train": {"model": "vgg19", "weights": "missing.weights.h5"}, "image": {"size": 32}},
-            "train.weights: must be imagenet, null or the path of an existing weights file",
-        ),
     ],
 )
 def test_bad_values_name_the_key(raw, fragment):
@@ -104,34 +98,10 @@ def test_model_hash_tracks_training_params_only():
     assert base.model_hash() != parse_params({"train": {"epochs": 3}}).model_hash()
 
 
-def _keys(raw: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in raw.items():
-        keys.append(f"{prefix}{key}")
-        if isinstance(value, dict):
-            keys += _keys(value, f"{prefix}{key}.")
-    return keys
-
-
-def test_params_yaml_holds_exactly_the_codes_defaults():
-    """One home for each default: the dataclasses. params.yaml lists every key with that value,
-    so deleting a key from it changes nothing, and the web app's Params() matches the pipeline."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    assert parse_params(raw) == Params()
-    assert _keys(raw) == [row[0] for row in reference()]
-
-
 def test_params_reference_is_generated_from_the_code():
     """docs/params.md is `python -m image_classifier.params`: run `make docs` after changing
     a default or a help text."""
     assert (ROOT / "docs/params.md").read_text(encoding="utf-8") == reference_markdown()
-
-
-def test_every_params_yaml_key_is_in_the_reference():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    text = (ROOT / "docs/params.md").read_text(encoding="utf-8")
-    missing = [key for key in _keys(raw) if f"`{key}`" not in text]
-    assert not missing, f"not in docs/params.md: {missing}"
 
 
 def test_every_param_has_help():

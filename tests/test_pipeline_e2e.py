@@ -21,15 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import pattern, png
+from fork import copy_project, set_params, sh
+from fork import env as fork_env
 
-ROOT = Path(__file__).resolve().parents[1]
-COPY = [
-    *("dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "src"),
-    "data/relabel.csv",
-]
 TINY = {
     "image": {"size": 12},
     "train": {"epochs": 3, "batch_size": 8, "early_stopping_patience": 2, "min_steps": 30},
@@ -37,13 +33,6 @@ TINY = {
 }
 
 pytestmark = pytest.mark.slow
-
-
-def sh(cwd: Path, *cmd: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def write_tiny_dataset(raw: Path) -> None:
@@ -57,36 +46,10 @@ def write_tiny_dataset(raw: Path) -> None:
     (raw / "square" / ".DS_Store").write_bytes(b"junk")
 
 
-def set_params(repo: Path, overrides: dict) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def copy_project(repo: Path, overrides: dict) -> Path:
-    """The project's code and pipeline (no data, no outputs) in a new git repository."""
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / name)
-    (repo / ".dvc").mkdir()
-    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    set_params(repo, overrides)
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "config", "user.email", "test@example.com")
-    sh(repo, "git", "config", "user.name", "test")
-    return repo
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("repo"), TINY)
     write_tiny_dataset(repo / "data" / "raw")
-    sh(repo, "dvc", "remove", "sample")
     sh(repo, "dvc", "add", "-q", "data/raw")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "tiny dataset")
@@ -157,7 +120,7 @@ def relabel_then_a_bad_row(repo: Path) -> None:
     report = json.loads((repo / "reports/split.json").read_text())
     assert (report["relabelled"], report["dropped"]) == (1, 0)
     (repo / "data/relabel.csv").write_text(original + "data/raw/circle/nope.png,square\n")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = fork_env()
     failed = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
     assert failed.returncode != 0
     assert (
@@ -216,7 +179,7 @@ def test_evaluate_scores_the_probabilities_export_wrote(repo):
         probs = npz["probabilities"]
     assert probs.shape == (scores["n_test"], 3)
     np.savez(saved, probabilities=probs, tflite_sha256="0" * 64)  # another model's
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = fork_env()
     cmd = [sys.executable, "-m", "image_classifier.evaluate"]
     result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     saved.write_bytes(kept)
@@ -355,7 +318,7 @@ def kill_while_writing(repo: Path, hidden: str) -> str:
     import signal
     import time
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = fork_env()
     log = repo / "killed.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -425,7 +388,7 @@ def test_queued_experiments_run_two_at_a_time(repo):
     sh(repo, "git", "commit", "-qm", "before the queue", "--allow-empty")
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
     # The queue's workers outlive `dvc queue start`: they must not hold a pipe we wait on.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = fork_env()
     with (repo / "queue.log").open("w") as log:
         start = ["dvc", "queue", "start", "-j", "2"]
         subprocess.run(start, cwd=repo, env=env, stdout=log, stderr=log, check=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from fork import params_dict
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "image_classifier"
 
@@ -65,7 +67,10 @@ def test_every_stage_lists_exactly_its_import_closure():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     problems = []
     for name, stage in stages.items():
-        module = re.fullmatch(r"python -m image_classifier\.(\w+)", stage["cmd"]).group(1)
+        ours = re.fullmatch(r"python -m image_classifier\.(\w+)", stage["cmd"])
+        if ours is None:  # a stage the project's owner added runs code of theirs
+            continue
+        module = ours.group(1)
         want = stage_deps(module)
         have = {d for d in stage["deps"] if d.startswith("src/")}
         if missing := sorted(want - have):
@@ -107,7 +112,7 @@ def test_no_whole_params_section_holds_a_key_dvc_drops_from_its_run_cache_key():
     """DVC hashes a stage's params into its run-cache key without any key named `size` or
     `nfiles` (at any depth), so a section listed whole that holds one would let
     `dvc repro` restore outputs made with another value of it. List such params as leaves."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params = params_dict()
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     for name, stage in stages.items():
         for entry in stage.get("params", []):

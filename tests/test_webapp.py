@@ -202,8 +202,8 @@ def test_unsure_predictions_say_so(model_dir, tmp_path):
     assert "The model is unsure" in html
 
 
-def test_missing_model_is_alive_but_not_ready(tmp_path):
-    client = create_app(model_dir=tmp_path).test_client()
+def test_missing_model_is_alive_but_not_ready(tmp_path, default_params):
+    client = create_app(model_dir=tmp_path, params_file=default_params).test_client()
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
     res = post_images(client, ("a.png", image_bytes(0)))
@@ -308,14 +308,14 @@ def test_unknown_routes_and_methods_are_json_4xx(client):
     assert client.get("/api/v1/predict").status_code == 405
 
 
-def model_page(model_dir, reports_dir, monkeypatch):
+def model_page(model_dir, reports_dir, monkeypatch, params):
     monkeypatch.setenv("REPORTS_DIR", str(reports_dir))
-    return create_app(model_dir=model_dir).test_client()
+    return create_app(model_dir=model_dir, params_file=params).test_client()
 
 
-def test_model_page_shows_the_evaluation(model_dir, reports_dir, monkeypatch):
+def test_model_page_shows_the_evaluation(model_dir, reports_dir, monkeypatch, default_params):
     """Test metrics against both baselines, the per-class table and both figures."""
-    client = model_page(model_dir, reports_dir, monkeypatch)
+    client = model_page(model_dir, reports_dir, monkeypatch, default_params)
     page = client.get("/model").get_data(as_text=True)
     scores = json.loads((reports_dir / "metrics.json").read_text())
     assert 'id="report-problem"' not in page
@@ -331,7 +331,7 @@ def test_model_page_shows_the_evaluation(model_dir, reports_dir, monkeypatch):
 
 
 def test_model_page_never_shows_another_models_reports(
-    model_dir, reports_dir, tmp_path, monkeypatch
+    model_dir, reports_dir, tmp_path, monkeypatch, default_params
 ):
     """Reports left from another run say so instead of passing for the served model's."""
     import shutil
@@ -339,30 +339,34 @@ def test_model_page_never_shows_another_models_reports(
     stale = tmp_path / "reports"
     shutil.copytree(reports_dir, stale)
     (stale / "eval/evaluated_model.json").write_text('{"model_version": "0ld-model"}')
-    client = model_page(model_dir, stale, monkeypatch)
+    client = model_page(model_dir, stale, monkeypatch, default_params)
     page = client.get("/model").get_data(as_text=True)
     assert "describe model 0ld-model, not the served model" in page
     assert 'id="headline"' not in page
     assert client.get("/model/confusion.png").status_code == 404
-    missing = model_page(model_dir, tmp_path / "nowhere", monkeypatch).get("/model")
+    missing = model_page(model_dir, tmp_path / "nowhere", monkeypatch, default_params).get("/model")
     assert missing.status_code == 200
     assert "no evaluation reports were deployed" in missing.get_data(as_text=True)
 
 
 def test_model_page_gives_the_audit_counts_when_shipped(
-    model_dir, reports_dir, tmp_path, monkeypatch
+    model_dir, reports_dir, tmp_path, monkeypatch, default_params
 ):
     import shutil
 
     shipped = tmp_path / "reports"
     shutil.copytree(reports_dir, shipped)
     (shipped / "audit/summary.json").unlink()
-    assert 'id="audit"' not in model_page(model_dir, shipped, monkeypatch).get("/model").get_data(
-        as_text=True
-    )
+    assert 'id="audit"' not in model_page(model_dir, shipped, monkeypatch, default_params).get(
+        "/model"
+    ).get_data(as_text=True)
     (shipped / "audit/summary.json").write_text(
         json.dumps({"images": 1528, "label_issues": 5, "outliers": 1, "too_small": None})
     )
-    page = model_page(model_dir, shipped, monkeypatch).get("/model").get_data(as_text=True)
+    page = (
+        model_page(model_dir, shipped, monkeypatch, default_params)
+        .get("/model")
+        .get_data(as_text=True)
+    )
     assert "audit of its 1528 training and validation images found 5 suspected label issues" in page
     assert "and 1 outlier (see" in page

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import fuzzing
 from conftest import pattern, png
+from fork import write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,13 +54,16 @@ def gunicorn_workers(proc: subprocess.Popen) -> list[psutil.Process]:
 
 
 @contextmanager
-def procfile_server(model_dir: Path, log: Path, **env: str):
-    """The Procfile's web process (honcho), on a free port, until the block ends."""
+def procfile_server(model_dir: Path, log: Path, cwd: Path = ROOT, **env: str):
+    """The Procfile's web process (honcho) in `cwd` (the repository, or a deploy bundle), on a
+    free port, until the block ends."""
     port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),
         "MODEL_DIR": str(model_dir),
+        # the code's defaults unless a test gives its own; never the repository's params.yaml
+        "PARAMS_FILE": str(write_params(log.with_suffix(".params.yaml"))),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         **env,
     }
@@ -66,7 +71,7 @@ def procfile_server(model_dir: Path, log: Path, **env: str):
     # block the server (and its shutdown).
     proc = subprocess.Popen(
         ["honcho", "start", "-f", "Procfile", "web"],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -253,11 +258,11 @@ def test_metrics_aggregate_across_workers(server, server_log):
     assert predictions_counted(url) - before == sent, served
 
 
-def test_serving_path_never_imports_tensorflow(model_dir):
+def test_serving_path_never_imports_tensorflow(model_dir, default_params):
     code = f"""
 import io, sys
 from webapp import create_app
-client = create_app(model_dir={str(model_dir)!r}).test_client()
+client = create_app(model_dir={str(model_dir)!r}, params_file={str(default_params)!r}).test_client()
 from PIL import Image
 buf = io.BytesIO()
 Image.new("L", (12, 12), 255).save(buf, format="PNG")
@@ -271,17 +276,33 @@ assert "keras" not in sys.modules, "keras was imported"
     assert result.returncode == 0, result.stderr
 
 
-def test_deploy_smoke_check_passes_against_a_live_server(server, tmp_path):
+def smoke(url: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "deploy/smoke.py"), url, *args, "--wait", "20"]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def test_deploy_smoke_check_passes_against_a_live_server(server, model_dir, tmp_path):
+    """The smoke check posts the example that ships with the model and expects model.json's
+    answer from model.json's version; a card the server does not serve fails it."""
     url, _ = server
+    result = smoke(url, "--model-dir", str(model_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = json.loads((model_dir / "model.json").read_text())["example"]["predicted"]
+    assert f"ok: predicted {expected!r}" in result.stdout
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    card = json.loads((other / "model.json").read_text())
+    card["version"] = "another-model"
+    card["example"]["predicted"] = next(c for c in card["classes"] if c != expected)
+    (other / "model.json").write_text(json.dumps(card))
+    failed = smoke(url, "--model-dir", str(other))
+    assert failed.returncode == 1
+    assert "FAIL: the app serves model" in failed.stdout
+    assert f"the app answers {expected!r}" in failed.stdout
     image = tmp_path / "a.png"
     image.write_bytes(png(pattern(2, 5)))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "deploy/smoke.py"), url, str(image), "--wait", "20"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok: predicted" in result.stdout
+    any_file = smoke(url, "--model-dir", str(model_dir), "--image", str(image))
+    assert any_file.returncode == 0, any_file.stdout + any_file.stderr
 
 
 def test_fuzzed_uploads_never_get_a_5xx(server):

@@ -17,6 +17,9 @@ KERAS_MODEL = MODELS_DIR / "model.keras"
 TFLITE_MODEL = MODELS_DIR / "model.tflite"
 MODEL_CARD = MODELS_DIR / "model.json"
 CLASSES_FILE = MODELS_DIR / "classes.json"
+# A test image that ships with the model, with what the model answers for it (model.json's
+# `example`): the deploy's smoke check and `make run` use it, whatever the project's data.
+EXAMPLE_IMAGE = MODELS_DIR / "example.png"
 # Every image the model trained on (path,label,sha256): a later init_from run keeps them in train.
 TRAINED_ON_FILE = MODELS_DIR / "trained_on.csv"
 # The frozen base's features of train and val from phase 1 of training, for the audit stage,

@@ -36,7 +36,7 @@ from image_classifier.litert.classifier import Classifier, ModelCard
 from image_classifier.litert.convert import to_tflite
 from image_classifier.litert.quantize import quantize
 from image_classifier.params import ExportParams, Params
-from image_classifier.preprocessing import PREPROCESSING_VERSION
+from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
 from image_classifier.timing import phase
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,26 @@ def predict_split(
     return np.concatenate(lite).astype(np.float64), np.concatenate(ref).astype(np.float64)
 
 
+def pick_example(probs: np.ndarray, labels: np.ndarray) -> int:
+    """The test image that ships with the model: the written model's most confident right
+    answer (its most confident answer when it gets none right), so a deploy check that
+    expects that answer tests the served file, not the model's accuracy."""
+    top = probs.max(axis=1)
+    right = np.flatnonzero(probs.argmax(axis=1) == labels)
+    pool = right if len(right) else np.arange(len(probs))
+    return int(pool[np.argmax(top[pool])])
+
+
+def example_entry(probs: np.ndarray, labels: np.ndarray, classes: list[str], index: int) -> dict:
+    """model.json's `example`: the shipped image, its label and what the model answers."""
+    return {
+        "file": config.EXAMPLE_IMAGE.name,
+        "label": classes[int(labels[index])],
+        "predicted": classes[int(probs[index].argmax())],
+        "probability": round(float(probs[index].max()), 6),
+    }
+
+
 def probabilities_npz(probs: np.ndarray, tflite_sha256: str) -> bytes:
     """The served model's test-split probabilities, tagged with its file's hash, so
     evaluate scores exactly them instead of running the model a second time."""
@@ -179,9 +199,15 @@ def run(params: Params) -> dict:
             model, clf, test, checked, inference_batch_size(size, channels)
         )
         y = test.labels
+        # Stored pixels are decode_pixels' output at the model's size: as a PNG they decode
+        # back to the same array, so the app must give the same answer for the file.
+        example = pick_example(lite_probs, y)
+        example_png = encode_png(test.read([example])[0])
     check = check_export(keras_probs, lite_probs[checked], params.export)
     scores = metrics.compute_metrics(y, lite_probs, params.evaluate.top_k)
     card = model_card(classes, params, tflite, scores, check)
+    card["example"] = example_entry(lite_probs, y, classes, example)
+    atomic.write_bytes(config.EXAMPLE_IMAGE, example_png)
     atomic.write_bytes(config.TFLITE_MODEL, tflite)
     atomic.write_json(config.MODEL_CARD, card)
     atomic.write_bytes(
