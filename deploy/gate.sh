@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quality gate as the deploy runs it and as you run it before a push (`make gate`): the
 # model in the workspace against the last deployed one. The baseline is $BEFORE (the deploy
-# workflow's main before the push), else HEAD when the workspace's metrics are not committed
+# workflow's main before the push), else HEAD when the workspace's model is not committed
 # yet (a local retrain), else HEAD~1 (a CI run started by hand). gate.py compares the two only
 # when they were trained for the same classes, and says which comparison it made.
 set -euo pipefail
@@ -16,7 +16,7 @@ if [ -n "$baseline" ] && ! git cat-file -e "${baseline}^{commit}" 2>/dev/null; t
   baseline=HEAD~1
 fi
 if [ -z "$baseline" ]; then
-  if git diff --quiet HEAD -- "$metrics" 2>/dev/null; then baseline=HEAD~1; else baseline=HEAD; fi
+  if git diff --quiet HEAD -- dvc.lock "$metrics" 2>/dev/null; then baseline=HEAD~1; else baseline=HEAD; fi
 fi
 if ! git rev-parse --verify --quiet "${baseline}^{commit}" >/dev/null; then
   echo "note: no earlier commit to compare with; the model is judged alone"

@@ -30,14 +30,15 @@ GENERATED = {
     "saved_models/features.json",
     "saved_models/model.tflite",  # stage export
     "saved_models/model.json",
+    "saved_models/example.png",
     "reports/test_probabilities.npz",
+    "models/base",  # the model you continue from (train.init_from), made by the docs' commands
     "var/drift.sqlite",  # the web app's drift counts and feedback (serve.drift_db)
     "data/raw/.feedback.csv",  # feedback export's manifest
 }
 # Where a generated path may be named: the pipeline definition and the code.
 SOURCES = [
     ROOT / "dvc.yaml",
-    ROOT / "params.yaml",
     *sorted((ROOT / "src").rglob("*.py")),
     *sorted((ROOT / "webapp").rglob("*.py")),
 ]

@@ -85,11 +85,79 @@ def test_baseline_metrics_are_prefixed_headline_metrics():
 
 
 def test_evaluate_warns_only_when_the_network_does_not_beat_the_linear_baseline():
-    from image_classifier.evaluate import check_margin
+    from image_classifier.evaluate import check_model
 
     scores = {"accuracy": 0.41, "baseline_linear_accuracy": 1.0}
-    assert "does not beat a logistic regression" in check_margin(scores, "accuracy", 0.02)
-    assert check_margin({**scores, "accuracy": 1.0}, "accuracy", 0.02) is None  # at the ceiling
+    assert "does not beat a logistic regression" in check_model(scores, "accuracy", 0.02, None)
+    assert check_model({**scores, "accuracy": 1.0}, "accuracy", 0.02, None) is None  # ceiling
     scores = {"accuracy": 0.9, "baseline_linear_accuracy": 0.89}
-    assert check_margin(scores, "accuracy", 0.02) is not None
-    assert check_margin(scores, "accuracy", 0.01) is None
+    assert check_model(scores, "accuracy", 0.02, None) is not None
+    assert check_model(scores, "accuracy", 0.01, None) is None
+
+
+@pytest.mark.parametrize(
+    ("metric", "n", "level"),
+    [
+        ("accuracy", 4, 0.25),
+        ("balanced_accuracy", 10, 0.1),
+        ("f1_macro", 5, 0.2),
+        ("recall_weighted", 2, 0.5),
+        ("top_3_accuracy", 10, 0.3),
+        ("top_3_accuracy", 2, 1.0),
+        ("cohen_kappa", 7, 0.0),
+        ("roc_auc", 2, 0.5),
+        ("roc_auc_ovr", 9, 0.5),
+        ("n_test", 4, None),
+    ],
+)
+def test_a_uniform_guess_scores(metric, n, level):
+    assert metrics.uniform_guess(metric, n) == level
+
+
+def test_the_uniform_guess_is_what_guessing_scores_in_expectation():
+    """1/n for accuracy and balanced accuracy, measured: random labels on balanced classes."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 4000)
+    probs = rng.random((len(y), 5))
+    probs /= probs.sum(axis=1, keepdims=True)
+    m = metrics.compute_metrics(y, probs, top_k=2)
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro"):
+        assert m[name] == pytest.approx(metrics.uniform_guess(name, 5), abs=0.01), name
+    for name in ("top_2_accuracy", "cohen_kappa", "roc_auc_ovr"):
+        assert m[name] == pytest.approx(metrics.uniform_guess(name, 5), abs=0.01), name
+
+
+def test_chance_is_the_best_of_the_majority_baseline_and_a_uniform_guess():
+    skewed = {"baseline_majority_accuracy": 0.7}
+    assert metrics.chance_level(skewed, "accuracy", 4).level == 0.7
+    assert metrics.chance_level({"baseline_majority_accuracy": 0.1}, "accuracy", 4).level == 0.25
+    assert metrics.chance_level({}, "accuracy", None) is None
+    assert metrics.chance_level(skewed, "accuracy", None).why == "majority baseline 0.7000"
+
+
+def test_majority_baseline_scores_chance_on_balanced_accuracy():
+    """The majority baseline's balanced accuracy is 1/n whatever the class shares: the rule
+    agrees with itself."""
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    probs = np.tile([1.0, 0.0, 0.0], (100, 1))
+    m = metrics.baseline_metrics("majority", y, probs)
+    assert m["baseline_majority_balanced_accuracy"] == pytest.approx(1 / 3, abs=1e-6)
+    assert m["baseline_majority_accuracy"] == pytest.approx(0.7)
+
+
+def test_the_lower_bound_is_wilsons():
+    # Hand-computed: 0.28 over 90 images, one-sided 95 %.
+    assert metrics.lower_bound(0.28, 90) == pytest.approx(0.2094, abs=1e-4)
+    assert metrics.lower_bound(0.28, 100_000) == pytest.approx(0.28, abs=0.003)
+    assert metrics.lower_bound(1.0, 10) < 1.0 and metrics.lower_bound(0.0, 10) == 0.0
+    assert metrics.lower_bound(-0.2, 10) == 0.0  # kappa below zero: clipped, no error
+
+
+def test_beating_chance_takes_the_margin_and_more_than_noise():
+    small = {"accuracy": 0.28, "n_test": 90}
+    check = metrics.beats_chance(small, "accuracy", 4, margin=0.02)
+    assert not check.passed and "95% lower bound over 90 test images, 0.2094" in check.text
+    assert metrics.beats_chance({**small, "n_test": 100_000}, "accuracy", 4, 0.02).passed
+    assert not metrics.beats_chance({**small, "n_test": 100_000}, "accuracy", 4, 0.05).passed
+    assert metrics.beats_chance({"accuracy": 0.5}, "accuracy", 4, 0.02).passed  # no n_test
+    assert metrics.beats_chance({"f1_weighted": 0.5}, "f1_weighted", None, 0.02) is None

@@ -207,3 +207,29 @@ def test_export_refuses_a_model_that_disagrees():
         export.check_export(keras_probs, off, params(quantization="int8", min_top1_agreement=0.9))
     ok = export.check_export(keras_probs, off, params(quantization="int8", min_top1_agreement=0.75))
     assert ok["top1_agreement"] == 0.75
+
+
+def test_the_example_is_the_most_confident_right_answer_else_the_most_confident():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.05, 0.05, 0.9], [0.0, 0.3, 0.7]])
+    labels = np.array([1, 1, 2, 2])  # the first row is confident and wrong
+    assert export.pick_example(probs, labels) == 2
+    assert export.example_entry(probs, labels, CLASSES, 2) == {
+        "file": "example.png",
+        "label": "c",
+        "predicted": "c",
+        "probability": 0.9,
+    }
+    wrong = np.array([0, 0, 0, 0])[:2]
+    assert export.pick_example(probs[1:3], wrong) == 1  # none right: 0.9 beats 0.8
+    assert export.example_entry(probs[1:3], wrong, CLASSES, 1)["predicted"] == "c"
+
+
+def test_the_example_png_decodes_to_the_stored_pixels():
+    """The shipped example is the store's pixels as PNG: decoding it at the model's size gives
+    them back exactly, so the app must answer for it what evaluation scored."""
+    from image_classifier.preprocessing import decode_pixels, encode_png
+
+    rng = np.random.default_rng(0)
+    for channels, mode in ((1, "grayscale"), (3, "rgb")):
+        stored = rng.integers(0, 256, (12, 12, channels), dtype=np.uint8)
+        np.testing.assert_array_equal(decode_pixels(encode_png(stored), 12, mode), stored)

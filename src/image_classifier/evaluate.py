@@ -8,9 +8,11 @@ whole test split: reports/test_probabilities.npz, tagged with the file's SHA-256
 match model.json. So the numbers the quality gate judges are those of the model that will be
 served, and the model is not run twice; no TensorFlow is loaded. Writes reports/metrics.json
 (`dvc metrics show`) and, under reports/eval/, the per-class report, per-image predictions with
-every class probability (the confusion-matrix plot's data), ROC curves and PNG figures. The
-test split is read from the pixel store in batches sized for the image size, so memory does
-not grow with it.
+every class probability (the confusion-matrix plot's data), ROC curves and PNG figures, and
+evaluated_model.json: the model version and classes scored (the web app's model page and the
+gate's same-classes check read them) and a warning when the network does not beat chance or
+the linear baseline on gate.metric (logged loudly too). The test split is read from the pixel
+store in batches sized for the image size, so memory does not grow with it.
 """
 
 from __future__ import annotations
@@ -84,22 +86,43 @@ def baseline_scores(train: SplitPixels, test: SplitPixels, seed: int) -> dict[st
     }
 
 
-def check_margin(
-    scores: dict, metric: str, margin: float, why: diagnosis.Diagnosis | None = None
-) -> str | None:
-    """A loud warning when the network does not beat the linear baseline by `margin`, with
-    the diagnosis from the fit when there is one."""
+def shortfalls(scores: dict, metric: str, margin: float, n_classes: int | None) -> list[str]:
+    """What the network does not beat on `metric`, by `margin`: chance (metrics.beats_chance:
+    the majority baseline or a uniform guess, beyond sampling noise), the linear baseline, or
+    both. Empty when it beats them, or when the scores lack what to judge by. The gate judges
+    by the same rules."""
+    out = []
+    chance = metrics.beats_chance(scores, metric, n_classes, margin)
+    if chance is not None and not chance.passed:
+        out.append(f"the network is no better than chance: {chance.text}")
     linear = scores.get(metrics.baseline_name("linear", metric))
-    if metric not in scores or linear is None:
-        return None
-    if scores[metric] >= metrics.required_over_baseline(linear, margin) - 1e-9:
+    if (
+        metric in scores
+        and linear is not None
+        and scores[metric] < metrics.required_over_baseline(linear, margin) - 1e-9
+    ):
+        out.append(
+            f"the network's {metric} {scores[metric]:.4f} does not beat a logistic regression "
+            f"on {baselines.BASELINE_SIDE}x{baselines.BASELINE_SIDE} pixels ({linear:.4f}) by "
+            f"evaluate.baseline_margin={margin}"
+        )
+    return out
+
+
+def check_model(
+    scores: dict,
+    metric: str,
+    margin: float,
+    n_classes: int | None,
+    why: diagnosis.Diagnosis | None = None,
+) -> str | None:
+    """A loud warning when the network does not beat chance or the linear baseline by
+    `margin` (shortfalls), with the diagnosis from the fit when there is one."""
+    problems = shortfalls(scores, metric, margin, n_classes)
+    if not problems:
         return None
     cause = why.text() if why else "the model is undertrained or misconfigured"
-    return (
-        f"the network's {metric} {scores[metric]:.4f} does not beat a logistic regression on "
-        f"{baselines.BASELINE_SIDE}x{baselines.BASELINE_SIDE} pixels ({linear:.4f}) by "
-        f"evaluate.baseline_margin={margin}: {cause}; the quality gate will refuse it"
-    )
+    return f"{'; and '.join(problems)}: {cause}; the quality gate will refuse it"
 
 
 def fit_diagnosis(params: Params) -> diagnosis.Diagnosis | None:
@@ -137,9 +160,14 @@ def write_reports(
     # The web app's model page shows these reports only for the model they describe, with the
     # baseline warning when there is one.
     why = fit_diagnosis(params)
-    warning = check_margin(scores, params.gate.metric, params.evaluate.baseline_margin, why)
+    margin = params.evaluate.baseline_margin
+    warning = check_model(scores, params.gate.metric, margin, len(classes), why)
     evaluated = {
         "model_version": model_version,
+        # The gate compares with a baseline revision only when its model was trained on the
+        # same classes; this committed file names them (metrics.json holds numbers only, for
+        # `dvc metrics`).
+        "classes": list(classes),
         "warning": warning,
         "diagnosis": why.as_dict() if warning and why else None,
     }
@@ -170,9 +198,8 @@ def run(params: Params) -> dict:
         with phase("reports_and_plots"):
             scores = write_reports(test, probs, classes, params, extra, card.version)
     log.info("test metrics: %s", json.dumps(scores))
-    warning = check_margin(
-        scores, params.gate.metric, params.evaluate.baseline_margin, fit_diagnosis(params)
-    )
+    margin = params.evaluate.baseline_margin
+    warning = check_model(scores, params.gate.metric, margin, len(classes), fit_diagnosis(params))
     if warning:
         log.warning("%s\n!!! %s\n%s", "!" * 79, warning, "!" * 79)
     return scores

@@ -210,7 +210,7 @@ class TrainParams(_Section):
     weights: str | None = param(
         None,
         "Transfer bases only: `imagenet` (downloaded by Keras), null (random) or the path of a "
-        "weights file for the base.",
+        "weights file for the base (the train stage checks it exists; serving never reads it).",
     )
     fine_tune_layers: int = param(
         0,
@@ -276,7 +276,10 @@ class TrainParams(_Section):
         "CPU runs are reproducible without it.",
     )
     init_from: str | None = param(
-        None, "Path of an earlier model.keras (with its classes.json) to continue training from."
+        None,
+        "Path of an earlier model.keras (with its classes.json and trained_on.csv) to continue "
+        "training from, e.g. models/base/model.keras tracked with `dvc add models/base` (the "
+        "split and train stages read it; serving never does).",
     )
     augment: AugmentParams = param(
         AugmentParams(), "Training-time augmentation (train split only)."
@@ -313,13 +316,32 @@ class TrainParams(_Section):
                 "must be 0 for simple_cnn (it has no pretrained base; it trains whole)",
                 self.fine_tune_layers,
             )
-        elif self.weights not in (None, "imagenet"):
+
+    def check_files(self) -> None:
+        """The files training reads, checked by the train stage before any work. Not at load:
+        the web app, the gate, drift and feedback read this params.yaml too, where a
+        deployment ships no weights file and no init_from model."""
+        if self.weights not in (None, "imagenet"):
             _require(
                 Path(self.weights).is_file(),
                 "train.weights",
                 "must be imagenet, null or the path of an existing weights file",
                 self.weights,
             )
+        if self.init_from is not None:
+            model = Path(self.init_from)
+            for path, what in (
+                (model, "the model to continue from"),
+                (model.with_name(config.CLASSES_FILE.name), "its classes"),
+                (config.trained_on_path(model), "the images it trained on"),
+            ):
+                _require(
+                    path.is_file(),
+                    "train.init_from",
+                    f"{path} not found ({what}): copy model.keras with its "
+                    f"{config.CLASSES_FILE.name} and {config.TRAINED_ON_FILE.name}",
+                    self.init_from,
+                )
 
 
 @dataclass(frozen=True)
@@ -332,8 +354,9 @@ class EvaluateParams(_Section):
     )
     baseline_margin: float = param(
         0.02,
-        "The network must beat the linear baseline (logistic regression on downsampled pixels) "
-        "by this much on gate.metric; evaluate warns and the gate refuses otherwise.",
+        "The network must beat chance and the linear baseline (logistic regression on "
+        "downsampled pixels) by this much on gate.metric; evaluate warns and the gate refuses "
+        "otherwise.",
         ge=0,
         lt=1,
     )
@@ -450,13 +473,28 @@ class GateParams(_Section):
     KEY = "gate"
 
     metric: str = param(
-        "accuracy", "The key of reports/metrics.json the gate and the baseline margin judge."
+        "accuracy",
+        "The key of reports/metrics.json the gate and the baseline margin judge. Chance on it is "
+        "the best of the majority baseline's value of the same metric and what a uniform guess "
+        "scores: 1/classes for accuracy, balanced accuracy and the macro or weighted precision, "
+        "recall and F1; k/classes for top-k accuracy; 0 for cohen_kappa; 0.5 for ROC AUC.",
     )
-    min_value: float = param(0.95, "The gate refuses a model below this.", ge=0, le=1)
+    min_value: float = param(
+        0.0,
+        "The gate refuses a model below this. The default, 0, sets no fixed floor, since what "
+        "is good depends on the data: the gate always refuses a model that does not beat chance "
+        "(beyond the test split's sampling noise) or the linear baseline by "
+        "evaluate.baseline_margin, which adapt to any dataset. Raise it when the task needs a "
+        "known level.",
+        ge=0,
+        le=1,
+    )
     max_drop: float = param(
         0.01,
         "... or one that falls more than this against the baseline revision's metrics "
-        "(`--baseline-rev`; the deploy workflow gives the commit main was at before the push).",
+        "(`--baseline-rev`; the deploy workflow gives the commit main was at before the push), "
+        "when that revision's model was trained on the same classes; otherwise the gate judges "
+        "the model alone.",
         ge=0,
         le=1,
     )
@@ -643,8 +681,9 @@ def reference_markdown() -> str:
         "# Parameters",
         "",
         "Every key of `params.yaml`, its default and what it does. Generated from",
-        "`src/image_classifier/params.py` by `make docs` (`python -m image_classifier.params`);",
-        "`params.yaml` holds these defaults, and a test keeps the three in step.",
+        "`src/image_classifier/params.py` by `make docs` (`python -m image_classifier.params`),",
+        "the one home of the defaults: `params.yaml` is your project's file, and a key you",
+        "delete from it takes its default here.",
         "",
     ]
     for key, allowed, default, help_text in reference():

@@ -44,6 +44,9 @@ def save_model(model: keras.Model, classes: Sequence[str], rows: Sequence[Row]) 
 
 
 def run(params: Params) -> None:
+    # Before any work, so a missing file costs no training; loading params does not check
+    # them, since serving reads the same params.yaml on hosts that do not ship them.
+    params.train.check_files()
     size, mode = params.image.size, params.image.color_mode
     chief = distribute.is_chief()
     with contextlib.ExitStack() as stack:

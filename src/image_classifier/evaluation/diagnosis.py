@@ -1,11 +1,13 @@
-"""Why a network does not beat the linear baseline: underfitting or overfitting, from the fit.
+"""Why a network does not beat chance or the linear baseline: underfitting or overfitting,
+from the fit.
 
 The train stage measures the network on its own training images, unaugmented
 (reports/train/metrics.json, `fit.train_accuracy`), next to the best epoch's validation
 accuracy (`eval.accuracy`). A network that does not get its training images right has not
 learnt what a linear model learns (underfitting), and more training comes first, whatever
-the validation accuracy; one that does, but loses to the linear model on images it has not
-seen, has learnt the training images themselves (overfitting).
+the validation accuracy; one that does, but loses to the linear model (or scores no better
+than guessing) on images it has not seen, has learnt the training images themselves
+(overfitting): 0.98 on its training images and 0.28 on test images of 4 classes, say.
 """
 
 from __future__ import annotations

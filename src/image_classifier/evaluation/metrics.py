@@ -6,7 +6,10 @@ behind the chance-level accuracy many tutorials report.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -68,6 +71,115 @@ def required_over_baseline(linear: float, margin: float) -> float:
     `margin` more, or half of the headroom left above the baseline when that is less (a
     baseline at 0.985 asks for 0.9925, not a perfect 1.0; at 1.0, matching it is enough)."""
     return min(linear + margin, linear + (1.0 - linear) / 2)
+
+
+# Metrics on which a uniform random guess over n classes scores 1/n in expectation. Exact for
+# accuracy, balanced accuracy, macro precision and recall, and weighted recall (which is
+# accuracy); for macro F1 it is the most such a guess scores (equal classes), for weighted
+# precision and F1 the least (skewed classes score more, and so does the majority baseline).
+ONE_IN_N = frozenset(
+    {
+        "accuracy",
+        "balanced_accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "precision_weighted",
+        "recall_weighted",
+        "f1_weighted",
+    }
+)
+# ... and those where guessing scores the same whatever n.
+GUESS_CONSTANT = {"cohen_kappa": 0.0, "roc_auc": 0.5, "roc_auc_ovr": 0.5}
+
+
+def uniform_guess(metric: str, n_classes: int) -> float | None:
+    """A uniform random guess's score on `metric` over n_classes (ONE_IN_N, GUESS_CONSTANT;
+    top-k accuracy: k/n); None for a metric with no such level."""
+    top_k = re.fullmatch(r"top_(\d+)_accuracy", metric)
+    if top_k:
+        return min(1.0, int(top_k[1]) / n_classes)
+    if metric in ONE_IN_N:
+        return 1.0 / n_classes
+    return GUESS_CONSTANT.get(metric)
+
+
+@dataclass(frozen=True)
+class Chance:
+    """What guessing scores on a metric, and how that was found (for the messages)."""
+
+    level: float
+    why: str
+
+
+def chance_level(scores: Mapping[str, float], metric: str, n_classes: int | None) -> Chance | None:
+    """Chance on `metric`: the best of the majority baseline's value of that same metric (when
+    the scores hold it) and a uniform guess's (uniform_guess, when the class count is known).
+    A model that does not beat it has learnt nothing, whatever the linear baseline scored.
+    None when neither is known."""
+    candidates = []
+    majority = scores.get(baseline_name("majority", metric))
+    if majority is not None:
+        candidates.append((float(majority), f"majority baseline {float(majority):.4f}"))
+    guess = uniform_guess(metric, n_classes) if n_classes else None
+    if guess is not None:
+        candidates.append((guess, f"uniform guess over {n_classes} classes {guess:.4f}"))
+    if not candidates:
+        return None
+    level = max(value for value, _ in candidates)
+    texts = [text for _, text in candidates]
+    return Chance(level, texts[0] if len(texts) == 1 else "the best of " + " and ".join(texts))
+
+
+# One-sided 95 %: a model "beats chance" only when its score's lower confidence bound does.
+NOISE_Z = 1.6449
+
+
+def lower_bound(value: float, n: int, z: float = NOISE_Z) -> float:
+    """Wilson score lower bound of a proportion `value` seen over n test images. Exact in kind
+    for accuracy; for the other metrics (means of per-class rates, F1) a proportion over the
+    same images is the yardstick of noise used, an approximation."""
+    p = min(1.0, max(0.0, value))
+    if n <= 0:
+        return 0.0
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (centre - spread) / (1 + z2 / n)
+
+
+@dataclass(frozen=True)
+class ChanceCheck:
+    passed: bool
+    text: str  # "accuracy 0.2800 vs chance 0.2500 (...)": the verdict's reasons, either way
+
+
+def beats_chance(
+    scores: Mapping[str, float], metric: str, n_classes: int | None, margin: float
+) -> ChanceCheck | None:
+    """Does the model's `metric` beat chance (chance_level)? By `margin`, as it must beat the
+    linear baseline (required_over_baseline), and by more than sampling noise: the score's
+    lower confidence bound over the n_test images must be above chance (on 90 test images of
+    4 classes, 0.28 is 25 right where guessing gets 22.5: no evidence of learning). None when
+    the scores lack the metric or chance is unknown."""
+    chance = chance_level(scores, metric, n_classes)
+    if metric not in scores or chance is None:
+        return None
+    value = float(scores[metric])
+    needed = required_over_baseline(chance.level, margin)
+    ok = value >= needed - 1e-9
+    text = (
+        f"{metric} {value:.4f} vs chance {chance.level:.4f} ({chance.why}): must beat it by "
+        f"evaluate.baseline_margin = {margin:.4f}"
+    )
+    n_test = scores.get("n_test")
+    if n_test:
+        bound = lower_bound(value, int(n_test))
+        ok = ok and bound > chance.level
+        text += (
+            f"; its 95% lower bound over {int(n_test)} test images, {bound:.4f}, must be above it"
+        )
+    return ChanceCheck(ok, text)
 
 
 def baseline_metrics(name: str, y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
