@@ -60,39 +60,41 @@ def missing_secrets(url: str, environ: dict[str, str]) -> list[str]:
     return [name for name in SECRETS.get(scheme, ()) if not environ.get(name)]
 
 
-def main(root: Path = Path()) -> int:
-    sources = tracked_sources(root)
-    remote = default_remote(root)
-    if remote is None:
-        absent = [s for s in sources if not (root / s).exists()]
-        if absent:
-            names = ", ".join(map(str, absent))
-            print(
-                f"error: {names} tracked by DVC but no default DVC remote is configured: "
-                "`dvc remote add -d storage <url>`, `dvc push`, commit .dvc/config"
-            )
-            return 1
-        print("no DVC remote configured; nothing to fetch")
-        return 0
-    name, url = remote
-    print(f"dvc pull from remote {name!r} ({url})", flush=True)
-    pulled = subprocess.run(["dvc", "pull"], cwd=root).returncode == 0
-    absent = [s for s in sources if not (root / s).exists()]
-    if not absent:
-        if not pulled:
-            print("note: some pipeline outputs are not in the remote; `dvc repro` rebuilds them")
-        return 0
+def diagnosis(absent: list[Path], remote: tuple[str, str] | None, environ: dict[str, str]) -> str:
+    """Why tracked sources are missing after the pull, and what to do."""
     names = ", ".join(map(str, absent))
-    secrets = missing_secrets(url, dict(os.environ))
+    if remote is None:
+        return (
+            f"error: {names} tracked by DVC but no default DVC remote is configured: "
+            "`dvc remote add -d storage <url>`, `dvc push`, commit .dvc/config"
+        )
+    name, url = remote
+    secrets = missing_secrets(url, environ)
     if secrets:
-        print(
+        return (
             f"error: {names} not fetched: remote {name!r} ({url}) needs the secret(s) "
             f"{', '.join(secrets)}. Add them as repository secrets (Settings > Secrets and "
             "variables > Actions); the workflows pass them to this step."
         )
+    return f"error: {names} not fetched from remote {name!r} ({url}): was `dvc push` run?"
+
+
+def main(root: Path = Path()) -> int:
+    sources = tracked_sources(root)
+    remote = default_remote(root)
+    pulled = True
+    if remote is None:
+        print("no default DVC remote configured; nothing to pull")
     else:
-        print(f"error: {names} not fetched from remote {name!r} ({url}): was `dvc push` run?")
-    return 1
+        print(f"dvc pull from remote {remote[0]!r} ({remote[1]})", flush=True)
+        pulled = subprocess.run(["dvc", "pull"], cwd=root).returncode == 0
+    absent = [s for s in sources if not (root / s).exists()]
+    if absent:
+        print(diagnosis(absent, remote, dict(os.environ)))
+        return 1
+    if not pulled:
+        print("note: some pipeline outputs are not in the remote; `dvc repro` rebuilds them")
+    return 0
 
 
 if __name__ == "__main__":

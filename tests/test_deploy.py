@@ -376,3 +376,20 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, r
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)  # so the cleanup can remove what _read_only protected
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_deploy_without_heroku_secrets_is_skipped_with_what_to_set():
+    """A fork without a Heroku app gets a green run: deploy.yml's first step asks
+    deploy/heroku.sh --check and skips the rest with its message as a notice."""
+    script = ["bash", str(ROOT / "deploy/heroku.sh"), "--check"]
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("HEROKU_")}
+    none = subprocess.run(script, env=bare, capture_output=True, text=True)
+    assert none.returncode == 1
+    assert "set the repository secrets HEROKU_API_KEY HEROKU_APP_NAME" in none.stdout
+    half = subprocess.run(
+        script, env={**bare, "HEROKU_APP_NAME": "a"}, capture_output=True, text=True
+    )
+    assert half.returncode == 1 and "HEROKU_API_KEY (" in half.stdout
+    both = {**bare, "HEROKU_APP_NAME": "a", "HEROKU_API_KEY": "k"}
+    assert subprocess.run(script, env=both, capture_output=True, text=True).returncode == 0
+    assert "deploy/heroku.sh --check" in (ROOT / ".github/workflows/deploy.yml").read_text()
