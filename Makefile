@@ -16,20 +16,40 @@ help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-pipeline.txt requirements-dev.txt \
-		requirements-gpu.txt pyproject.toml
+# The locks (requirements*.txt, from requirements*.in by `make lock`) pin every package with
+# its hashes, so a fork installs what CI tested. uv, pinned in the dev lock, installs them.
+UV := $(BIN)/uv
+LOCK := $(if $(GPU),requirements-gpu.txt,requirements-dev.txt)
+
+# The first uv, by pip, from the dev lock's entry for it (its pin and hashes, which awk cuts
+# out); later syncs update uv like any other package.
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
-ifdef GPU
-	# Same TensorFlow release with CUDA: both packages provide the `tensorflow` module.
-	$(BIN)/python -m pip uninstall -q -y tensorflow-cpu
-	$(BIN)/python -m pip install -q -r requirements-gpu.txt
-endif
-	$(BIN)/python -m pip install -q --no-deps -e .
+	awk '/^uv==/,!/\\$$/' requirements-dev.txt | \
+		$(BIN)/python -m pip install -q --no-deps --require-hashes -r /dev/stdin
+
+# `sync` makes .venv the lock exactly, removing what it does not list (GPU=1: tensorflow-cpu),
+# and checks every file against the lock's hashes. The project comes in the same step (stdin),
+# so a test running meanwhile never sees it uninstalled; -b builds it with the locked setuptools.
+$(VENV)/.installed: requirements-dev.txt requirements-gpu.txt pyproject.toml | $(UV)
+	echo "-e ." | $(UV) pip sync -q --python $(BIN)/python -b $(LOCK) $(LOCK) -
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv (pipeline, serving, tests); GPU=1 for CUDA TensorFlow
+
+# Linux x86-64 and CPython 3.11 (CI, Heroku, the Docker images) wherever `make lock` runs.
+# The other sets take the dev set's versions (-c), so each is a subset of what CI tested.
+LOCK_FLAGS = -q --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+.PHONY: lock
+lock: | $(UV) ## Lock requirements*.in into requirements*.txt (UPGRADE=1: newest everything)
+	$(UV) pip compile $(LOCK_FLAGS) requirements-dev.in -o requirements-dev.txt
+	$(UV) pip compile $(LOCK_FLAGS) -c requirements-dev.txt requirements-pipeline.in \
+		-o requirements-pipeline.txt
+	$(UV) pip compile $(LOCK_FLAGS) -c requirements-dev.txt requirements.in -o requirements.txt
+	echo tensorflow-cpu | $(UV) pip compile $(LOCK_FLAGS) -c requirements-dev.txt --excludes - \
+		requirements-gpu.in -o requirements-gpu.txt
 
 data: venv ## Write the bundled sample (scikit-learn digits) into data/raw
 	python -m image_classifier.sample_data
@@ -75,7 +95,7 @@ format: venv ## Apply ruff's fixes and formatting
 	ruff check --fix .
 	ruff format .
 
-bench: venv ## Time a fresh-clone `dvc repro` and a no-op one; print test accuracy
+bench: venv ## Time a new project's `dvc repro` on the digits and a no-op one; print test accuracy
 	python bench/pipeline.py
 
 bench-scale: venv ## Photo-sized data vs the Keras guide's pattern (IMAGES=5000)

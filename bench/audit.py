@@ -2,7 +2,8 @@
 
     python bench/audit.py [--photos 1000] [--small 1000] [--noise 0.05,0.15] [--epochs 5]
 
-For each dataset and noise rate, in a fresh copy of the project (README "your own images"):
+For each dataset and noise rate, in a fresh workspace as bench/scale.py builds it (the
+package's code and pipeline with params.yaml of its own; README "your own images"):
 1. writes a seeded synthetic dataset of 10 classes and moves a seeded share (--noise) of its
    files into another class's folder, so their folder labels are wrong;
 2. `dvc repro`: the test accuracy before (against the folder labels, wrong ones included,
@@ -32,7 +33,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import print_header
@@ -158,15 +158,15 @@ def one_run(work: Path, name: str, images: int, noise: float, weights: Path | No
         quantization="none",
         epochs=args.epochs,
         op_determinism=False,
+        shards=None,
     )
     case = work / f"{name}-{noise}"
     case.mkdir()
-    repo = make_workspace(case, photos, weights or Path("unused"), settings)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    if name == "small":
-        params["train"].update(model="simple_cnn", weights=None, batch_size=64, min_steps=300)
-        params["train"]["epochs"] = 30  # from scratch: the README's defaults
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    own = {}
+    if name == "small":  # from scratch: the README's defaults
+        own["train"] = {"model": "simple_cnn", "weights": None, "batch_size": 64,
+                        "min_steps": 300, "epochs": 30}  # fmt: skip
+    repo, _ = make_workspace(case, photos, weights, settings, own)
     flipped = flip(repo / "data/raw", noise, seed=7)
     sh(repo, "dvc", "add", "data/raw")
     sh(repo, "git", "add", "-A")

@@ -3,8 +3,8 @@
     python bench/dvc_add.py [--images 20000] [--per-shard 1000] [--data-dir DIR]
 
 On the photos bench/scale.py generates (--images of them, reused from --data-dir), each in a
-fresh copy of the project as the README's "Your own images" leaves it (its pipeline and
-.dvc/config, cache hard-linked, `dvc remove sample` committed) with the photos hard-linked
+fresh project as the README's "Your own images" leaves it (the package's pipeline without
+`sample`, params.yaml of its own, cache hard-linked, committed) with the photos hard-linked
 into data/raw, times:
 1. `sha256sum` of every file, one process (coreutils): the peer. Every file is read once
    before anything is timed, so that every row reads from the page cache;
@@ -28,20 +28,31 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from machine import print_header
 from scale import ROOT, SHA256SUM, env, make_dataset
 
+import fork
+
 
 def workspace(work: Path, photos: Path | None, name: str) -> Path:
-    """The project as a user has it after the README's "Your own images" first steps (its
-    pipeline, `dvc remove sample`, committed), with the photos hard-linked into data/raw
-    (photos None: data/raw left to the caller)."""
+    """The project as a user has it after the README's "Your own images" first steps (the
+    package's pipeline without `sample`, params.yaml at the code's defaults, an empty relabel
+    file, committed), with the photos hard-linked into data/raw (photos None: data/raw left
+    to the caller). The repository's params.yaml, data/ and .dvc/config are its fork's, so
+    none is copied; no src either: only `dvc add` and `dvc status` run here."""
     repo = work / name
     (repo / ".dvc").mkdir(parents=True)
-    for path in (".dvc/config", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
-                 "data/.gitignore", "data/relabel.csv"):  # fmt: skip
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / ".dvc" / "config").write_text(fork.DVC_CONFIG)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(fork.pipeline_stages(), sort_keys=False))
+    fork.write_params(repo / "params.yaml")
+    relabel = repo / fork.params_dict()["data"]["relabel"]
+    relabel.parent.mkdir(parents=True, exist_ok=True)
+    relabel.write_text("path,label\n")
+    for path in (".dvcignore", ".gitignore"):
         shutil.copy2(ROOT / path, repo / path)
     if photos is not None:
         shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
@@ -50,7 +61,6 @@ def workspace(work: Path, photos: Path | None, name: str) -> Path:
         ["git", "config", "user.email", "bench@example.com"],
         ["git", "config", "user.name", "bench"],
         ["git", "config", "gc.auto", "0"],
-        ["dvc", "remove", "sample"],
         ["git", "add", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"],
         ["git", "commit", "-qm", "project"],
     ):

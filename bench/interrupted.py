@@ -2,16 +2,16 @@
 
     python bench/interrupted.py [--images 20000] [--size 224] [--after 10] [--data-dir DIR]
 
-Sets up the workspace bench/scale.py uses (the README's "Your own images" steps, DVC's cache
-hard-linked) and runs `dvc repro prepare` (split, then prepare) to completion, timed. Then,
-as a user who changes image.size and thinks better of it half-way: image.size goes to
---size minus 32, `dvc repro prepare` starts, and its whole process group gets SIGKILL --after
-seconds into prepare's decoding (the kernel's kill: no clean-up code runs). Checks that
-dvc.lock is unchanged and that the store's files, if still in data/prepared, are the
-previous ones byte for byte (SHA-256), and measures what the killed run left in data/. Then
-puts image.size back and times `dvc repro prepare` again: DVC's run-cache checks the
-previous store out of the cache instead of decoding it again. Prints the figures, headed by
-the machine.
+Sets up the workspace bench/scale.py uses (the package's code and pipeline with params.yaml
+of its own, the README's "Your own images" steps, DVC's cache hard-linked) and runs `dvc
+repro prepare` (split, then prepare) to completion, timed. Then, as a user who changes
+image.size and thinks better of it half-way: image.size goes to --size minus 32, `dvc repro
+prepare` starts, and its whole process group gets SIGKILL --after seconds into prepare's
+decoding (the kernel's kill: no clean-up code runs). Checks that dvc.lock is unchanged and
+that the store's files, if still in data/prepared, are the previous ones byte for byte
+(SHA-256), and measures what the killed run left in data/. Then puts image.size back and
+times `dvc repro prepare` again: DVC's run-cache checks the previous store out of the cache
+instead of decoding it again. Prints the figures, headed by the machine.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ic-bench")
     args = parser.parse_args()
     # make_workspace's training settings; only split and prepare run here.
-    args.epochs, args.quantization, args.op_determinism = 1, "none", False
+    args.epochs, args.quantization, args.op_determinism, args.shards = 1, "none", False, None
 
     photos = make_dataset(args.images, args.data_dir)
     with tempfile.TemporaryDirectory(prefix="ic-interrupted-") as tmp:

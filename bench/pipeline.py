@@ -2,19 +2,22 @@
 
     python bench/pipeline.py [--runs 2] [--keep DIR]
 
-For each run: `git clone` this repository's HEAD into a temp folder, `dvc repro` there (the
-environment is the current one, already installed), then a no-op `dvc repro`. Prints the wall
-times, the test metrics and the two baselines on the same test split; with two runs, also
-whether the split manifests are byte-identical and how far the metrics moved. --keep DIR
-keeps the last run's clone there (with its sample data and exported model, which
-bench/predict.py --workspace and bench/serve.py --model-dir DIR/saved_models can use).
+For each run, in a temp folder: a fresh project of the package's code and pipeline with
+params.yaml at the code's defaults (tests/fork.py), the bundled digits written into data/raw
+by the package's sample code and tracked by `dvc add` (the README's "your own images" steps:
+a fork's dvc.yaml may have no `sample` stage, and its params.yaml and data/ are its own, so
+none of them is read), then `dvc repro` (the environment is the current one, already
+installed) and a no-op `dvc repro`. Prints the wall times, the test metrics and the two
+baselines on the same test split; with two runs, also whether the split manifests are
+byte-identical and how far the metrics moved. --keep DIR keeps the last run's project there
+(with its digits and exported model, which bench/predict.py --workspace and bench/serve.py
+--model-dir DIR/saved_models can use).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,21 +26,28 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from machine import print_header
 
-ROOT = Path(__file__).resolve().parents[1]
+from image_classifier.sample_data import write_sample
+
+import fork
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+    subprocess.run(cmd, cwd=cwd, env=fork.env(), check=True, capture_output=True)
     return time.perf_counter() - start
 
 
 def one_run(workdir: Path) -> dict:
-    repo = workdir / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    repo = workdir / "project"
+    repo.mkdir()
+    fork.copy_project(repo, {})
+    write_sample(repo / "data" / "raw")
+    fork.sh(repo, "dvc", "add", "-q", "data/raw")
+    fork.sh(repo, "git", "add", "-A")
+    fork.sh(repo, "git", "commit", "-qm", "digits")
     full = timed(["dvc", "repro"], repo)
     noop = timed(["dvc", "repro"], repo)
     return {
@@ -51,7 +61,7 @@ def one_run(workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, choices=(1, 2))
-    parser.add_argument("--keep", type=Path, help="keep the last run's clone here (new folder)")
+    parser.add_argument("--keep", type=Path, help="keep the last run's project here (new folder)")
     args = parser.parse_args()
     if args.keep and args.keep.exists():
         parser.error(f"--keep {args.keep} exists")
@@ -61,7 +71,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result = one_run(Path(tmp))
             if args.keep and i == args.runs - 1:
-                shutil.move(Path(tmp) / "clone", args.keep)
+                shutil.move(Path(tmp) / "project", args.keep)
         results.append(result)
         m = result["metrics"]
         errors = round((1 - m["accuracy"]) * m["n_test"])

@@ -8,13 +8,15 @@
    ~500x375 JPEGs of varied shapes and colours (image_classifier.synthetic).
 2. Writes a local MobileNetV2 weights file (ImageNet weights cannot be downloaded here; the
    loading path is the same).
-3. Copies the project into a fresh workspace, follows the README's "your own images" steps
-   (`dvc remove sample`, images in data/raw, `dvc add data/raw`) with image.size 224, rgb,
-   frozen MobileNetV2, batch 32, 1 epoch (train.op_determinism true with --op-determinism),
-   and runs `dvc repro`, sampling every stage's process tree (stage process plus its workers)
-   for wall time and peak resident memory; each stage process also logs its own exact peak
-   (timing.log_peak), printed beside it. With --shards N, data/raw holds the photos packed
-   into zip shards of N (`python -m image_classifier.pack`, timed) instead of class folders.
+3. Builds a fresh workspace from the package's code and pipeline (tests/fork.py: no `sample`
+   stage, params.yaml of its own; the repository's params.yaml and data/ are never read),
+   follows the README's "your own images" steps (images in data/raw, `dvc add data/raw`)
+   with image.size 224, rgb, frozen MobileNetV2, batch 32, 1 epoch (train.op_determinism
+   true with --op-determinism), and runs `dvc repro`, sampling every stage's process tree
+   (stage process plus its workers) for wall time and peak resident memory; each stage
+   process also logs its own exact peak (timing.log_peak), printed beside it. With
+   --shards N, data/raw holds the photos packed into zip shards of N (`python -m
+   image_classifier.pack`, timed) instead of class folders.
 4. Runs bench/keras_guide_peer.py on the same images, weights file and epochs, measured the
    same way, once per --peers entry: `tutorial` is TensorFlow's MobileNetV2 transfer-learning
    tutorial (image_dataset_from_directory -> prefetch, no cache), `cached` the same with
@@ -39,12 +41,14 @@ import time
 from pathlib import Path
 
 import psutil
-import yaml
 
 from image_classifier.timing import stage_peaks, stage_phases
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from machine import print_header
+
+import fork
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = {"tutorial": [], "cached": ["--cache"]}  # keras_guide_peer.py's flags
@@ -143,8 +147,7 @@ def peer_label(cmdline: list[str]) -> str | None:
 
 
 def env() -> dict[str, str]:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return {**os.environ, "PATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return {**fork.env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 # Runs a command and writes the largest peak RSS (KiB) of any process under it, which the
@@ -227,17 +230,30 @@ def sha256sum(folder: Path | str) -> str:
 SHA256SUM = sha256sum("data/raw")
 
 
-def make_workspace(work: Path, photos: Path, weights: Path, args) -> tuple[Path, dict]:
+def make_workspace(
+    work: Path, photos: Path, weights: Path | None, args, params: dict | None = None
+) -> tuple[Path, dict]:
+    """The package's code and pipeline (no `sample` stage) with params.yaml of its own, the
+    photos in data/raw tracked by `dvc add`, committed; `params` overrides the settings below.
+    Nothing is read from the repository's params.yaml, data/ or .dvc/config: they belong to
+    whoever forked it. Returns the workspace and the timings of packing and tracking."""
     repo = work / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore"):
-        shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / ".dvc").mkdir()
-    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    (repo / "data").mkdir()
-    shutil.copy2(ROOT / "data" / ".gitignore", repo / "data" / ".gitignore")
-    shutil.copy2(ROOT / "data" / "relabel.csv", repo / "data" / "relabel.csv")
+    settings = {
+        "image": {"size": args.size, "color_mode": "rgb"},
+        "export": {"quantization": args.quantization},
+        "train": {
+            "model": "mobilenet_v2",
+            "weights": None if weights is None else str(weights),
+            "fine_tune_layers": 0,
+            "batch_size": 32,
+            "epochs": args.epochs,
+            # exactly --epochs, like the peer (the default adds epochs for small data)
+            "min_steps": 0,
+            "op_determinism": args.op_determinism,
+        },
+    }
+    fork.copy_project(repo, fork.merge(settings, params or {}))
     timings = {}
     if args.shards:
         pack = [sys.executable, "-m", "image_classifier.pack", str(photos), "data/raw"]
@@ -247,28 +263,11 @@ def make_workspace(work: Path, photos: Path, weights: Path, args) -> tuple[Path,
     else:
         # Hard links: the same files as the peer reads, without copying a gigabyte.
         shutil.copytree(photos, repo / "data" / "raw", copy_function=os.link)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["image"].update(size=args.size, color_mode="rgb")
-    params["export"]["quantization"] = args.quantization
-    params["train"].update(
-        model="mobilenet_v2",
-        weights=str(weights),
-        fine_tune_layers=0,
-        batch_size=32,
-        epochs=args.epochs,
-        min_steps=0,  # exactly --epochs, like the peer (the default adds epochs for small data)
-        op_determinism=args.op_determinism,
-    )
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # README "Your own images": dvc remove sample, dvc add data/raw. Without `dvc add` the
-    # photos would go into git, and the commit's `git gc --auto` would repack them on one
-    # core while the stages are timed.
+    # README "Your own images": `dvc add data/raw` (the pipeline has no `sample` stage to
+    # remove). Without it the photos would go into git, and the commit's `git gc --auto`
+    # would repack them on one core while the stages are timed.
     for label, cmd in (
-        (None, ["git", "init", "-q"]),
-        (None, ["git", "config", "user.email", "bench@example.com"]),
-        (None, ["git", "config", "user.name", "bench"]),
         (None, ["git", "config", "gc.auto", "0"]),
-        (None, ["dvc", "remove", "sample"]),
         # The peer of `dvc add`: the photos hashed by coreutils on one core, just before.
         ("sha256sum_s", ["sh", "-c", sha256sum(photos)]),
         ("dvc_add_s", ["dvc", "add", "data/raw"]),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import print_header
-from serve import ROOT, free_port, jpeg_256, multipart, start_ours
+from serve import ROOT, database_env, free_port, jpeg_256, multipart, start_ours
 
 BOUNDARY = "benchboundary7d1f"
 
@@ -77,9 +77,11 @@ def ordinary(port: int, body: bytes, seconds: float) -> tuple[int, int, list[flo
 def run(setup: str, extra_args: str, slow: int, seconds: float, model_dir: Path) -> None:
     os.environ["GUNICORN_CMD_ARGS"] = extra_args
     port = free_port()
-    body = multipart(jpeg_256(model_dir.resolve().parent))
+    body = multipart(jpeg_256())
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_ours(port, 2, 1, Path(tmp) / "drift.sqlite", model_dir)
+        # Params of its own, as bench/serve.py's: the repository's params.yaml is its fork's.
+        database = database_env("sqlite", Path(tmp), "")
+        proc = start_ours(port, 2, 1, database, model_dir)
         stop = threading.Event()
         slow_threads = [
             threading.Thread(target=trickle, args=(port, body, seconds, stop)) for _ in range(slow)

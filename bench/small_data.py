@@ -3,15 +3,16 @@
     python bench/small_data.py [--datasets shapes,glyphs] [--seeds 5] [--set train.x=y]
 
 For each dataset of image_classifier/synthetic_sets.py and each seed 0..N-1 (split and
-training both seeded with it), in a fresh workspace: writes the folder, applies params.yaml
-with the README's "Colour photos and small datasets" block (and --set overrides), runs split,
-prepare, train, export and evaluate, one process each, as `dvc repro` runs them (its own
-hashing and caching aside). Prints one row per
-run: test accuracy, the linear baseline, whether the network beats it by
-evaluate.baseline_margin, the network's accuracy on its own training images (unaugmented),
-the learning rate used, the range test's share of the train stage, seconds, evaluate's
-diagnosis. Then the summary the targets are stated in. --repro DATASET also times a real
-`dvc repro` of that dataset (seed 0) in a copy of the project.
+training both seeded with it), in a fresh workspace: writes the folder and params.yaml (the
+code's defaults under the README's "Colour photos and small datasets" block and --set
+overrides; never the repository's params.yaml or data/relabel.csv, which are its fork's),
+runs split, prepare, train, export and evaluate, one process each, as `dvc repro` runs them
+(its own hashing and caching aside). Prints one row per run: test accuracy, the linear
+baseline, whether the network beats it by evaluate.baseline_margin, the network's accuracy
+on its own training images (unaugmented), the learning rate used, the range test's share of
+the train stage, seconds, evaluate's diagnosis. Then the summary the targets are stated in.
+--repro DATASET also times a real `dvc repro` of that dataset (seed 0) in a fresh project
+built from the package's code and pipeline (tests/fork.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +31,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from machine import print_header
+
+import fork
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "### Colour photos and small datasets"
@@ -56,18 +59,18 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
 def params_for(seed: int, overrides: dict) -> dict:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw = merge(raw, readme_block())
-    raw = merge(raw, {"split": {"seed": seed}, "train": {"seed": seed}})
-    return merge(raw, overrides)
+    """The code's defaults under the README's block, the seed and --set: the repository's
+    params.yaml is its fork's, so it never enters a run."""
+    raw = fork.merge(readme_block(), {"split": {"seed": seed}, "train": {"seed": seed}})
+    return fork.params_dict(fork.merge(raw, overrides))
+
+
+def write_relabel(work: Path, raw: dict) -> None:
+    """An empty relabel file: the repository's data/relabel.csv holds its fork's rows."""
+    relabel = work / raw["data"]["relabel"]
+    relabel.parent.mkdir(parents=True, exist_ok=True)
+    relabel.write_text("path,label\n")
 
 
 def one_run(job: tuple[str, int, dict]) -> dict:
@@ -80,10 +83,10 @@ def one_run(job: tuple[str, int, dict]) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        raw = params_for(seed, overrides)  # a typo in --set fails here, before any work
+        params = parse_params(raw)
         n = synthetic_sets.write(name, work / "data" / "raw", seed)
-        shutil.copy2(ROOT / "data" / "relabel.csv", work / "data" / "relabel.csv")
-        raw = params_for(seed, overrides)
-        params = parse_params(raw)  # a typo in --set fails here, before any work
+        write_relabel(work, raw)
         (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         spans = {}
         for stage in STAGES:
@@ -172,29 +175,15 @@ def time_repro(name: str, overrides: dict) -> tuple[float, dict[str, float]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
-        top = {".venv", ".git", "data", "saved_models", "reports", "var", "test-artifacts", ".dvc"}
-        shutil.copytree(  # leaves out the outputs at the top, not src/image_classifier/data
-            ROOT,
-            repo,
-            ignore=lambda d, names: [
-                n for n in names if n == "__pycache__" or (Path(d) == ROOT and n in top)
-            ],
-        )
-        (repo / "data").mkdir()
-        shutil.copy2(ROOT / "data" / "relabel.csv", repo / "data" / "relabel.csv")
+        repo.mkdir()
+        # The package's code and pipeline (no `sample` stage), this run's params and an
+        # empty relabel file: nothing of the repository's own data or params.
+        fork.copy_project(repo, params_for(0, overrides))
         synthetic_sets.write(name, repo / "data" / "raw", 0)
-        params = params_for(0, overrides)
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        # The README's "your own images" steps, with the project's .dvc/config.
+        env = fork.env()
+        # The README's "your own images" steps.
         for cmd in (
-            ["git", "init", "-q"],
-            ["git", "config", "user.email", "bench@example.com"],
-            ["git", "config", "user.name", "bench"],
             ["git", "config", "gc.auto", "0"],
-            ["dvc", "init", "-q"],
-            ["cp", str(ROOT / ".dvc" / "config"), ".dvc/config"],
-            ["dvc", "remove", "-q", "sample"],
             ["dvc", "add", "-q", "data/raw"],
             ["git", "add", "-A"],
             ["git", "commit", "-qm", "ten_class"],
