@@ -21,13 +21,14 @@ RUN useradd --create-home --uid 10001 app \
 VOLUME ["/var/lib/image-classifier"]
 WORKDIR /app
 
+# The serving lock: every package pinned with its hashes (`make lock`), as Heroku installs it.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
 COPY Procfile params.yaml ./
 COPY src/image_classifier ./src/image_classifier
 COPY webapp ./webapp
-COPY saved_models/model.tflite saved_models/model.json ./saved_models/
+COPY saved_models/model.tflite saved_models/model.json saved_models/example.png ./saved_models/
 # The model page's evaluation (webapp/model_report.py FILES)
 COPY reports/metrics.json reports/export.json ./reports/
 COPY reports/eval/class_report.csv reports/eval/confusion.png reports/eval/misclassified.png \

@@ -16,11 +16,13 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 train
 WORKDIR /home/train/repo
 
-COPY requirements.txt requirements-pipeline.txt ./
-RUN pip install --no-cache-dir -r requirements-pipeline.txt
+# The pipeline lock: every package pinned with its hashes (`make lock`), setuptools included,
+# so the editable install builds with the locked one rather than fetching the newest.
+COPY requirements-pipeline.txt ./
+RUN pip install --no-cache-dir --require-hashes -r requirements-pipeline.txt
 
 COPY --chown=10001:10001 . .
-RUN pip install --no-cache-dir --no-deps -e .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
 
 USER 10001
 CMD ["dvc", "repro"]

@@ -50,6 +50,60 @@ def test_dockerfiles_pass_hadolint(dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _name(requirement: str) -> str:
+    """PEP 503's normal form, extras dropped: tensorflow[and-cuda] is tensorflow."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[=]", requirement, maxsplit=1)[0]).lower()
+
+
+def _pins(in_file: Path) -> dict[str, str]:
+    """The top-level pins of a requirements*.in file, following its -r includes."""
+    pins = {}
+    for line in in_file.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            pins |= _pins(in_file.parent / line[3:].strip())
+        elif line:
+            pins[_name(line)] = line.split("==", 1)[1]
+    return pins
+
+
+def _locked(lock: Path) -> dict[str, str]:
+    """Every package of a lock; each must be pinned and carry its hashes."""
+    text = lock.read_text()
+    assert "make lock" in text.splitlines()[1], f"{lock.name}: not written by `make lock`"
+    entries = re.split(r"\n(?=\S)", re.sub(r"(?m)^\s*#.*\n", "", text).strip())
+    locked = {}
+    for entry in entries:
+        requirement = entry.split()[0]
+        assert "==" in requirement and "--hash=sha256:" in entry, f"{lock.name}: {entry[:80]}"
+        locked[_name(requirement)] = requirement.split("==", 1)[1]
+    return locked
+
+
+def test_locks_pin_every_package_with_hashes():
+    """`make lock` writes requirements*.txt from requirements*.in: every package, transitive
+    ones included, pinned with its hashes. Each holds its .in's pins, and all take the dev
+    set's versions, so what Heroku, the images and a GPU machine install is what CI tested."""
+    dev = _locked(ROOT / "requirements-dev.txt")
+    assert "uv" in dev, "the Makefile's first uv comes from the dev lock"
+    locks = ["requirements.txt", "requirements-pipeline.txt", "requirements-dev.txt"]
+    for lock in [*locks, "requirements-gpu.txt"]:
+        locked = _locked(ROOT / lock)
+        wanted = _pins(ROOT / lock.replace(".txt", ".in"))
+        if lock == "requirements-gpu.txt":
+            # tensorflow[and-cuda] in place of tensorflow-cpu: both are the `tensorflow` module.
+            wanted.pop("tensorflow-cpu")
+            assert "tensorflow-cpu" not in locked
+        assert {k: locked.get(k) for k in wanted} == wanted, f"{lock}: run `make lock`"
+        shared = locked.keys() & dev.keys()
+        assert {k: locked[k] for k in shared} == {k: dev[k] for k in shared}, lock
+    serving = _locked(ROOT / "requirements.txt")
+    assert not [name for name in serving if name.startswith(("tensorflow", "keras"))]
+    # Heroku gets requirements.txt through bundle.FILES (test_bundle_carries_the_model...).
+    for dockerfile, lock in [("Dockerfile", locks[0]), ("deploy/train.Dockerfile", locks[1])]:
+        assert f"--require-hashes -r {lock}" in (ROOT / dockerfile).read_text(), dockerfile
+
+
 def test_kubernetes_objects_match_the_api_schemas():
     """Every manifest, serving and training, against Kubernetes' own OpenAPI schemas (strict:
     an unknown or misspelt field fails), offline."""
