@@ -4,14 +4,16 @@
 
 Generates (or reuses, in --data-dir, the folder bench/scale.py writes) --photos seeded
 photo-like JPEGs (image_classifier.synthetic: 10 classes, ~500x375), then:
-- hashing cost, ms a photo: the 64-bit pHash (data/near_duplicates.image_phash, through the
-  shared decoder) in one process, timed around the hash alone; and on every core, a warm
-  forkserver process pool (as data/parallel.py starts for the split's scan) reading, checking
-  the header of and hashing each file, wall time divided by --photos;
+- hashing cost, ms a photo: the 64-bit pHash and its detail band
+  (data/near_duplicates.image_fingerprint, through the shared decoder) in one process, timed
+  around the hash alone; and on every core, a warm forkserver process pool (as
+  data/parallel.py starts for the split's scan) reading, checking the header of and hashing
+  each file, wall time divided by --photos;
 - bit distances between the first --sample photos' hashes and those of their copies (a JPEG
   re-encode at quality 60, a half-size PNG, a 4-pixel crop, a WebP), and between distinct
   photos, of one class and of any class;
-- the groups the split forms at --bits (split.near_duplicate_bits) over all --photos hashes.
+- the groups the split forms at --bits (split.near_duplicate_bits) over all --photos, each
+  pair confirmed by the detail test.
 """
 
 from __future__ import annotations
@@ -31,13 +33,20 @@ from machine import print_header
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def hash_file(path: Path) -> int | None:
-    """What the split's scan does for one file's perceptual hash (data/scan.check_file)."""
-    from image_classifier.data.near_duplicates import image_phash
+def image_phash(data: bytes, size: tuple[int, int], max_pixels: int) -> int | None:
+    from image_classifier.data.near_duplicates import image_fingerprint
+
+    found = image_fingerprint(data, size, max_pixels)
+    return None if found is None else found.phash
+
+
+def hash_file(path: Path):
+    """What the split's scan does for one file's fingerprint (data/scan.check_file)."""
+    from image_classifier.data.near_duplicates import image_fingerprint
     from image_classifier.preprocessing import MAX_PIXELS, check_header
 
     data = path.read_bytes()
-    return image_phash(data, check_header(data, MAX_PIXELS), MAX_PIXELS)
+    return image_fingerprint(data, check_header(data, MAX_PIXELS), MAX_PIXELS)
 
 
 def hash_on_every_core(files: list[Path], workers: int) -> tuple[float, list[int | None]]:
@@ -69,11 +78,11 @@ def copies(img) -> dict[str, bytes]:
     }
 
 
-def groups(hashes: list[int | None], bits: int) -> list[int]:
-    """Sizes of the groups (2 or more images) that hashes within `bits` chain into."""
-    from image_classifier.data.near_duplicates import close_pairs
+def groups(fingerprints: list, bits: int) -> list[int]:
+    """Sizes of the groups (2 or more images) that confirmed pairs within `bits` chain into."""
+    from image_classifier.data.near_duplicates import near_duplicate_pairs
 
-    parent = list(range(len(hashes)))
+    parent = list(range(len(fingerprints)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -81,10 +90,10 @@ def groups(hashes: list[int | None], bits: int) -> list[int]:
             i = parent[i]
         return i
 
-    for i, j in close_pairs(hashes, bits):
+    for i, j in near_duplicate_pairs(fingerprints, bits):
         parent[find(i)] = find(j)
     sizes: dict[int, int] = {}
-    for i in range(len(hashes)):
+    for i in range(len(fingerprints)):
         sizes[find(i)] = sizes.get(find(i), 0) + 1
     return sorted(s for s in sizes.values() if s > 1)
 
@@ -109,7 +118,7 @@ def main() -> None:
     from scale import make_dataset
 
     from image_classifier import synthetic
-    from image_classifier.data.near_duplicates import image_phash
+    from image_classifier.data.near_duplicates import image_fingerprint
     from image_classifier.data.parallel import default_workers
     from image_classifier.preprocessing import MAX_PIXELS, check_header
 
@@ -120,13 +129,14 @@ def main() -> None:
     blobs = [p.read_bytes() for p in files]
     sizes = [check_header(b) for b in blobs]
     start, cpu = time.perf_counter(), time.process_time()
-    hashes = [image_phash(b, s, MAX_PIXELS) for b, s in zip(blobs, sizes, strict=True)]
+    prints = [image_fingerprint(b, s, MAX_PIXELS) for b, s in zip(blobs, sizes, strict=True)]
     one_process_ms = (time.perf_counter() - start) / len(files) * 1000
     one_process_cpu_ms = (time.process_time() - cpu) / len(files) * 1000
+    hashes = [None if f is None else f.phash for f in prints]
 
     workers = default_workers()
     pool_s, pool_hashes = hash_on_every_core(files, workers)
-    if pool_hashes != hashes:
+    if pool_hashes != prints:
         raise SystemExit("the pool's hashes differ from this process's")
 
     # Distances: copies of the first --sample photos of each class, and distinct photos.
@@ -148,13 +158,13 @@ def main() -> None:
         (same_class if la == lb else any_class).append((ha ^ hb).bit_count())
     any_class += same_class
     all_copies = [b for bits in copy_bits.values() for b in bits]
-    found = groups(hashes, args.bits)
+    found = groups(prints, args.bits)
 
     print()
     print_header("Pillow", "NumPy")
     print(
         f"{len(files)} generated photo-like JPEGs ({folder}); 64-bit pHash of a 32x32 "
-        f"thumbnail (JPEG draft mode)"
+        f"thumbnail and its detail band (JPEG draft mode)"
     )
     print(
         f"hashing, one process, hash alone: {one_process_ms:.2f} ms a photo "

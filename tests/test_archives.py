@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,42 @@ def test_pack_is_byte_reproducible_and_never_overwrites(image_tree, tmp_path):
     assert pack.pack(image_tree, tmp_path / "one", per_shard=10, prefix="more")
     with pytest.raises(DataError, match="inside"):
         pack.pack(image_tree, image_tree / "shards")
+
+
+SAMPLE_DVC_YAML = """stages:
+  sample:
+    cmd: python -m image_classifier.sample_data
+    outs:
+      - data/raw:
+          persist: true
+  split:
+    cmd: python -m image_classifier.split
+"""
+
+
+def test_pack_into_the_sample_stage_folder_is_refused_with_the_commands(image_tree, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text(SAMPLE_DVC_YAML)
+    with pytest.raises(DataError, match=r"`dvc remove sample`.*then `dvc add .*data/raw`"):
+        pack.pack(image_tree, project / "data" / "raw")
+    assert not (project / "data" / "raw").exists()
+
+
+def test_pack_elsewhere_while_the_sample_stage_remains_warns(image_tree, tmp_path, caplog):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text(SAMPLE_DVC_YAML)
+    with caplog.at_level(logging.WARNING):
+        assert pack.pack(image_tree, project / "data" / "photos")
+    assert "`dvc remove sample`, set data.raw_dir:" in caplog.text
+    (project / "dvc.yaml").write_text(SAMPLE_DVC_YAML.split("  split:")[0].replace("sample", "x"))
+    assert pack.sample_stage_problem(project / "data" / "raw") is None
+    (project / "data" / "raw" / "0").mkdir(parents=True)  # the digits `dvc remove sample` left
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert pack.pack(image_tree, project / "data" / "raw")
+    assert "also holds class folders (0)" in caplog.text
 
 
 def test_scanning_shards_finds_what_the_folders_hold(image_tree, tmp_path):

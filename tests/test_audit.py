@@ -89,7 +89,7 @@ def test_too_few_images_for_cross_validation_say_so():
         label_issues.out_of_sample_probs(features, labels, folds=5, seed=0)
 
 
-def test_accept_writes_the_worst_suggestions_once(tmp_path):
+def test_accept_writes_the_worst_suggestions_once_with_their_content_hashes(tmp_path):
     issues = tmp_path / "issues.csv"
     issues.write_text(
         "path,given_label,suggested_label,score,kind\n"
@@ -99,15 +99,22 @@ def test_accept_writes_the_worst_suggestions_once(tmp_path):
         "data/raw/b/3.png,b,a,0.03,label\n"
     )
     relabel = tmp_path / "relabel.csv"
-    relabel.write_text("path,label\ndata/raw/c/9.png,drop\n")
-    added = audit.accept(2, relabel, issues)
+    relabel.write_text("path,label\ndata/raw/c/9.png,drop\n")  # written before the hash column
+    hashes = {"data/raw/a/1.png": "1" * 64, "data/raw/b/2.png": "2" * 64}
+    added = audit.accept(2, relabel, issues, hashes)
     assert added == [("data/raw/a/1.png", "b"), ("data/raw/b/2.png", "a")]
-    assert audit.accept(2, relabel, issues) == []  # already there: nothing twice
-    assert read_relabels(relabel).labels == {
-        "data/raw/c/9.png": "drop",
-        "data/raw/a/1.png": "b",
-        "data/raw/b/2.png": "a",
-    }
+    assert audit.accept(2, relabel, issues, hashes) == []  # already there: nothing twice
+    rows = read_relabels(relabel).rows
+    assert [(r.path, r.label, r.sha256) for r in rows] == [
+        ("data/raw/c/9.png", "drop", None),
+        ("data/raw/a/1.png", "b", "1" * 64),
+        ("data/raw/b/2.png", "a", "2" * 64),
+    ]
+    renamed = {"data/raw/part-00000.zip!/a/1.png": "1" * 64}
+    issues.write_text(
+        "path,given_label,suggested_label,score,kind\ndata/raw/part-00000.zip!/a/1.png,a,b,0,label\n"
+    )
+    assert audit.accept(1, relabel, issues, renamed) == []  # the same image, packed
     with pytest.raises(FileNotFoundError, match="dvc repro audit"):
         audit.accept(1, relabel, tmp_path / "none.csv")
 

@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.fft import idctn
 
 from image_classifier import synthetic
 from image_classifier.data import near_duplicates as nd
@@ -18,8 +19,13 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
     return buf.getvalue()
 
 
+def fingerprint_of(data: bytes) -> nd.Fingerprint | None:
+    return nd.image_fingerprint(data, Image.open(io.BytesIO(data)).size, 10**8)
+
+
 def hash_of(data: bytes) -> int | None:
-    return nd.image_phash(data, Image.open(io.BytesIO(data)).size, 10**8)
+    found = fingerprint_of(data)
+    return None if found is None else found.phash
 
 
 def distance(a: int, b: int) -> int:
@@ -32,25 +38,58 @@ def photos() -> list[Image.Image]:
     return [synthetic.render(0, i, spec) for i in range(12)]
 
 
-def test_copies_are_within_the_default_distance_and_other_images_are_not(photos):
-    originals = [hash_of(encode(img, quality=90)) for img in photos]
-    for img, h in zip(photos, originals, strict=True):
+def test_copies_are_within_the_default_distance_and_confirmed_other_images_are_not(photos):
+    originals = [fingerprint_of(encode(img, quality=90)) for img in photos]
+    for img, original in zip(photos, originals, strict=True):
         w, ht = img.size
         copies = [
-            encode(img, quality=60),  # re-encoded
-            encode(img.resize((w // 2, ht // 2)), "PNG"),  # resized
-            encode(img.crop((4, 4, w - 4, ht - 4)), quality=85),  # cropped
-            encode(img.convert("RGBA"), "WEBP", quality=80),  # converted
+            fingerprint_of(encode(img, quality=60)),  # re-encoded
+            fingerprint_of(encode(img.resize((w // 2, ht // 2)), "PNG")),  # resized
+            fingerprint_of(encode(img.crop((4, 4, w - 4, ht - 4)), quality=85)),  # cropped
+            fingerprint_of(encode(img.convert("RGBA"), "WEBP", quality=80)),  # converted
         ]
-        assert max(distance(h, hash_of(c)) for c in copies) <= DEFAULT_BITS
-    # Different images of one class (same shape and hue, random scenes) are farther apart.
-    assert min(distance(a, b) for a, b in itertools.combinations(originals, 2)) > DEFAULT_BITS
+        assert max(distance(original.phash, c.phash) for c in copies) <= DEFAULT_BITS
+        confirmed = set(nd.near_duplicate_pairs([original, *copies], DEFAULT_BITS))
+        assert confirmed == set(itertools.combinations(range(5), 2))
+    # Different images of one class (same shape and hue, random scenes) are farther apart, and
+    # their detail bands do not correlate.
+    pairs = list(itertools.combinations(originals, 2))
+    assert min(distance(a.phash, b.phash) for a, b in pairs) > DEFAULT_BITS
+    assert max(nd.detail_correlation(a.detail, b.detail) for a, b in pairs) < (
+        nd.MIN_DETAIL_CORRELATION
+    )
+
+
+def test_a_candidate_pair_with_other_detail_is_not_confirmed():
+    """Same coarse layout (pHash equal), different finer detail: what chained distinct photos
+    into giant groups when the hash alone decided."""
+    rng = np.random.default_rng(0)
+    coarse = np.zeros((nd.THUMBNAIL, nd.THUMBNAIL))
+    coarse[: nd.LOW, : nd.LOW] = rng.normal(0, 200, (nd.LOW, nd.LOW))
+
+    def image(detail_seed: int) -> np.ndarray:
+        coefficients = coarse.copy()
+        band = np.random.default_rng(detail_seed).normal(0, 40, (nd.DETAIL, nd.DETAIL))
+        band[: nd.LOW, : nd.LOW] = 0
+        coefficients[: nd.DETAIL, : nd.DETAIL] += band
+        return idctn(coefficients, norm="ortho") + 128
+
+    one, same, other = nd.fingerprint(image(1)), nd.fingerprint(image(1)), nd.fingerprint(image(2))
+    assert one.phash == other.phash
+    assert list(nd.close_pairs([one.phash, same.phash, other.phash], 0)) != []
+    assert list(nd.near_duplicate_pairs([one, same, other], 0)) == [(0, 1)]
+
+
+def test_confirmed_yields_each_pair_once_and_skips_missing_details():
+    detail = bytes(range(1, 100))
+    pairs = [(0, 1), (0, 1), (1, 2), (0, 2)]
+    assert list(nd.confirmed(pairs, [detail, detail, None])) == [(0, 1)]
 
 
 def test_small_or_flat_images_get_no_hash():
     digit = encode(Image.new("L", (8, 8), 255), "PNG")
-    assert nd.image_phash(digit, (8, 8), 10**8) is None
-    assert hash_of(encode(Image.new("RGB", (300, 200), (120, 30, 30)), "PNG")) is None
+    assert nd.image_fingerprint(digit, (8, 8), 10**8) is None
+    assert fingerprint_of(encode(Image.new("RGB", (300, 200), (120, 30, 30)), "PNG")) is None
 
 
 def test_close_pairs_matches_brute_force():

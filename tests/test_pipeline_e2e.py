@@ -106,7 +106,8 @@ def restored(repo: Path) -> Iterator[None]:
 
 
 def test_a_relabel_reruns_from_the_split_and_a_bad_row_stops_it(repo):
-    """data.relabel fixes a label without moving the file; dvc sees the CSV change."""
+    """data.relabel fixes a label without moving the file; dvc sees the CSV change. A row whose
+    image is gone is reported; one naming an unknown class stops the split."""
     with restored(repo):
         relabel_then_a_bad_row(repo)
     assert "up to date" in sh(repo, "dvc", "status")
@@ -119,26 +120,31 @@ def relabel_then_a_bad_row(repo: Path) -> None:
     assert "Running stage 'split'" in out and "Running stage 'audit'" in out
     report = json.loads((repo / "reports/split.json").read_text())
     assert (report["relabelled"], report["dropped"]) == (1, 0)
+    # A row whose image is gone (deleted, or renamed by packing) is reported and kept.
     (repo / "data/relabel.csv").write_text(original + "data/raw/circle/nope.png,square\n")
+    sh(repo, "dvc", "repro")
+    report = json.loads((repo / "reports/split.json").read_text())
+    assert [r["path"] for r in report["relabel_missing"]] == ["data/raw/circle/nope.png"]
+    (repo / "data/relabel.csv").write_text(original + "data/raw/circle/img 1.png,zebra\n")
     env = fork_env()
     failed = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
     assert failed.returncode != 0
-    assert (
-        "data/relabel.csv:2: no usable image data/raw/circle/nope.png"
-        in failed.stderr + failed.stdout
-    )
+    assert "data/relabel.csv:2: unknown class 'zebra'" in failed.stderr + failed.stdout
 
 
-def test_predict_uses_the_exported_model(repo):
-    out = sh(
-        repo,
-        "python",
-        "-m",
-        "image_classifier.predict",
-        "--no-progress",
-        "data/raw/square/img 0.png",
-    )
-    assert "img 0.png" in out
+def test_predict_gives_the_answer_the_model_ships_with_its_example(repo):
+    """`make run`'s prediction: the example image export wrote beside the model, through the
+    predict CLI (decode_pixels from the file), gets the answer model.json records for it."""
+    import csv
+
+    example = json.loads((repo / "saved_models/model.json").read_text())["example"]
+    predict = ["python", "-m", "image_classifier.predict", "--no-progress", "--quiet"]
+    sh(repo, *predict, "--csv", "p.csv", f"saved_models/{example['file']}")
+    with (repo / "p.csv").open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    (repo / "p.csv").unlink()
+    assert row["label_1"] == example["predicted"]
+    assert abs(float(row["prob_1"]) - example["probability"]) <= 1e-4
 
 
 def test_evaluate_only_param_reruns_evaluate_alone(repo):

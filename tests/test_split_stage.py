@@ -101,3 +101,18 @@ def test_init_from_keeps_what_the_model_trained_on_in_train(tmp_path, monkeypatc
     (model_dir / "trained_on.csv").unlink()
     with pytest.raises(DataError, match=r"models/v1/trained_on.csv not found.*copy it"):
         split.run(params)
+
+
+def test_a_group_too_large_to_place_is_reported_with_its_size_and_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "data/raw"
+    add_images(raw, 0, "a", 0, 20)
+    add_images(raw, 1, "b", 0, 20)
+    for k in range(60):  # one photo saved again and again: more than train's share of class a
+        (raw / "a" / f"copy{k:02d}.png").write_bytes((raw / "a/000.png").read_bytes())
+    report = json.loads(json.dumps(split.run(parse_params({}))))
+    assert report["largest_group"] == 61
+    [big] = report["groups_too_large"]
+    assert (big["size"], big["labels"], big["split"]) == (61, ["a"], "train")
+    assert big["paths"][0] == "data/raw/a/000.png" and len(big["paths"]) == 10
+    assert json.loads(config.SCAN_REPORT.read_text())["groups_too_large"] == [big]

@@ -27,14 +27,15 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage, setup_logging
-from image_classifier.data.relabel import HEADER, read_relabels
+from image_classifier.data.manifests import read_manifest
+from image_classifier.data.relabel import format_relabels, read_relabels
 from image_classifier.data.store import (
     SplitPixels,
     fingerprint,
@@ -223,22 +224,41 @@ def run(params: Params) -> dict:
     return summary
 
 
+def manifest_hashes() -> dict[str, str]:
+    """path -> content hash of every image the current split manifests list."""
+    hashes = {}
+    for path in map(config.manifest_path, config.SPLIT_NAMES):
+        if path.is_file():
+            hashes.update((row.path, row.sha256) for row in read_manifest(path))
+    return hashes
+
+
 def accept(
-    top: int, relabel_file: Path, issues_file: Path = config.AUDIT_ISSUES
+    top: int,
+    relabel_file: Path,
+    issues_file: Path = config.AUDIT_ISSUES,
+    hashes: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """Write the `top` worst label suggestions into the relabel CSV; return what was added."""
+    """Write the `top` worst label suggestions into the relabel CSV; return what was added.
+
+    Each row carries its image's content hash from `hashes` (the split manifests), so it still
+    applies after the image is renamed or packed into a shard; rows already in the file keep
+    theirs, and gain one when their path is in `hashes`."""
     if not issues_file.is_file():
         raise FileNotFoundError(f"{issues_file} not found: run `dvc repro audit` first")
+    hashes = {} if hashes is None else hashes
     with issues_file.open(newline="", encoding="utf-8") as fh:
         suggestions = [r for r in csv.DictReader(fh) if r["kind"] == "label"][:top]
-    current = read_relabels(relabel_file).labels
-    added = [(r["path"], r["suggested_label"]) for r in suggestions if r["path"] not in current]
-    rows = [*current.items(), *added]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(HEADER)
-    writer.writerows(rows)
-    atomic.write_text(relabel_file, buf.getvalue())
+    current = read_relabels(relabel_file).rows
+    known = {r.path for r in current} | {r.sha256 for r in current if r.sha256}
+    added = [
+        (r["path"], r["suggested_label"])
+        for r in suggestions
+        if r["path"] not in known and hashes.get(r["path"]) not in known
+    ]
+    rows = [(r.path, r.label, r.sha256 or hashes.get(r.path)) for r in current]
+    rows += [(path, label, hashes.get(path)) for path, label in added]
+    atomic.write_text(relabel_file, format_relabels(rows))
     return added
 
 
@@ -254,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     try:
         relabel_file = Path(load_params(opts.params).data.relabel)
-        added = accept(opts.top, relabel_file)
+        added = accept(opts.top, relabel_file, hashes=manifest_hashes())
     except (ParamsError, DataError, FileNotFoundError) as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -6,6 +6,10 @@ Writes DEST/<prefix>-00000.zip, ... with up to --per-shard images each, as `<cla
 members. Members are stored, not compressed (photos do not compress), in sorted order with
 fixed timestamps, so the same photos always give byte-identical shards and DVC sees no
 change. Never overwrites a shard: pack photos added later with another --prefix.
+
+Refuses to pack into the output of dvc.yaml's `sample` stage: DVC would keep regenerating the
+digits there and `dvc add` of the folder would fail. The message names the commands
+(`dvc remove sample`, then `dvc add`), as the README's "Your own images" does.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import logging
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from image_classifier import atomic
 from image_classifier.cli import USER_ERRORS, setup_logging
@@ -26,6 +32,54 @@ log = logging.getLogger(__name__)
 
 # The earliest time a zip entry can carry: any fixed value makes the bytes reproducible.
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def find_dvc_yaml(start: Path) -> Path | None:
+    """The dvc.yaml of the project holding `start` (a folder that may not exist yet)."""
+    for folder in [start, *start.parents]:
+        if (folder / "dvc.yaml").is_file():
+            return folder / "dvc.yaml"
+    return None
+
+
+def sample_outputs(dvc_yaml: Path) -> list[Path]:
+    """The folders the `sample` stage of dvc_yaml writes, resolved; empty without that stage."""
+    try:
+        pipeline = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []  # DVC itself will say what is wrong with it
+    stages = pipeline.get("stages") if isinstance(pipeline, dict) else None
+    sample = stages.get("sample") if isinstance(stages, dict) else None
+    outs = sample.get("outs") if isinstance(sample, dict) else None
+    if not isinstance(outs, list):
+        return []
+    names = [next(iter(o)) if isinstance(o, dict) else str(o) for o in outs]
+    return [(dvc_yaml.parent / name).resolve() for name in names]
+
+
+def sample_stage_problem(dest: Path) -> tuple[bool, str] | None:
+    """(refuse, message) when the project still generates the sample; None otherwise.
+
+    Packing into the sample's own folder is refused; packing elsewhere only warns, since the
+    shards are fine and only dvc.yaml and params.yaml are left to change."""
+    target = dest.resolve()
+    dvc_yaml = find_dvc_yaml(target.parent)
+    if dvc_yaml is None:
+        return None
+    outputs = sample_outputs(dvc_yaml)
+    if not outputs:
+        return None
+    if any(out == target or out in target.parents for out in outputs):
+        return True, (
+            f"{dest} is written by the `sample` stage of {dvc_yaml}: DVC would put the digits "
+            f"back beside your shards, and `dvc add {dest}` fails while that stage exists. "
+            f"First run `dvc remove sample` (it leaves {dest} on disk) and `rm -rf {dest}` "
+            f"(the digits), then this command again, then `dvc add {dest}`"
+        )
+    return False, (
+        f"{dvc_yaml} still has the `sample` stage, which writes the bundled digits: run "
+        f"`dvc remove sample`, set data.raw_dir: {dest} in params.yaml, then `dvc add {dest}`"
+    )
 
 
 def plan_shards(files: Sequence[str], per_shard: int) -> list[list[str]]:
@@ -50,6 +104,9 @@ def pack(source: Path, dest: Path, per_shard: int = 1000, prefix: str = "part") 
     if dest.resolve() == source.resolve() or source.resolve() in dest.resolve().parents:
         # The scan would then find every image twice: in its folder and in a shard.
         raise DataError(f"{dest} is inside {source}: pack into another folder")
+    problem = sample_stage_problem(dest)
+    if problem is not None and problem[0]:
+        raise DataError(problem[1])
     _, candidates, strays = list_candidates(source)
     files = [path for path, _ in candidates if split_member(path) is None]
     if not files:
@@ -64,9 +121,23 @@ def pack(source: Path, dest: Path, per_shard: int = 1000, prefix: str = "part") 
             f"{existing[0]} already exists: choose another --prefix for new photos, or remove "
             "the old shards first"
         )
+    folders = sorted(p.name for p in dest.glob("[!.]*") if p.is_dir()) if dest.is_dir() else []
+    if folders:
+        # Feedback exports and earlier photos may rightly sit there; the sample's digits do not.
+        log.warning(
+            "%s also holds class folders (%s): the split reads them beside the shards. If they "
+            "are the sample's digits, remove them: rm -rf %s",
+            dest,
+            ", ".join(folders[:5]) + (", ..." if len(folders) > 5 else ""),
+            " ".join(str(dest / f) for f in folders[:5]) + (" ..." if len(folders) > 5 else ""),
+        )
     for target, shard_files in zip(targets, plan, strict=True):
         write_shard(target, shard_files, source)
     log.info("packed %d files into %d shards in %s", len(files), len(targets), dest)
+    if problem is not None:
+        log.warning("%s", problem[1])
+    else:
+        log.info("next: `dvc add %s`, then commit %s.dvc", dest, dest)
     return targets
 
 

@@ -118,8 +118,9 @@ class DataParams(_Section):
     )
     relabel: str = param(
         "data/relabel.csv",
-        "CSV of `path,label` rows: the label overrides the image's folder; `drop` leaves it out "
-        "(`python -m image_classifier.audit accept` writes it).",
+        "CSV of `path,label[,sha256]` rows: the label overrides the image's folder; `drop` "
+        "leaves it out. A row with the image's content hash follows it through renames; a row "
+        "whose image is gone is reported (`python -m image_classifier.audit accept` writes it).",
     )
 
     def __post_init__(self) -> None:
@@ -137,14 +138,15 @@ class SplitParams(_Section):
     test_ratio: float = param(0.15, "Share of the images for the test split.", gt=0, lt=1)
     method: SplitMethod = param(
         "stratified",
-        "`stratified`: exact per-class proportions. `hash`: each file keeps its split when others "
-        "are added (its split depends on its own content only).",
+        "`stratified`: exact per-class proportions of images, near-duplicate groups kept whole. "
+        "`hash`: each file keeps its split when others are added (its split depends on its own "
+        "content only).",
     )
     near_duplicate_bits: int | None = param(
         8,
-        "Images whose 64-bit perceptual hashes differ in at most this many bits are "
-        "near-duplicates (re-encodes, resizes, crops) and share a split; 0 groups only identical "
-        "hashes; null turns the check off.",
+        "Images whose 64-bit perceptual hashes differ in at most this many bits, and whose "
+        "finer detail then matches too, are near-duplicates (re-encodes, resizes, crops) and "
+        "share a split; 0 asks for identical hashes; null turns the check off.",
         ge=0,
         le=16,
     )

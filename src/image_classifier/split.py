@@ -5,8 +5,9 @@ python -m image_classifier.split
 Writes data/splits/{train,val,test}.csv (path, label, content hash) and data/splits/scan.json
 (what was skipped, duplicates and near-duplicates); `prepare` turns the latter into
 reports/split.json once it knows which images really decode. The data.relabel CSV overrides
-folder labels or drops images (data/relabel.py). With train.init_from, the images that model
-trained on (its trained_on.csv) are kept in train.
+folder labels or drops images (data/relabel.py); its rows whose image is gone are reported,
+not fatal. With train.init_from, the images that model trained on (its trained_on.csv) are
+kept in train. Near-duplicate groups too large for any split are placed whole and reported.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from pathlib import Path
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage
-from image_classifier.data.assignment import Duplicate, Groups, assign_splits, find_duplicates
+from image_classifier.data.assignment import (
+    Assignment,
+    Duplicate,
+    assign_splits,
+    find_duplicates,
+)
 from image_classifier.data.manifests import Row, read_manifest, write_manifest
-from image_classifier.data.relabel import apply_relabels, read_relabels
-from image_classifier.data.scan import ImageFile, ScanResult, scan_folder
+from image_classifier.data.relabel import Applied, apply_relabels, read_relabels
+from image_classifier.data.scan import ScanResult, scan_folder
 from image_classifier.errors import DataError
 from image_classifier.params import Params
 from image_classifier.timing import phase
@@ -29,14 +35,27 @@ from image_classifier.timing import phase
 log = logging.getLogger(__name__)
 
 
+def relabel_report(applied: Applied) -> dict:
+    return {
+        "relabelled": applied.relabelled,
+        "dropped": applied.dropped,
+        "relabel_moved": applied.moved,
+        "relabel_missing_count": len(applied.missing),
+        "relabel_missing": [
+            {"line": r.line, "path": r.path, "label": r.label, "sha256": r.sha256}
+            for r in applied.missing
+        ],
+    }
+
+
 def scan_report(
     scan: ScanResult,
-    splits: dict[str, list[ImageFile]],
+    assignment: Assignment,
     duplicates: list[Duplicate],
-    groups: Groups,
     pinned: int,
-    relabelled: dict[str, int],
+    applied: Applied,
 ) -> dict:
+    splits, groups = assignment.splits, assignment.groups
     across = [d for d in duplicates if len(d.splits) > 1]
     split_of = {f.path: name for name, files in splits.items() for f in files}
     near = [
@@ -61,8 +80,11 @@ def scan_report(
         "duplicates": [dataclasses.asdict(d) for d in duplicates],
         "near_duplicate_groups": len(near),
         "near_duplicates": near,
+        "largest_group": max((len(g) for g in groups.groups), default=0),
+        "groups_too_large_count": len(assignment.too_large),
+        "groups_too_large": [dataclasses.asdict(t) for t in assignment.too_large],
         "pinned_to_train": pinned,
-        **relabelled,
+        **relabel_report(applied),
     }
 
 
@@ -87,11 +109,28 @@ def run(params: Params) -> dict:
             Path(params.data.raw_dir), params.image.max_pixels, perceptual=perceptual
         )
     relabel_file = Path(params.data.relabel)
-    files, relabelled = apply_relabels(
-        scan.files, scan.classes, read_relabels(relabel_file), relabel_file
-    )
+    applied = apply_relabels(scan.files, scan.classes, read_relabels(relabel_file), relabel_file)
+    for row in applied.missing:
+        log.warning(
+            "%s:%d: no image %s%s: row kept, not applied",
+            relabel_file,
+            row.line,
+            row.path,
+            f" nor any with its content {row.sha256}" if row.sha256 else "",
+        )
     pinned = pinned_hashes(params.train.init_from)
-    splits, groups = assign_splits(files, scan.classes, params.split, pinned)
+    with phase("assign"):
+        assignment = assign_splits(applied.files, scan.classes, params.split, pinned)
+    for big in assignment.too_large:
+        log.warning(
+            "a group of %d identical or near-duplicate images of %s fits no split's share; "
+            "placed whole in %s (ratios drift): %s, ...",
+            big.size,
+            ", ".join(big.labels),
+            big.split,
+            ", ".join(big.paths),
+        )
+    splits = assignment.splits
     duplicates = find_duplicates(splits)
     for dup in duplicates:
         if len(dup.labels) > 1:
@@ -104,18 +143,21 @@ def run(params: Params) -> dict:
     for name, files in splits.items():
         write_manifest(config.manifest_path(name), (Row(f.path, f.label, f.sha256) for f in files))
     n_pinned = sum(f.sha256 in pinned for f in splits["train"])
-    report = scan_report(scan, splits, duplicates, groups, n_pinned, relabelled)
+    report = scan_report(scan, assignment, duplicates, n_pinned, applied)
     atomic.write_json(config.SCAN_REPORT, report)
     log.info(
-        "split %s; skipped %d files; %d relabelled and %d dropped by %s; %d duplicate groups, "
-        "%d near-duplicate groups; %d images the init_from model trained on kept in train",
+        "split %s; skipped %d files; %d relabelled and %d dropped by %s (%d rows without an "
+        "image); %d duplicate groups, %d near-duplicate groups (largest group: %d images); %d "
+        "images the init_from model trained on kept in train",
         report["totals"],
         report["skipped_count"],
         report["relabelled"],
         report["dropped"],
         relabel_file,
+        report["relabel_missing_count"],
         report["duplicate_groups"],
         report["near_duplicate_groups"],
+        report["largest_group"],
         n_pinned,
     )
     return report

@@ -2,8 +2,9 @@
 
 Files are ordered by a seeded hash of their content, never by name or directory order, so the
 same images and seed give the same split on any machine. Identical files (in any class) and
-near-duplicates (close perceptual hashes) form one group and always land in the same split, so
-a copy cannot leak from train into test.
+confirmed near-duplicates (data/near_duplicates.py) form one group and always land in the same
+split, so a copy cannot leak from train into test. Stratified splits count images, not groups:
+each split's share of each class is its ratio, whatever the groups' sizes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from image_classifier.config import SPLIT_NAMES
-from image_classifier.data.near_duplicates import close_pairs
+from image_classifier.data.near_duplicates import Fingerprint, near_duplicate_pairs
 from image_classifier.data.scan import ImageFile
 from image_classifier.errors import DataError
 from image_classifier.params import SplitParams
+
+# Paths listed for a group too large to place: enough to find it, not the whole group.
+SAMPLE_PATHS = 10
+# Where singletons go first: held-out splits fill exactly, train takes the rest.
+FILL_ORDER = ("test", "val", "train")
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,16 @@ class Duplicate:
     paths: tuple[str, ...]
     labels: tuple[str, ...]
     splits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A group no split had room for: placed whole where the most room was left."""
+
+    size: int
+    labels: tuple[str, ...]
+    split: str
+    paths: tuple[str, ...]  # a sample, sorted
 
 
 def seeded_key(sha256: str, seed: int) -> str:
@@ -37,7 +54,7 @@ def _unit_interval(sha256: str, seed: int) -> float:
 
 
 def split_counts(n: int, params: SplitParams) -> tuple[int, int, int]:
-    """(train, val, test) sizes for n groups; val and test get at least one each."""
+    """(train, val, test) sizes for n images; val and test get at least one each."""
     n_test = max(1, round(n * params.test_ratio))
     n_val = max(1, round(n * params.val_ratio))
     return n - n_val - n_test, n_val, n_test
@@ -50,12 +67,16 @@ def min_class_size(params: SplitParams) -> int:
     return n
 
 
+def _fingerprint(f: ImageFile) -> Fingerprint | None:
+    return None if f.phash is None or f.detail is None else Fingerprint(f.phash, f.detail)
+
+
 class Groups:
     """Images that must share a split: identical files (in any class) and near-duplicates.
 
     Union-find over file indices. A group's key is its smallest seeded content key, so groups
-    are ordered by content, never by path; its home class (where stratification counts it) is
-    the class of the file with that key."""
+    are ordered by content, never by path; its home class is the class of the file with that
+    key."""
 
     def __init__(self, files: Sequence[ImageFile], seed: int, near_bits: int | None) -> None:
         self.files = files
@@ -64,7 +85,7 @@ class Groups:
         for i, f in enumerate(files):
             self._union(i, first.setdefault(f.sha256, i))
         if near_bits is not None:
-            for i, j in close_pairs([f.phash for f in files], near_bits):
+            for i, j in near_duplicate_pairs([_fingerprint(f) for f in files], near_bits):
                 self._union(i, j)
         members: dict[int, list[int]] = defaultdict(list)
         for i in range(len(files)):
@@ -94,42 +115,119 @@ class Groups:
         return [g for g in self.groups if len({self.files[i].sha256 for i in g}) > 1]
 
 
-def _assign_class(
-    label: str,
-    groups: list[list[int]],
-    files: Sequence[ImageFile],
-    pinned: frozenset[str],
-    params: SplitParams,
-) -> list[str]:
-    """Split name for each of one class's groups (in key order).
+class Assignment(NamedTuple):
+    splits: dict[str, list[ImageFile]]  # each sorted by path
+    groups: Groups
+    too_large: list[TooLarge]
 
-    Groups holding an image in `pinned` (what the init_from model trained on) go to train:
-    a test image the model has seen measures nothing."""
-    is_pinned = [any(files[i].sha256 in pinned for i in g) for g in groups]
-    if params.method == "hash":
-        edges = (params.test_ratio, params.test_ratio + params.val_ratio)
-        out = []
-        for g, pin in zip(groups, is_pinned, strict=True):
-            u = _unit_interval(files[g[0]].sha256, params.seed)
-            out.append(
-                "train" if pin else "test" if u < edges[0] else "val" if u < edges[1] else "train"
-            )
-        missing = [s for s in SPLIT_NAMES if s not in out]
-        if missing and not any(is_pinned):
+
+def class_targets(counts: Counter[str], params: SplitParams) -> dict[str, dict[str, int]]:
+    """Images each split should hold of each class; DataError names a class too small."""
+    targets = {}
+    for label, n in sorted(counts.items()):
+        n_train, n_val, n_test = split_counts(n, params)
+        if n_train < 1:
             raise DataError(
-                f"class {label!r}: {len(groups)} distinct images leave no {missing[0]} image with "
+                f"class {label!r} has {n} images; split ratios val={params.val_ratio}, "
+                f"test={params.test_ratio} need at least {min_class_size(params)} (one per split)"
+            )
+        targets[label] = {"train": n_train, "val": n_val, "test": n_test}
+    return targets
+
+
+def pick_split(
+    room: dict[str, dict[str, int]], need: Counter[str], home: str, u: float
+) -> str | None:
+    """A split with room for every class of a group, drawn with odds proportional to the room
+    left in its home class (u uniform in [0, 1)); None when no split has room."""
+    fits = [s for s in SPLIT_NAMES if all(room[c][s] >= k for c, k in need.items())]
+    total = sum(room[home][s] for s in fits)
+    if total <= 0:
+        return None
+    threshold, acc = u * total, 0
+    for s in fits:
+        acc += room[home][s]
+        if threshold < acc:
+            return s
+    return fits[-1]
+
+
+def place_stratified(
+    groups: Groups, pinned: frozenset[str], params: SplitParams
+) -> tuple[list[str], list[int]]:
+    """Split name of each group, and the indices of groups too large for any split.
+
+    Pinned groups go to train first. Then groups of several images, largest first, each into a
+    split where all its images fit (a seeded draw weighted by room, so groups reach val and
+    test too). Single images fill what is left, so each class hits its targets exactly unless
+    a group was too large to fit."""
+    files = groups.files
+    room = class_targets(Counter(f.label for f in files), params)
+    needs = [Counter(files[i].label for i in g) for g in groups.groups]
+    is_pinned = [any(files[i].sha256 in pinned for i in g) for g in groups.groups]
+    order = sorted(
+        range(len(groups.groups)),
+        key=lambda k: (not is_pinned[k], len(groups.groups[k]) == 1, -len(groups.groups[k]), k),
+    )
+    names = [""] * len(groups.groups)
+    too_large = []
+    for k in order:
+        group, home = groups.groups[k], groups.home(groups.groups[k])
+        if is_pinned[k]:
+            name = "train"
+        elif len(group) == 1:
+            name = next((s for s in FILL_ORDER if room[home][s] > 0), "train")
+        else:
+            u = _unit_interval(files[group[0]].sha256, params.seed)
+            picked = pick_split(room, needs[k], home, u)
+            if picked is None:
+                too_large.append(k)
+            name = picked or max(SPLIT_NAMES, key=lambda s: room[home][s])
+        names[k] = name
+        for label, n in needs[k].items():
+            room[label][name] -= n
+    return names, sorted(too_large)
+
+
+def place_by_hash(groups: Groups, pinned: frozenset[str], params: SplitParams) -> list[str]:
+    """Split name of each group from its key alone, so it keeps its split as images are added;
+    DataError when a class is left without a split."""
+    files = groups.files
+    edges = (params.test_ratio, params.test_ratio + params.val_ratio)
+    names = []
+    for g in groups.groups:
+        u = _unit_interval(files[g[0]].sha256, params.seed)
+        pin = any(files[i].sha256 in pinned for i in g)
+        names.append(
+            "train" if pin else "test" if u < edges[0] else "val" if u < edges[1] else "train"
+        )
+    by_home: dict[str, list[int]] = defaultdict(list)
+    for k, g in enumerate(groups.groups):
+        by_home[groups.home(g)].append(k)
+    for label, ks in sorted(by_home.items()):
+        missing = [s for s in SPLIT_NAMES if s not in {names[k] for k in ks}]
+        pinned_here = any(files[i].sha256 in pinned for k in ks for i in groups.groups[k])
+        if missing and not pinned_here:
+            raise DataError(
+                f"class {label!r}: {len(ks)} distinct images leave no {missing[0]} image with "
                 "split.method: hash; add images or use split.method: stratified"
             )
-        return out
-    n_train, n_val, n_test = split_counts(len(groups), params)
-    if n_train < 1:
-        raise DataError(
-            f"class {label!r} has {len(groups)} distinct images; split ratios "
-            f"val={params.val_ratio}, test={params.test_ratio} need at least "
-            f"{min_class_size(params)} (one per split)"
-        )
-    free = iter(["test"] * n_test + ["val"] * n_val)
-    return ["train" if pin else next(free, "train") for pin in is_pinned]
+    return names
+
+
+def _check_held_out(splits: dict[str, list[ImageFile]], pinned: frozenset[str]) -> None:
+    """A class without val or test images cannot be scored: say which and why."""
+    sizes = Counter(f.label for fs in splits.values() for f in fs)
+    present = {(name, f.label) for name, fs in splits.items() for f in fs}
+    with_pinned = {f.label for fs in splits.values() for f in fs if f.sha256 in pinned}
+    for label in sorted(sizes.keys() - with_pinned):
+        missing = [s for s in SPLIT_NAMES if (s, label) not in present]
+        if missing:
+            raise DataError(
+                f"class {label!r}: its {sizes[label]} images are in identical or near-duplicate "
+                f"groups too large to leave any for {missing[0]} (see near_duplicates in "
+                "reports/split.json)"
+            )
 
 
 def assign_splits(
@@ -137,9 +235,9 @@ def assign_splits(
     classes: Sequence[str],
     params: SplitParams,
     pinned: frozenset[str] = frozenset(),
-) -> tuple[dict[str, list[ImageFile]], Groups]:
-    """Assign every file to train, val or test (each list sorted by path); `pinned` content
-    hashes go to train. Also returns the groups, for the report."""
+) -> Assignment:
+    """Assign every file to train, val or test; `pinned` content hashes go to train. Also
+    returns the groups, and those too large to place, for the report."""
     labels = {f.label for f in files}
     empty = [c for c in classes if c not in labels]
     if empty:
@@ -147,20 +245,27 @@ def assign_splits(
     if len(labels | set(classes)) < 2:
         raise DataError(f"need at least 2 classes, found {sorted(labels | set(classes))}")
     groups = Groups(files, params.seed, params.near_duplicate_bits)
-    by_home: dict[str, list[list[int]]] = defaultdict(list)
-    for g in groups.groups:
-        by_home[groups.home(g)].append(g)
+    too_large: list[int] = []
+    if params.method == "hash":
+        names = place_by_hash(groups, pinned, params)
+    else:
+        names, too_large = place_stratified(groups, pinned, params)
     splits: dict[str, list[ImageFile]] = {name: [] for name in SPLIT_NAMES}
-    for label in sorted(labels):
-        class_groups = by_home.get(label, [])
-        if not class_groups:
-            raise DataError(
-                f"class {label!r}: every image is a duplicate of an image of another class"
-            )
-        names = _assign_class(label, class_groups, files, pinned, params)
-        for g, name in zip(class_groups, names, strict=True):
-            splits[name] += [files[i] for i in g]
-    return {name: sorted(fs, key=lambda f: f.path) for name, fs in splits.items()}, groups
+    for g, name in zip(groups.groups, names, strict=True):
+        splits[name] += [files[i] for i in g]
+    splits = {name: sorted(fs, key=lambda f: f.path) for name, fs in splits.items()}
+    if params.method != "hash":
+        _check_held_out(splits, pinned)
+    reported = [
+        TooLarge(
+            len(groups.groups[k]),
+            tuple(sorted({files[i].label for i in groups.groups[k]})),
+            names[k],
+            tuple(sorted(files[i].path for i in groups.groups[k])[:SAMPLE_PATHS]),
+        )
+        for k in too_large
+    ]
+    return Assignment(splits, groups, reported)
 
 
 def find_duplicates(splits: dict[str, list[ImageFile]]) -> list[Duplicate]:

@@ -1,51 +1,102 @@
-"""Near-duplicate images: a 64-bit perceptual hash (pHash) of the decoded pixels, and grouping
-of the images whose hashes differ in a few bits.
+"""Near-duplicate images: a 64-bit perceptual hash (pHash) finds candidate pairs, and a second,
+independent test on finer detail confirms each one before the images are grouped.
 
 Re-encodes, resizes, crops and burst shots of one scene are different files with the same
 content; if one lands in train and another in test, the test score measures memory, not
 generalisation. pHash keeps the signs of the lowest spatial frequencies of a 32x32 grayscale
 thumbnail (above or below their median), which JPEG re-encoding, resizing and small crops
-barely move: a re-encode, a half-size copy or a small crop stays within a few bits, while two
-different images of one class are far apart (bench/near_duplicates.py prints the distances;
-tests/test_near_duplicates.py checks that split.near_duplicate_bits separates them).
+barely move. But as a folder grows, distinct images whose coarse layout happens to match fall
+within a few bits too, and pairs chain into groups of thousands of unrelated images. So a
+candidate pair must also agree on the thumbnail's next band of frequencies, which pHash never
+reads: the correlation of those DCT coefficients. Copies keep it near one; distinct images
+whose coarse layout matches do not (bench/split_ratios.py prints both distributions, and
+docs/benchmarks.md compares the second tests that were tried).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy.fft import dctn
 
 from image_classifier.preprocessing import ImageSource, decode_pixels
 
-# Thumbnail the hash is computed from; JPEG draft mode decodes at 1/4 or 1/8 scale for it.
+# Thumbnail both tests are computed from; JPEG draft mode decodes at 1/4 or 1/8 scale for it.
 THUMBNAIL = 32
 # Smaller sources (icons, 8x8 digits) have too little detail for a hash to tell a copy from a
 # look-alike: on the bundled digits, 4 bits of dHash chained 1,605 of 1,797 into one group.
 MIN_SIDE = 32
 # A nearly flat thumbnail has no low frequencies to speak of; its bits are noise.
 MIN_CONTRAST = 2.0  # standard deviation of the thumbnail's gray levels
+# pHash reads the DCT's LOW x LOW corner; the detail test reads the rest of the DETAIL x DETAIL
+# corner, so the two tests share no coefficient.
+LOW = 8
+DETAIL = 16
+# Confirmation threshold on the detail correlation: copies below it and distinct pairs above it
+# are both rare (bench/split_ratios.py; docs/benchmarks.md weighs one against the other).
+MIN_DETAIL_CORRELATION = 0.92
+_DETAIL_BAND = np.ones((DETAIL, DETAIL), dtype=bool)
+_DETAIL_BAND[:LOW, :LOW] = False
+
+
+class Fingerprint(NamedTuple):
+    phash: int
+    detail: bytes  # the detail band's DCT coefficients, int8, scaled to their largest
+
+
+def _dct(pixels: np.ndarray) -> np.ndarray | None:
+    gray = np.asarray(pixels, dtype=np.float64).reshape(THUMBNAIL, THUMBNAIL)
+    if gray.std() < MIN_CONTRAST:
+        return None
+    return dctn(gray, norm="ortho")
+
+
+def _phash_bits(coefficients: np.ndarray) -> int:
+    low = coefficients[:LOW, :LOW].ravel()
+    bits = low > np.median(low[1:])  # the DC term (overall brightness) is left out of the median
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def _detail_bytes(coefficients: np.ndarray) -> bytes:
+    values = coefficients[:DETAIL, :DETAIL][_DETAIL_BAND]
+    scale = np.abs(values).max() or 1.0
+    return np.round(values / scale * 127).astype(np.int8).tobytes()
 
 
 def phash(pixels: np.ndarray) -> int | None:
     """64-bit pHash of (32, 32[, 1]) grayscale pixels: bit i says whether the i-th of the 8x8
     lowest DCT frequencies is above their median. None for a nearly flat image."""
-    gray = np.asarray(pixels, dtype=np.float64).reshape(THUMBNAIL, THUMBNAIL)
-    if gray.std() < MIN_CONTRAST:
+    coefficients = _dct(pixels)
+    return None if coefficients is None else _phash_bits(coefficients)
+
+
+def fingerprint(pixels: np.ndarray) -> Fingerprint | None:
+    """pHash and detail band of (32, 32[, 1]) grayscale pixels; None for a nearly flat image."""
+    coefficients = _dct(pixels)
+    if coefficients is None:
         return None
-    low = dctn(gray, norm="ortho")[:8, :8].ravel()
-    bits = low > np.median(low[1:])  # the DC term (overall brightness) is left out of the median
-    return int(np.packbits(bits).view(">u8")[0])
+    return Fingerprint(_phash_bits(coefficients), _detail_bytes(coefficients))
 
 
-def image_phash(source: ImageSource, size: tuple[int, int], max_pixels: int) -> int | None:
-    """pHash of an image file of `size` (width, height) through the shared decoder (EXIF
+def image_fingerprint(
+    source: ImageSource, size: tuple[int, int], max_pixels: int
+) -> Fingerprint | None:
+    """Fingerprint of an image file of `size` (width, height) through the shared decoder (EXIF
     rotation, modes, alpha); None when the image is too small or flat to match reliably."""
     if min(size) < MIN_SIDE:
         return None
-    return phash(decode_pixels(source, THUMBNAIL, "grayscale", max_pixels))
+    return fingerprint(decode_pixels(source, THUMBNAIL, "grayscale", max_pixels))
+
+
+def detail_correlation(a: bytes, b: bytes) -> float:
+    """Correlation of two detail bands: one for a perfect copy, about zero for unrelated images."""
+    x = np.frombuffer(a, dtype=np.int8).astype(np.float64)
+    y = np.frombuffer(b, dtype=np.int8).astype(np.float64)
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / norm if norm else 0.0
 
 
 def close_pairs(hashes: Sequence[int | None], max_bits: int) -> Iterator[tuple[int, int]]:
@@ -73,3 +124,28 @@ def close_pairs(hashes: Sequence[int | None], max_bits: int) -> Iterator[tuple[i
             ii, jj = np.nonzero(np.triu(close, 1))
             for i, j in zip(known[members[ii]], known[members[jj]], strict=True):
                 yield int(min(i, j)), int(max(i, j))
+
+
+def confirmed(
+    pairs: Iterable[tuple[int, int]],
+    details: Sequence[bytes | None],
+    min_correlation: float = MIN_DETAIL_CORRELATION,
+) -> Iterator[tuple[int, int]]:
+    """The candidate pairs whose detail bands correlate at least min_correlation, each once."""
+    seen: set[tuple[int, int]] = set()
+    for pair in pairs:
+        if pair in seen:
+            continue
+        seen.add(pair)
+        a, b = details[pair[0]], details[pair[1]]
+        if a is not None and b is not None and detail_correlation(a, b) >= min_correlation:
+            yield pair
+
+
+def near_duplicate_pairs(
+    fingerprints: Sequence[Fingerprint | None], max_bits: int
+) -> Iterator[tuple[int, int]]:
+    """Index pairs (i < j) within max_bits of pHash, confirmed by their detail bands."""
+    hashes = [None if f is None else f.phash for f in fingerprints]
+    details = [None if f is None else f.detail for f in fingerprints]
+    return confirmed(close_pairs(hashes, max_bits), details)

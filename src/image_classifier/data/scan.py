@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from image_classifier.data import archives
-from image_classifier.data.near_duplicates import image_phash
+from image_classifier.data.near_duplicates import image_fingerprint
 from image_classifier.data.parallel import ordered_map
 from image_classifier.errors import DataError
 from image_classifier.preprocessing import ImageError, check_header
@@ -34,6 +34,7 @@ class ImageFile:
     label: str
     sha256: str
     phash: int | None = None  # perceptual hash (near_duplicates.py); None: none
+    detail: bytes | None = None  # its confirming detail band (near_duplicates.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,24 +83,27 @@ def list_candidates(root: Path) -> tuple[list[str], list[tuple[str, str]], list[
 class Checked(NamedTuple):
     sha256: str | None  # None: not usable, see reason
     phash: int | None
+    detail: bytes | None
     reason: str | None
 
 
 def check_file(path: str | Path, max_pixels: int, perceptual: bool = False) -> Checked:
-    """Content hash (and perceptual hash) of a usable image, or the reason it is not one.
+    """Content hash (and near-duplicate fingerprint) of a usable image, or why it is not one.
 
-    The perceptual hash decodes a small thumbnail (1/8 scale for JPEGs); a file whose pixels
+    The fingerprint decodes a small thumbnail (1/8 scale for JPEGs); a file whose pixels
     cannot be decoded gets none here and is reported by `prepare`, which decodes it for real."""
     try:
         data = archives.read_bytes(str(path))
         size = check_header(data, max_pixels)
     except (ImageError, OSError) as exc:
-        return Checked(None, None, str(exc))
-    phash = None
+        return Checked(None, None, None, str(exc))
+    found = None
     if perceptual:
         with contextlib.suppress(ImageError):
-            phash = image_phash(data, size, max_pixels)
-    return Checked(hashlib.sha256(data).hexdigest(), phash, None)
+            found = image_fingerprint(data, size, max_pixels)
+    if found is None:
+        return Checked(hashlib.sha256(data).hexdigest(), None, None, None)
+    return Checked(hashlib.sha256(data).hexdigest(), found.phash, found.detail, None)
 
 
 def _check_job(job: tuple[str, int, bool]) -> Checked:
@@ -124,7 +128,7 @@ def scan_folder(
         if result.sha256 is None:
             skipped.append(Skipped(path, result.reason or "unreadable"))
         else:
-            files.append(ImageFile(path, label, result.sha256, result.phash))
+            files.append(ImageFile(path, label, result.sha256, result.phash, result.detail))
     for item in skipped:
         log.warning("skipped %s: %s", item.path, item.reason)
     return ScanResult(tuple(files), tuple(skipped), tuple(classes))
