@@ -14,25 +14,6 @@ from PIL import Image
 
 from fork import write_params
 
-# xdist (`make test`: --dist loadfile) hands whole files to its workers in collection order, so
-# a long file collected late leaves the other worker idle while it runs. These, the longest by
-# `make test`'s --durations list, go first; every other file keeps its place after them.
-LONGEST_FIRST = (
-    "test_pipeline_e2e.py",
-    "test_fork_journey.py",
-    "test_dataset_matrix.py",
-    "test_browser.py",
-    "test_training_schedule.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each file's tests keep their order
-
 
 def png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO()
