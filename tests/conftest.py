@@ -88,7 +88,10 @@ def image_tree(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny exported model (model.tflite + model.json) for classes cat, dog, crème brûlée."""
+    import dataclasses
+
     from image_classifier import atomic, export
+    from image_classifier.evaluation import calibration
     from image_classifier.litert.classifier import Classifier, ModelCard
     from image_classifier.params import parse_params
     from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
@@ -102,17 +105,33 @@ def model_dir(tmp_path_factory) -> Path:
     x = np.stack([np.asarray(pattern(k, i))[..., None] for k in (0, 2, 1) for i in range(8)])
     data = ArraySource(x, np.repeat(np.arange(3), 8))
     model = fit_loop.fit(params, data, data, classes)
-    tflite = export.to_tflite(model)
+    tflite = export.to_tflite(export.serving_model(model))
     card = ModelCard(tuple(classes), 12, "grayscale", PREPROCESSING_VERSION)
     x = data.x.astype(np.float32)
-    lite = Classifier(tflite, card).predict(x)
-    check = export.check_export(model.predict(x, verbose=0), lite, params.export)
+    raw = Classifier(tflite, card).run(x)
+    check = export.check_export(model.predict(x, verbose=0), raw.probabilities, params.export)
+    # Calibrated and given a detector as the export stage does (on the training patterns:
+    # the fixture has no other split).
+    temperature = calibration.fit_temperature(raw.logits, data.labels)
+    detector = export.fit_detector(params.ood, raw, data.labels, raw, temperature)
+    served = Classifier(
+        tflite, dataclasses.replace(card, temperature=temperature), detector=detector
+    )
+    lite = served.run(x)
     out = tmp_path_factory.mktemp("model")
     atomic.write_bytes(out / "model.tflite", tflite)
+    atomic.write_bytes(out / "ood.npz", export.npz_bytes(detector.arrays))
     card = export.model_card(classes, params, tflite, {}, check)
-    example = export.pick_example(lite, data.labels)
-    card["example"] = export.example_entry(lite, data.labels, classes, example)
+    card.update(export.served_fields(lite, temperature, len(x), detector, params.ood))
+    example = export.pick_example(lite.probabilities, data.labels)
+    card["example"] = export.example_entry(lite.probabilities, data.labels, classes, example)
     atomic.write_bytes(out / card["example"]["file"], encode_png(data.x[example]))
+    shown = export.pick_examples(lite, data.labels, 1, 0)
+    card["examples"] = []
+    for n, i in enumerate(shown):
+        name = f"examples/{n:03d}.png"
+        atomic.write_bytes(out / name, encode_png(data.x[i]))
+        card["examples"].append({"file": name, "label": classes[int(data.labels[i])]})
     atomic.write_json(out / "model.json", card)
     return out
 

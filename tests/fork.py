@@ -5,6 +5,7 @@ reads them; the defaults come from the code (image_classifier.params)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -34,7 +35,8 @@ def merge(raw: dict, overrides: dict) -> dict:
 
 def params_dict(overrides: dict | None = None) -> dict:
     """Every key at the code's default, with `overrides` applied: a user's params.yaml."""
-    raw = merge(dataclasses.asdict(Params()), overrides or {})
+    # through JSON: tuples (list params) become the lists YAML writes
+    raw = merge(json.loads(json.dumps(dataclasses.asdict(Params()))), overrides or {})
     parse_params(raw)  # a test's own typo fails here, not inside a stage
     return raw
 

@@ -69,7 +69,7 @@ def test_mirrored_strategy_trains_on_this_machine():
 def test_tflite_agrees_with_keras(trained):
     x = pixels(4, offset=100)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
-    lite = Classifier(export.to_tflite(trained), card).predict(x)
+    lite = Classifier(export.to_tflite(export.serving_model(trained)), card).predict(x)
     assert export.agreement(trained.predict(x, verbose=0), lite) <= 1e-4
 
 
@@ -138,7 +138,7 @@ def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
     assert keras.mixed_precision.global_policy().name == "float32"
     x = pixels(3, offset=90)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
-    lite = Classifier(export.to_tflite(model), card).predict(x)
+    lite = Classifier(export.to_tflite(export.serving_model(model)), card).predict(x)
     assert export.agreement(model.predict(x, verbose=0), lite) <= 1e-4
 
 
@@ -146,7 +146,7 @@ def test_bounded_batches_give_the_same_probabilities(trained):
     """The web app runs LiteRT in chunks of at most SERVE_MAX_BATCH images (bounded memory)."""
     x = pixels(3, offset=120)  # 9 images
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
-    tflite = export.to_tflite(trained)
+    tflite = export.to_tflite(export.serving_model(trained))
     whole = Classifier(tflite, card).predict(x)
     chunked = Classifier(tflite, card, max_batch=4).predict(x)
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
@@ -158,7 +158,7 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     takes and returns int8 tensors, which Classifier converts), smaller than float32, whose
     top-1 classes match the Keras model's."""
     x_cal = pixels(6, offset=200)
-    float_model = export.to_tflite(trained)
+    float_model = export.to_tflite(export.serving_model(trained))
     model = quantize.quantize(float_model, mode, [x_cal[:8], x_cal[8:]])
     assert len(model) < len(float_model)
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
@@ -183,7 +183,7 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
 def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
     """Dark calibration images (at most 100) must not make brighter pixels clip."""
     dark = np.minimum(pixels(6, offset=200), 100.0)
-    model = quantize.quantize(export.to_tflite(trained), "int8", [dark])
+    model = quantize.quantize(export.to_tflite(export.serving_model(trained)), "int8", [dark])
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
     assert clf._in_q == (1.0, -128)
     white = clf._to_input(np.full((1, 12, 12, 1), 255.0, np.float32))
@@ -192,7 +192,7 @@ def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
 
 def test_int8_needs_calibration_images(trained):
     with pytest.raises(ValueError, match="calibration"):
-        quantize.quantize(export.to_tflite(trained), "int8", [])
+        quantize.quantize(export.to_tflite(export.serving_model(trained)), "int8", [])
 
 
 def test_export_refuses_a_model_that_disagrees():

@@ -20,6 +20,11 @@ CLASSES_FILE = MODELS_DIR / "classes.json"
 # A test image that ships with the model, with what the model answers for it (model.json's
 # `example`): the deploy's smoke check and `make run` use it, whatever the project's data.
 EXAMPLE_IMAGE = MODELS_DIR / "example.png"
+# A few test images per class (examples/<class index>_<n>.png, listed in model.json's
+# `examples`): the web page offers them to try the model in one click.
+EXAMPLES_DIR = MODELS_DIR / "examples"
+# The out-of-distribution detector's statistics (evaluation/ood.py; model.json's `ood`).
+OOD_STATS = MODELS_DIR / "ood.npz"
 # Every image the model trained on (path,label,sha256): a later init_from run keeps them in train.
 TRAINED_ON_FILE = MODELS_DIR / "trained_on.csv"
 # The frozen base's features of train and val from phase 1 of training, for the audit stage,
@@ -37,6 +42,9 @@ TEST_PROBABILITIES = REPORTS_DIR / "test_probabilities.npz"
 EVAL_DIR = REPORTS_DIR / "eval"
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
 EVALUATED_MODEL_FILE = "evaluated_model.json"  # in EVAL_DIR: the model version scored
+RELIABILITY_FILE = EVAL_DIR / "reliability.csv"  # calibration per confidence bin (dvc plots)
+# The Hugging Face-style model card evaluate writes from metrics.json; the bundle ships it.
+MODEL_CARD_MD = REPORTS_DIR / "model_card.md"
 AUDIT_DIR = REPORTS_DIR / "audit"
 AUDIT_ISSUES = AUDIT_DIR / "issues.csv"
 AUDIT_SUMMARY = AUDIT_DIR / "summary.json"

@@ -1,5 +1,6 @@
 """Stage `export`: convert the Keras model to LiteRT (.tflite), quantize it if asked, check it
-against the Keras model on the test split, and write it with its model card.
+against the Keras model on the test split, calibrate it, fit its "none of these" detector, and
+write it with its model card.
 
     python -m image_classifier.export
 
@@ -12,10 +13,17 @@ fault shows on any image, and export.check_images for a quantized one, where 1,0
 a top-1 agreement to about +-0.5 % (binomial standard error). The written model runs on
 the whole test split: its metrics go into model.json and reports/export.json, and its
 probabilities into reports/test_probabilities.npz, which the evaluate stage scores.
+
+The served model returns, per image, its logits followed by its pooled features
+(serving_model). On the written model's own output: a temperature is fitted on the validation
+split (evaluation/calibration.py); the out-of-distribution detector (ood.method) keeps
+statistics of a seeded sample of training images' features (saved_models/ood.npz), and its
+threshold accepts ood.accept of the validation images (evaluation/ood.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -26,16 +34,17 @@ from datetime import UTC, datetime
 
 import keras
 import numpy as np
+from keras import layers
 
 from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
 from image_classifier.data.manifests import read_classes
 from image_classifier.data.store import SplitPixels, inference_batch_size, open_split, seeded_sample
-from image_classifier.evaluation import metrics
-from image_classifier.litert.classifier import Classifier, ModelCard
+from image_classifier.evaluation import calibration, metrics, ood
+from image_classifier.litert.classifier import Classifier, ModelCard, Outputs
 from image_classifier.litert.convert import to_tflite
 from image_classifier.litert.quantize import quantize
-from image_classifier.params import ExportParams, Params
+from image_classifier.params import ExportParams, OodParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
 from image_classifier.timing import phase
 
@@ -53,6 +62,19 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "nogit"
     return out.stdout.strip()
+
+
+def serving_model(model: keras.Model) -> keras.Model:
+    """The trained network as it is served: one output row per image, the logits (the
+    `probabilities` layer without its softmax) followed by the pooled features that layer
+    reads. One output, so nothing depends on the order a converter gives several."""
+    dense = model.get_layer("probabilities")
+    features = dense.input
+    logits = layers.Dense(dense.units, name="logits", dtype="float32")
+    z = logits(features)
+    logits.set_weights(dense.get_weights())
+    both = layers.Concatenate(name="logits_and_features", dtype="float32")([z, features])
+    return keras.Model(model.inputs, both, name=f"{model.name}_served")
 
 
 def model_card(
@@ -121,6 +143,64 @@ def export_summary(mode: str, tflite: bytes, float_model: bytes, scores: dict, c
     }
 
 
+def run_split(clf: Classifier, split: SplitPixels, indices: np.ndarray | None = None) -> Outputs:
+    """The model's outputs for a split's images (all of them, or `indices`), a batch at a time."""
+    order = np.arange(len(split)) if indices is None else np.asarray(indices)
+    step = inference_batch_size(split.meta.size, split.meta.channels)
+    parts = [clf.run(split.read(order[i : i + step])) for i in range(0, len(order), step)]
+    if not parts:
+        n, width = len(clf.card.classes), 0
+        empty = np.empty((0, n))
+        return Outputs(empty, empty, np.empty((0, width)), np.empty(0), np.empty(0, bool))
+    fields = (f.name for f in dataclasses.fields(Outputs))
+    return Outputs(*(np.concatenate([getattr(part, name) for part in parts]) for name in fields))
+
+
+def fit_detector(
+    op: OodParams, train: Outputs, train_labels: np.ndarray, val: Outputs, temperature: float
+) -> ood.Detector:
+    """ood.method's statistics from the training sample; the threshold that accepts
+    ood.accept of the validation images."""
+    n_classes = train.logits.shape[1]
+    arrays = ood.fit(op.method, train.features, train_labels, n_classes)
+    val_scores = ood.score(op.method, arrays, val.logits, val.features, temperature, op.k)
+    return ood.Detector(op.method, ood.threshold_for(val_scores, op.accept), arrays, op.k)
+
+
+def pick_examples(outputs: Outputs, labels: np.ndarray, per_class: int, seed: int) -> list[int]:
+    """Up to `per_class` test images of each class that the model gets right and calls
+    known (a seeded choice): what the page offers a visitor to try."""
+    rng = np.random.default_rng(seed)
+    good = (outputs.probabilities.argmax(axis=1) == labels) & outputs.known
+    picked = []
+    for c in range(outputs.probabilities.shape[1]):
+        pool = np.flatnonzero(good & (labels == c))
+        picked += sorted(rng.permutation(pool)[:per_class].tolist())
+    return picked
+
+
+EXAMPLES_PER_CLASS = 3
+
+
+def served_fields(
+    outputs: Outputs, temperature: float, val_images: int, detector: ood.Detector, op: OodParams
+) -> dict:
+    """model.json's description of the served output: its layout, its temperature and its
+    detector (whose statistics go to saved_models/ood.npz)."""
+    n_classes, width = outputs.logits.shape[1], outputs.features.shape[1]
+    return {
+        "outputs": {"logits": int(n_classes), "features": int(width)},
+        "calibration": {"temperature": temperature, "fitted_on": "val", "images": val_images},
+        "ood": {
+            "method": detector.method,
+            "threshold": detector.threshold,
+            "k": detector.k,
+            "accept": op.accept,
+            "file": config.OOD_STATS.name,
+        },
+    }
+
+
 def calibration_batches(params: Params) -> Iterator[np.ndarray]:
     """A seeded sample of training images, float32 batches in store order (int8 ranges)."""
     size, mode = params.image.size, params.image.color_mode
@@ -131,23 +211,19 @@ def calibration_batches(params: Params) -> Iterator[np.ndarray]:
             yield train.read(picked[i : i + step]).astype(np.float32)
 
 
-def predict_split(
-    model: keras.Model, clf: Classifier, test: SplitPixels, checked: np.ndarray, batch: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(LiteRT probabilities for the whole split, Keras probabilities for the `checked`
-    images), float64. Keras on CPU costs several times LiteRT an image, hence the sample."""
-    with phase("litert_test_split"):
-        lite = [clf.predict(x) for x, _ in test.batches(batch)]
-    # Keras' activations grow with its batch: the LiteRT call's size bounds them too.
-    step = clf.max_batch
-    with phase("keras_check"):
-        ref = [
-            model.predict_on_batch(test.read(checked[i : i + step]).astype(np.float32))
-            for i in range(0, len(checked), step)
-        ]
-    if not lite:
+def keras_probs(
+    model: keras.Model, split: SplitPixels, checked: np.ndarray, step: int
+) -> np.ndarray:
+    """The Keras model's probabilities for the `checked` images, float64. Keras on CPU costs
+    several times LiteRT an image, hence the sample; its activations grow with its batch, so
+    the LiteRT call's size bounds them too."""
+    if not len(checked):
         raise StageError("the test split is empty: nothing to check the export on")
-    return np.concatenate(lite).astype(np.float64), np.concatenate(ref).astype(np.float64)
+    ref = [
+        model.predict_on_batch(split.read(checked[i : i + step]).astype(np.float32))
+        for i in range(0, len(checked), step)
+    ]
+    return np.concatenate(ref).astype(np.float64)
 
 
 def pick_example(probs: np.ndarray, labels: np.ndarray) -> int:
@@ -170,12 +246,24 @@ def example_entry(probs: np.ndarray, labels: np.ndarray, classes: list[str], ind
     }
 
 
-def probabilities_npz(probs: np.ndarray, tflite_sha256: str) -> bytes:
-    """The served model's test-split probabilities, tagged with its file's hash, so
-    evaluate scores exactly them instead of running the model a second time."""
+def npz_bytes(arrays: dict) -> bytes:
     out = io.BytesIO()
-    np.savez(out, probabilities=probs.astype(np.float32), tflite_sha256=tflite_sha256)
+    np.savez(out, **arrays)
     return out.getvalue()
+
+
+def probabilities_npz(outputs: Outputs, tflite_sha256: str) -> bytes:
+    """The served model's test-split outputs (calibrated probabilities, logits, detector
+    scores), tagged with its file's hash, so evaluate scores exactly them instead of running
+    the model a second time."""
+    return npz_bytes(
+        {
+            "probabilities": outputs.probabilities.astype(np.float32),
+            "logits": outputs.logits.astype(np.float32),
+            "ood_scores": outputs.scores.astype(np.float64),
+            "tflite_sha256": np.array(tflite_sha256),
+        }
+    )
 
 
 def run(params: Params) -> dict:
@@ -183,41 +271,70 @@ def run(params: Params) -> dict:
     with phase("load_keras_model"):
         model = keras.models.load_model(config.KERAS_MODEL)
     with phase("convert"):
-        float_model = to_tflite(model)
+        float_model = to_tflite(serving_model(model))
         mode = params.export.quantization
         tflite = quantize(float_model, mode, calibration_batches(params) if mode == "int8" else ())
-    card_stub = ModelCard(
-        tuple(classes), params.image.size, params.image.color_mode, PREPROCESSING_VERSION
-    )
+    size, mode_name = params.image.size, params.image.color_mode
+    card_stub = ModelCard(tuple(classes), size, mode_name, PREPROCESSING_VERSION)
     clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
-    size, channels = params.image.size, params.image.channels
-    with open_split("test", size, params.image.color_mode) as test:
+    op, seed = params.ood, params.train.seed
+    with phase("litert_val_train_sample"):
+        with open_split("val", size, mode_name) as val:
+            val_out, val_labels = run_split(clf, val), val.labels
+        with open_split("train", size, mode_name) as train:
+            picked = seeded_sample(len(train), op.fit_images, seed)
+            train_out, train_labels = run_split(clf, train, picked), train.labels[picked]
+    temperature = calibration.fit_temperature(val_out.logits, val_labels)
+    detector = fit_detector(op, train_out, train_labels, val_out, temperature)
+    with open_split("test", size, mode_name) as test:
         ep = params.export
         limit = ep.float32_check_images if mode == "none" else ep.check_images
-        checked = seeded_sample(len(test), limit, params.train.seed)
-        lite_probs, keras_probs = predict_split(
-            model, clf, test, checked, inference_batch_size(size, channels)
+        checked = seeded_sample(len(test), limit, seed)
+        with phase("keras_check"):
+            reference = keras_probs(model, test, checked, clf.max_batch)
+        # The check compares the networks, before calibration: the written model's own
+        # softmax against Keras'.
+        served = Classifier(
+            tflite,
+            dataclasses.replace(card_stub, temperature=temperature),
+            num_threads=os.cpu_count() or 1,
+            detector=detector,
         )
+        with phase("litert_test_split"):
+            test_out = run_split(served, test)
         y = test.labels
+        raw_probs = calibration.softmax(test_out.logits)
+        check = check_export(reference, raw_probs[checked], params.export)
         # Stored pixels are decode_pixels' output at the model's size: as a PNG they decode
         # back to the same array, so the app must give the same answer for the file.
-        example = pick_example(lite_probs, y)
-        example_png = encode_png(test.read([example])[0])
-    check = check_export(keras_probs, lite_probs[checked], params.export)
+        example = pick_example(test_out.probabilities, y)
+        shown = pick_examples(test_out, y, EXAMPLES_PER_CLASS, seed)
+        pngs = {i: encode_png(test.read([i])[0]) for i in [example, *shown]}
+    lite_probs = test_out.probabilities
     scores = metrics.compute_metrics(y, lite_probs, params.evaluate.top_k)
     card = model_card(classes, params, tflite, scores, check)
     card["example"] = example_entry(lite_probs, y, classes, example)
-    atomic.write_bytes(config.EXAMPLE_IMAGE, example_png)
+    card["examples"] = [
+        {"file": f"{config.EXAMPLES_DIR.name}/{n:03d}.png", "label": classes[int(y[i])]}
+        for n, i in enumerate(shown)
+    ]
+    card.update(served_fields(test_out, temperature, len(val_labels), detector, op))
+    atomic.write_bytes(config.EXAMPLE_IMAGE, pngs[example])
+    with atomic.atomic_dir(config.EXAMPLES_DIR) as folder:
+        for n, i in enumerate(shown):
+            (folder / f"{n:03d}.png").write_bytes(pngs[i])
+    atomic.write_bytes(config.OOD_STATS, npz_bytes(detector.arrays))
     atomic.write_bytes(config.TFLITE_MODEL, tflite)
     atomic.write_json(config.MODEL_CARD, card)
     atomic.write_bytes(
-        config.TEST_PROBABILITIES, probabilities_npz(lite_probs, card["tflite_sha256"])
+        config.TEST_PROBABILITIES, probabilities_npz(test_out, card["tflite_sha256"])
     )
     summary = export_summary(mode, tflite, float_model, scores, check)
     atomic.write_json(config.EXPORT_METRICS, summary)
     log.info(
         "wrote %s (%s, %d KiB): test accuracy %.4f on %d images; on %d of them top-1 "
-        "agreement with Keras %.4f, max |p_tflite - p_keras| %.2e",
+        "agreement with Keras %.4f, max |p_tflite - p_keras| %.2e; temperature %.3f; "
+        "%s detector accepts %.1f%% of the test images",
         config.TFLITE_MODEL,
         mode,
         len(tflite) // 1024,
@@ -226,6 +343,9 @@ def run(params: Params) -> dict:
         check["n_images"],
         check["top1_agreement"],
         check["max_prob_diff"],
+        temperature,
+        op.method,
+        100 * float(test_out.known.mean()),
     )
     return card
 

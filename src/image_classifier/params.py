@@ -32,6 +32,9 @@ ClassWeight = Literal["none", "balanced"]
 Quantization = Literal["none", "float16", "dynamic", "int8"]
 FrozenBaseRuntime = Literal["auto", "litert", "tensorflow"]
 PlateauFrom = Literal["min_steps", "start"]
+OodMethod = Literal["knn", "mahalanobis", "energy", "msp"]
+# evaluation/ood_sets.py draws each of these at the model's input size.
+OodSet = Literal["noise", "blank", "flat", "gradients", "textures", "photos", "digits"]
 
 TRANSFER_MIN_SIZE = 32
 
@@ -410,6 +413,34 @@ class ExportParams(_Section):
 
 
 @dataclass(frozen=True)
+class OodParams(_Section):
+    KEY = "ood"
+
+    method: OodMethod = param(
+        "mahalanobis",
+        "How export scores an input's likeness to the training images (evaluation/ood.py; "
+        'the comparison: docs/benchmarks.md, "None of these").',
+    )
+    accept: float = param(
+        0.95,
+        "Share of the validation images the threshold accepts as known; serving answers "
+        "`known: false` below it.",
+        gt=0,
+        lt=1,
+    )
+    k: int = param(1, "`knn`: the neighbour whose similarity is the score.", ge=1)
+    fit_images: int = param(
+        5000, "Training images (a seeded sample) whose features the detector keeps.", ge=1
+    )
+    sets: tuple[OodSet, ...] = param(
+        ("noise", "blank", "flat", "gradients", "textures", "digits"),
+        "Out-of-distribution images evaluate scores the detector on; leave out any that look "
+        "like your classes (`digits` for a digits model, `photos` for a photo model).",
+    )
+    images_per_set: int = param(100, "Images evaluate draws of each set.", ge=1)
+
+
+@dataclass(frozen=True)
 class ServeParams(_Section):
     """The web app's settings; no pipeline stage reads them."""
 
@@ -533,6 +564,10 @@ class Params:
         AuditParams(), "Stage `audit`: suspected label issues and outliers (not on deploy's path)."
     )
     export: ExportParams = param(ExportParams(), "Stage `export`: the LiteRT model.")
+    ood: OodParams = param(
+        OodParams(),
+        '"None of these": the out-of-distribution detector export fits and serving applies.',
+    )
     serve: ServeParams = param(ServeParams(), "The web app; no pipeline stage reads these.")
     gate: GateParams = param(
         GateParams(), "The deploy quality gate: `python -m image_classifier.gate`."
@@ -581,6 +616,8 @@ def _type_name(tp: Any) -> str:
         )
     if dataclasses.is_dataclass(tp):
         return "a mapping"
+    if typing.get_origin(tp) is tuple:
+        return f"a list, each {_type_name(typing.get_args(tp)[0])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
         tp, str(tp)
     )
@@ -606,6 +643,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value not in typing.get_args(tp):
             raise ParamsError(f"{key}: must be {_type_name(tp)} (got {value!r})")
         return value
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: must be {_type_name(tp)} (got {value!r})")
+        item = typing.get_args(tp)[0]
+        return tuple(_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     # bool is a subclass of int in Python; `epochs: true` is still a mistake.
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -656,7 +698,9 @@ def load_params(path: Path = config.PARAMS_FILE) -> Params:
 
 
 def _default_text(value: Any) -> str:
-    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+    if value is None or isinstance(value, bool | tuple):
+        return json.dumps(value)
+    return str(value)
 
 
 def reference(cls: type = Params, prefix: str = "") -> list[tuple[str, str, str, str]]:

@@ -1,7 +1,10 @@
 """Run the exported model with the LiteRT runtime, without TensorFlow.
 
-Everything downstream of the pipeline (predict CLI, web app) loads exactly two files:
-saved_models/model.tflite and saved_models/model.json.
+Everything downstream of the pipeline (predict CLI, web app) loads the files export writes:
+saved_models/model.tflite, saved_models/model.json and, for "none of these",
+saved_models/ood.npz. The model returns one row per image, its logits followed by its pooled
+features (export.serving_model); this module turns them into calibrated probabilities
+(model.json's temperature) and an out-of-distribution score (evaluation/ood.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from image_classifier import config
+from image_classifier.evaluation import ood
+from image_classifier.evaluation.calibration import softmax
 from image_classifier.preprocessing import (
     MAX_PIXELS,
     PREPROCESSING_VERSION,
@@ -52,6 +57,10 @@ class ModelCard:
     params_hash: str = ""
     created: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    # softmax(logits / temperature): fitted on the validation split by export.
+    temperature: float = 1.0
+    # {"method", "threshold", "k"} of the out-of-distribution detector; empty: none.
+    ood: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
@@ -65,6 +74,8 @@ class ModelCard:
                 params_hash=str(raw.get("params_hash", "")),
                 created=str(raw.get("created", "")),
                 metrics=dict(raw.get("metrics", {})),
+                temperature=float(raw.get("calibration", {}).get("temperature", 1.0)),
+                ood=dict(raw.get("ood", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"model.json is missing or has a bad field: {exc}") from None
@@ -83,6 +94,33 @@ def load_card(path: Path = config.MODEL_CARD) -> ModelCard:
     return card
 
 
+def load_detector(card: ModelCard, path: Path) -> ood.Detector | None:
+    """model.json's out-of-distribution detector with its statistics (ood.npz), if any."""
+    if not card.ood:
+        return None
+    try:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot read the detector statistics: {exc}") from None
+    return ood.Detector(
+        str(card.ood["method"]), float(card.ood["threshold"]), arrays, int(card.ood.get("k", 1))
+    )
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What the model says about a batch: probabilities calibrated by the card's temperature,
+    the raw logits and pooled features, and per image its out-of-distribution score and
+    whether it is `known` (score at or above the threshold; all True without a detector)."""
+
+    probabilities: np.ndarray
+    logits: np.ndarray
+    features: np.ndarray
+    scores: np.ndarray
+    known: np.ndarray
+
+
 class Classifier:
     """A LiteRT interpreter plus its model card. Thread-safe: one invoke at a time."""
 
@@ -92,8 +130,10 @@ class Classifier:
         card: ModelCard,
         num_threads: int = 1,
         max_batch: int | None = None,
+        detector: ood.Detector | None = None,
     ) -> None:
         self.card = card
+        self.detector = detector
         # LiteRT sizes its tensor arena for the largest batch it has run and keeps it: a web
         # worker that once ran one large explain batch would hold that memory for good.
         self.max_batch = max_batch or invoke_batch(card.image_size, channels(card.color_mode))
@@ -119,10 +159,11 @@ class Classifier:
         self._flip_top_bit = self._in_type == np.int8 and self._in_q == (1.0, -128)
         self._batch = 0
         self._lock = threading.Lock()
-        out_shape = self._interpreter.get_output_details()[0]["shape"]
-        if out_shape[-1] != len(card.classes):
+        width = int(self._interpreter.get_output_details()[0]["shape"][-1])
+        if width <= len(card.classes):
             raise ModelLoadError(
-                f"model outputs {out_shape[-1]} classes but model.json names {len(card.classes)}"
+                f"model outputs {width} values an image: not the {len(card.classes)} logits of "
+                "model.json's classes followed by the pooled features; re-run the export stage"
             )
 
     @classmethod
@@ -133,7 +174,8 @@ class Classifier:
         max_batch: int | None = None,
     ) -> Classifier:
         card = load_card(directory / config.MODEL_CARD.name)
-        return cls(directory / config.TFLITE_MODEL.name, card, num_threads, max_batch)
+        detector = load_detector(card, directory / config.OOD_STATS.name)
+        return cls(directory / config.TFLITE_MODEL.name, card, num_threads, max_batch, detector)
 
     def preprocess(self, source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         """The shared preprocessing's uint8 pixels (load_image is the same as float32);
@@ -142,8 +184,25 @@ class Classifier:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(n, size, size, channels) pixels in [0, 255], uint8 or float32 -> (n, classes)
-        probabilities; in chunks of at most max_batch images, so memory does not grow with
-        the request."""
+        calibrated probabilities."""
+        return softmax(self.raw(batch)[:, : len(self.card.classes)], self.card.temperature)
+
+    def run(self, batch: np.ndarray) -> Outputs:
+        """Probabilities, logits, features and the out-of-distribution verdict of a batch."""
+        raw = self.raw(batch)
+        n = len(self.card.classes)
+        logits, features = raw[:, :n], raw[:, n:]
+        probs = softmax(logits, self.card.temperature)
+        if self.detector is None:
+            scores = np.full(len(raw), np.inf)
+        else:
+            scores = self.detector.score(logits, features, self.card.temperature)
+        known = scores >= (self.detector.threshold if self.detector else -np.inf)
+        return Outputs(probs, logits, features, scores, known)
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """The model's float32 output rows (logits, then features); in chunks of at most
+        max_batch images, so memory does not grow with the request."""
         step = self.max_batch
         if len(batch) > step:
             return np.concatenate(
@@ -172,10 +231,7 @@ class Classifier:
         scale, zero = self._out_q
         if not scale:
             return out.copy()
-        probs = (out.astype(np.float32) - zero) * np.float32(scale)
-        # int8 softmax outputs come in steps of 1/256 and need not sum to 1; the model's output
-        # is a distribution, so it is given back as one.
-        return probs / np.maximum(probs.sum(axis=-1, keepdims=True), np.float32(1e-12))
+        return (out.astype(np.float32) - zero) * np.float32(scale)
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         batch = self._to_input(batch)
@@ -199,6 +255,8 @@ def describe(card: ModelCard) -> dict[str, Any]:
         "classes": list(card.classes),
         "input": {"size": card.image_size, "color_mode": card.color_mode},
         "metrics": card.metrics,
+        "temperature": card.temperature,
+        "ood": {k: card.ood[k] for k in ("method", "threshold") if k in card.ood},
         "created": card.created,
         "params_hash": card.params_hash,
     }
