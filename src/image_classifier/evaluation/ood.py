@@ -87,10 +87,14 @@ def score(
 
 
 def threshold_for(in_scores: np.ndarray, accept: float) -> float:
-    """The score at or above which a share `accept` of these in-distribution images lie."""
+    """The strictest threshold that still accepts (score >= threshold) at least a share
+    `accept` of these in-distribution scores."""
     if not len(in_scores):
         return float("-inf")
-    return float(np.quantile(np.asarray(in_scores, dtype=np.float64), 1 - accept, method="lower"))
+    ordered = np.sort(np.asarray(in_scores, dtype=np.float64))
+    # Rounded first: (1 - 0.95) * 20 is 1.0000000000000009 in floating point.
+    rejected = int(np.floor(round((1 - accept) * len(ordered), 9)))
+    return float(ordered[min(rejected, len(ordered) - 1)])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,166 @@
+"""Out-of-distribution scores, their threshold, the sets evaluate measures them on, and how
+export and the served model wire them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from image_classifier import export
+from image_classifier.evaluation import calibration, ood, ood_sets
+from image_classifier.litert.classifier import Classifier, ModelLoadError, Outputs
+from image_classifier.params import OodParams
+
+
+def two_clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    centres = np.array([[4.0, 0, 0, 0, 0], [-4.0, 0, 0, 0, 0]])
+    return centres[labels] + rng.normal(0, [1.0, 2.0, 0.5, 1.0, 1.0], (n, 5)), labels
+
+
+def test_mahalanobis_is_the_distance_to_the_nearest_class_under_the_fitted_covariance():
+    features, labels = two_clusters(4000, seed=0)
+    arrays = ood.fit("mahalanobis", features, labels, 2)
+    w = arrays["whiten"].astype(np.float64)
+    precision = w @ w.T
+    means = np.linalg.solve(w.T, arrays["means"].T.astype(np.float64)).T
+    # The class means it keeps are the classes' means.
+    np.testing.assert_allclose(means[0], features[labels == 0].mean(axis=0), atol=1e-4)
+    probe = np.array([[4.0, 1, 0, 0, 0], [0.0, 0, 3, 0, 0], [-4.0, 0, 0, 0, 0]])
+    expected = [-min((x - m) @ precision @ (x - m) for m in means) for x in probe]
+    got = ood.score("mahalanobis", arrays, np.zeros((3, 2)), probe)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)  # float32, as served
+    # Off-axis by 3 along the narrow (0.5) direction is far; the same along the wide one less.
+    assert got[1] < ood.score("mahalanobis", arrays, np.zeros((1, 2)), [[4.0, 3, 0, 0, 0]])[0]
+
+
+def test_knn_scores_the_kth_nearest_cosine_similarity():
+    rng = np.random.default_rng(1)
+    bank, probe = rng.normal(size=(50, 8)), rng.normal(size=(4, 8))
+    arrays = ood.fit("knn", bank, np.zeros(50, int), 1)
+    unit = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    sims = (probe / np.linalg.norm(probe, axis=1, keepdims=True)) @ unit.T
+    for k in (1, 5):
+        expected = np.sort(sims, axis=1)[:, -k]
+        got = ood.score("knn", arrays, np.zeros((4, 1)), probe, k=k)
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_energy_and_msp_come_from_the_logits():
+    logits = np.array([[2.0, 1.0, -1.0], [0.1, 0.0, 0.2]])
+    energy = ood.score("energy", {}, logits, np.zeros((2, 4)))
+    np.testing.assert_allclose(energy, np.log(np.exp(logits).sum(axis=1)))
+    msp = ood.score("msp", {}, logits, np.zeros((2, 4)), temperature=2.0)
+    np.testing.assert_allclose(msp, calibration.softmax(logits, 2.0).max(axis=1))
+
+
+def test_an_unknown_method_is_named():
+    with pytest.raises(ValueError, match=r"'mahalanobi'.*knn"):
+        ood.fit("mahalanobi", np.zeros((2, 2)), np.zeros(2, int), 1)
+
+
+@pytest.mark.parametrize("n", [7, 20, 101, 1000])
+def test_the_threshold_accepts_at_least_the_share_asked_and_no_more_than_needed(n):
+    scores = np.random.default_rng(n).normal(size=n)
+    threshold = ood.threshold_for(scores, 0.95)
+    accepted = (scores >= threshold).mean()
+    assert accepted >= 0.95
+    # The next score up would accept fewer than asked: the threshold is as strict as it can be.
+    higher = np.sort(scores[scores > threshold])
+    if len(higher):
+        assert (scores >= higher[0]).mean() < 0.95
+
+
+@pytest.mark.parametrize("name", list(ood_sets.SETS))
+def test_each_set_is_seeded_and_drawn_at_the_models_input(name):
+    a = ood_sets.draw(name, 4, 16, "grayscale", seed=3)
+    b = ood_sets.draw(name, 4, 16, "grayscale", seed=3)
+    assert a.shape == (4, 16, 16, 1) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert ood_sets.draw(name, 2, 24, "rgb", seed=3).shape == (2, 24, 24, 3)
+
+
+def test_sets_differ_by_seed_and_from_each_other():
+    noise = ood_sets.draw("noise", 3, 16, "rgb", seed=1)
+    assert not np.array_equal(noise, ood_sets.draw("noise", 3, 16, "rgb", seed=2))
+    assert not np.array_equal(noise, ood_sets.draw("textures", 3, 16, "rgb", seed=1))
+    flat = ood_sets.draw("flat", 3, 16, "rgb", seed=1)
+    assert all(len(np.unique(img.reshape(-1, 3), axis=0)) == 1 for img in flat)
+
+
+def test_serving_model_returns_the_logits_then_the_pooled_features():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(3, activation="softmax", name="probabilities")(
+        keras.layers.Dropout(0.5)(pooled)
+    )
+    model = keras.Model(inputs, out)
+    x = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 1)).astype(np.float32)
+    served = export.serving_model(model).predict(x, verbose=0)
+    assert served.shape == (5, 3 + 4)
+    np.testing.assert_allclose(
+        calibration.softmax(served[:, :3]), model.predict(x, verbose=0), atol=1e-6
+    )
+    features = keras.Model(inputs, pooled).predict(x, verbose=0)
+    np.testing.assert_allclose(served[:, 3:], features, atol=1e-6)
+
+
+def outputs(logits, features) -> Outputs:
+    logits = np.asarray(logits, dtype=np.float64)
+    probs = calibration.softmax(logits)
+    n = len(logits)
+    return Outputs(probs, logits, np.asarray(features), np.zeros(n), np.ones(n, bool))
+
+
+def test_the_detector_accepts_the_share_of_validation_images_asked():
+    features, labels = two_clusters(600, seed=2)
+    val_features, _ = two_clusters(200, seed=3)
+    train, val = outputs(np.zeros((600, 2)), features), outputs(np.zeros((200, 2)), val_features)
+    for method in ("mahalanobis", "knn"):
+        detector = export.fit_detector(OodParams(method=method), train, labels, val, 1.0)
+        val_scores = detector.score(val.logits, val.features, 1.0)
+        assert (val_scores >= detector.threshold).mean() >= 0.95
+        far = detector.score(np.zeros((1, 2)), np.full((1, 5), 40.0), 1.0)
+        assert far[0] < detector.threshold
+
+
+def test_examples_are_right_and_known_per_class():
+    logits = np.array([[3, 0], [3, 0], [0, 3], [3, 0], [0, 3], [0, 3]], dtype=float)
+    out = outputs(logits, np.zeros((6, 1)))
+    out = dataclasses.replace(out, known=np.array([True, True, True, True, False, True]))
+    labels = np.array([0, 0, 0, 1, 1, 1])  # image 2 wrong, 3 wrong, 4 unknown
+    picked = export.pick_examples(out, labels, per_class=5, seed=0)
+    assert sorted(picked) == [0, 1, 5]
+    assert len(export.pick_examples(out, labels, per_class=1, seed=0)) == 2
+
+
+def test_the_served_model_says_known_by_its_threshold(model_dir, tmp_path):
+    x = np.random.default_rng(6).integers(0, 256, (4, 12, 12, 1)).astype(np.uint8)
+    served = Classifier.from_dir(model_dir).run(x)
+    assert served.known.tolist() == (served.scores >= served_threshold(model_dir)).tolist()
+    for threshold, expected in ((float("-inf"), True), (float("inf"), False)):
+        copy = shutil.copytree(model_dir, tmp_path / str(threshold))
+        card = json.loads((copy / "model.json").read_text())
+        card["ood"]["threshold"] = threshold
+        (copy / "model.json").write_text(json.dumps(card))
+        out = Classifier.from_dir(copy).run(x)
+        assert out.known.tolist() == [expected] * 4
+        np.testing.assert_array_equal(out.scores, served.scores)  # the score never changes
+
+
+def served_threshold(model_dir) -> float:
+    return json.loads((model_dir / "model.json").read_text())["ood"]["threshold"]
+
+
+def test_damaged_detector_statistics_stop_the_load_with_the_file_named(model_dir, tmp_path):
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    (copy / "ood.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError, match=r"ood\.npz"):
+        Classifier.from_dir(copy)
