@@ -430,7 +430,7 @@ class OodParams(_Section):
     )
     k: int = param(1, "`knn`: the neighbour whose similarity is the score.", ge=1)
     fit_images: int = param(
-        5000, "Training images (a seeded sample) whose features the detector keeps.", ge=1
+        2000, "Training images (a seeded sample) whose features the detector keeps.", ge=1
     )
     sets: tuple[OodSet, ...] = param(
         ("noise", "blank", "flat", "gradients", "textures", "digits"),
