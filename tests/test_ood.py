@@ -24,20 +24,31 @@ def two_clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return centres[labels] + rng.normal(0, [1.0, 2.0, 0.5, 1.0, 1.0], (n, 5)), labels
 
 
+def unit(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def test_mahalanobis_is_the_distance_to_the_nearest_class_under_the_fitted_covariance():
     features, labels = two_clusters(4000, seed=0)
     arrays = ood.fit("mahalanobis", features, labels, 2)
+    # of the L2-normalised features (Mahalanobis++)
+    features = unit(features)
     w = arrays["whiten"].astype(np.float64)
     precision = w @ w.T
     means = np.linalg.solve(w.T, arrays["means"].T.astype(np.float64)).T
     # The class means it keeps are the classes' means.
     np.testing.assert_allclose(means[0], features[labels == 0].mean(axis=0), atol=1e-4)
     probe = np.array([[4.0, 1, 0, 0, 0], [0.0, 0, 3, 0, 0], [-4.0, 0, 0, 0, 0]])
-    expected = [-min((x - m) @ precision @ (x - m) for m in means) for x in probe]
+    expected = [-min((x - m) @ precision @ (x - m) for m in means) for x in unit(probe)]
     got = ood.score("mahalanobis", arrays, np.zeros((3, 2)), probe)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)  # float32, as served
-    # Off-axis by 3 along the narrow (0.5) direction is far; the same along the wide one less.
-    assert got[1] < ood.score("mahalanobis", arrays, np.zeros((1, 2)), [[4.0, 3, 0, 0, 0]])[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)  # float32, as served
+    # A direction no class has (the narrow third axis) is far; one along a class, near.
+    assert got[1] < got[0]
+    # Scale does not matter: the features are normalised.
+    np.testing.assert_allclose(
+        ood.score("mahalanobis", arrays, np.zeros((3, 2)), probe * 7.0), got, rtol=1e-5
+    )
 
 
 def test_knn_scores_the_kth_nearest_cosine_similarity():

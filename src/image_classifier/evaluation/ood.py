@@ -5,8 +5,10 @@ exported model already returns: its logits and its pooled features (export.servi
 
 - `msp`: the maximum softmax probability (Hendrycks & Gimpel, 2017), the baseline;
 - `energy`: logsumexp of the logits (Liu et al., 2020);
-- `mahalanobis`: minus the smallest Mahalanobis distance of the features to a class mean,
-  under one shared covariance (Lee et al., 2018);
+- `mahalanobis`: minus the smallest Mahalanobis distance of the L2-normalised features to a
+  class mean, under one shared covariance (Lee et al., 2018; normalised first as in
+  Mahalanobis++, Mueller & Hein, 2025: feature norms vary far more than one Gaussian per
+  class allows);
 - `knn`: the cosine similarity of the L2-normalised features to their k-th nearest training
   feature (Sun et al., 2022).
 
@@ -40,7 +42,7 @@ def fit(method: str, features: np.ndarray, labels: np.ndarray, n_classes: int) -
         # covariance is singular. Imported here: only export fits, serving only scores.
         from sklearn.covariance import LedoitWolf
 
-        f = np.asarray(features, dtype=np.float64)
+        f = _normalised(features).astype(np.float64)
         means = np.zeros((n_classes, f.shape[1]))
         for c in range(n_classes):
             if np.any(labels == c):
@@ -76,7 +78,7 @@ def score(
         # The k-th largest similarity = the k-th nearest neighbour (unit vectors).
         return -np.partition(-sims, kth, axis=1)[:, kth].astype(np.float64)
     if method == "mahalanobis":
-        g = np.asarray(features, dtype=np.float32) @ arrays["whiten"]
+        g = _normalised(features) @ arrays["whiten"]
         d2 = (
             (g * g).sum(axis=1, keepdims=True)
             - 2 * g @ arrays["means"].T
