@@ -146,6 +146,9 @@ class PatternSplit:
         )
         self.labels = np.repeat(np.arange(3), per_class)
         self.paths = [f"data/raw/{k}/{i}.png" for k in range(3) for i in range(per_class)]
+        # images per class in each split, as the model card counts them (model_dir's model
+        # trained on 8 a class)
+        self.counts = {"train": 8, "val": 0, "test": per_class}
 
     def read(self, indices) -> np.ndarray:
         return self.x[np.asarray(indices, dtype=int)]
@@ -153,28 +156,37 @@ class PatternSplit:
 
 @pytest.fixture(scope="session")
 def reports_dir(model_dir, tmp_path_factory) -> Path:
-    """reports/ for model_dir's model, written by the evaluate stage's own code."""
+    """reports/ for model_dir's model, written by the evaluate stage's own code: the served
+    model's outputs on PatternSplit and on a few images of each out-of-distribution set, as
+    the stage computes them, and the audit's counts written first, as its stage does."""
     import contextlib
     import json
 
     from image_classifier import atomic, audit, evaluate, export
-    from image_classifier.evaluation import metrics
+    from image_classifier.evaluation import metrics, model_card
     from image_classifier.litert.classifier import Classifier
     from image_classifier.params import parse_params
 
     clf = Classifier.from_dir(model_dir)
     split = PatternSplit(4)
-    probs = clf.predict(split.x.astype(np.float32)).astype(np.float64)
+    outputs = clf.run(split.x.astype(np.float32))
+    probs = outputs.probabilities.astype(np.float64)
     baseline = metrics.baseline_metrics("linear", split.labels, np.full_like(probs, 1 / 3))
+    params = parse_params({"ood": {"images_per_set": 4}})
+    sets = evaluate.ood_set_scores(clf, params.ood.sets, 4, params.train.seed)
+    threshold = clf.detector.threshold
+    served = evaluate.Served(outputs.logits, outputs.scores, clf.card.temperature, threshold, sets)
+    model = json.loads((model_dir / "model.json").read_text())
+    counts = {name: {c: n for c in clf.card.classes} for name, n in split.counts.items()}
     root = tmp_path_factory.mktemp("workspace")
-    with contextlib.chdir(root):
+    with contextlib.chdir(root):  # the audit's counts, as its stage writes them
+        audit.write_report([], [], {"images": 24, "label_issues": 0, "outliers": 0})
+        facts = model_card.CardFacts(model=model, counts=counts, audit=evaluate.read_audit())
         scores = evaluate.write_reports(
-            split, probs, list(clf.card.classes), parse_params({}), baseline, clf.card.version
+            split, probs, list(clf.card.classes), params, baseline, clf.card.version, served, facts
         )
     tflite = (model_dir / "model.tflite").read_bytes()
     check = json.loads((model_dir / "model.json").read_text())["keras_agreement"]
     summary = export.export_summary("none", tflite, tflite, scores, check)
     atomic.write_json(root / "reports" / "export.json", summary)
-    with contextlib.chdir(root):  # the audit's counts, as its stage writes them
-        audit.write_report([], [], {"images": 24, "label_issues": 0, "outliers": 0})
     return root / "reports"

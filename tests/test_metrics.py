@@ -55,6 +55,22 @@ def test_tables_keep_input_order():
     assert report.loc[1, "recall"] == 1.0
 
 
+def test_predictions_table_adds_the_detector_verdicts_after_the_probabilities():
+    """`known` (what the drift monitor's reference counts) and `ood_score` per image, after the
+    class probabilities; without them the table is as before."""
+    known = np.array([True, True, False, True, True, False])
+    scores = np.array([3.0, 2.5, -1.0, 4.0, 2.0, -7.5])
+    table = metrics.predictions_table(
+        [f"f{i}" for i in range(6)], Y, P, ["a", "b", "c"], known=known, ood_scores=scores
+    )
+    assert table.columns[-2:].tolist() == ["known", "ood_score"]
+    assert table["known"].tolist() == known.tolist()
+    assert table["ood_score"].tolist() == scores.tolist()
+    assert "known,ood_score" in table.to_csv(index=False).splitlines()[0]
+    plain = metrics.predictions_table([f"f{i}" for i in range(6)], Y, P, ["a", "b", "c"])
+    assert "known" not in plain and plain.columns[-1] == "prob_c"
+
+
 def test_worst_errors_most_confident_first():
     assert metrics.worst_errors(Y, P, limit=5) == [5, 1]
     assert metrics.worst_errors(Y, P, limit=1) == [5]

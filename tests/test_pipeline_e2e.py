@@ -68,8 +68,10 @@ def test_repro_writes_every_output(repo):
     card = json.loads((repo / "saved_models/model.json").read_text())
     assert card["classes"] == ["circle", "square", "triangle ▲"]
     assert card["keras_agreement"]["max_prob_diff"] <= 1e-4
-    for name in ("confusion.png", "roc.png", "misclassified.png", "predictions.csv"):
+    for name in ("confusion.png", "roc.png", "misclassified.png", "predictions.csv",
+                 "reliability.csv", "reliability.png", "ood_scores.png", "ood.json"):  # fmt: skip
         assert (repo / "reports/eval" / name).stat().st_size > 0
+    assert (repo / "reports/model_card.md").stat().st_size > 0
     assert (repo / "reports/train/plots/metrics/eval/loss.tsv").is_file()
     audit = json.loads((repo / "reports/audit/summary.json").read_text())
     assert audit["images"] == sum(report["totals"][s] for s in ("train", "val"))
@@ -83,7 +85,59 @@ def test_repro_writes_every_output(repo):
     assert "up to date" in sh(repo, "dvc", "status")
     shows = sh(repo, "dvc", "plots", "show", "--json")
     assert "Confusion matrix" in shows and "reports/audit/gallery.png" in shows
-    assert "label_issues" in sh(repo, "dvc", "metrics", "show")
+    assert "Reliability diagram, calibrated (test split)" in shows
+    assert "reports/eval/reliability.png" in shows
+    shown = sh(repo, "dvc", "metrics", "show")
+    assert "label_issues" in shown and "ece" in shown and "ood_auroc" in shown
+
+
+def test_evaluate_reports_calibration_the_detector_and_a_model_card(repo):
+    """Issue 36 as a fork sees it: calibration before and after without any prediction
+    changing, the detector on the test split and on the generated out-of-distribution sets
+    its params name, predictions.csv's verdicts, and a model card whose numbers are
+    metrics.json's."""
+    import pandas as pd
+    import yaml
+    from test_model_card import check_card
+
+    scores = json.loads((repo / "reports/metrics.json").read_text())
+    card = json.loads((repo / "saved_models/model.json").read_text())
+    for key in ("ece", "ece_uncalibrated"):
+        assert 0 <= scores[key] <= 1, key
+    assert scores["log_loss"] >= 0 and scores["log_loss_uncalibrated"] >= 0
+    assert scores["temperature"] == pytest.approx(card["calibration"]["temperature"], abs=1e-6)
+    # Top-1 unchanged: the raw logits' class is the calibrated probabilities' everywhere.
+    with np.load(repo / "reports/test_probabilities.npz") as npz:
+        logits, probs = npz["logits"], npz["probabilities"]
+    table = pd.read_csv(repo / "reports/eval/predictions.csv")
+    assert (logits.argmax(axis=1) == probs.argmax(axis=1)).all()
+    assert [card["classes"][i] for i in logits.argmax(axis=1)] == table["predicted"].tolist()
+    reliability = pd.read_csv(repo / "reports/eval/reliability.csv")
+    assert len(reliability) == 15
+    assert reliability["images"].sum() == reliability["images_uncalibrated"].sum() == len(table)
+    # The detector's verdicts on the test split, and what they do to accuracy: rejecting
+    # images can only drop right answers or wrong ones, so accuracy on the accepted ones is at
+    # least what all-right rejections would leave.
+    known = table["known"].to_numpy()
+    assert known.tolist() == (table["ood_score"] >= card["ood"]["threshold"]).tolist()
+    assert scores["test_rejected"] == pytest.approx(1 - known.mean(), abs=1e-6)
+    n, rejected = len(table), int((~known).sum())
+    if known.any():
+        right = (table["actual"] == table["predicted"])[known].mean()
+        assert scores["accuracy_known"] == pytest.approx(right, abs=1e-6)
+        floor = (scores["accuracy"] * n - rejected) / (n - rejected)
+        assert scores["accuracy_known"] >= floor - 1e-6
+    # Measured on data the model never saw: every set the params name, as many images each.
+    ood = yaml.safe_load((repo / "params.yaml").read_text())["ood"]
+    sets = json.loads((repo / "reports/eval/ood.json").read_text())["sets"]
+    assert list(sets) == ood["sets"]
+    assert all(figures["images"] == ood["images_per_set"] for figures in sets.values())
+    assert scores["ood_images"] == ood["images_per_set"] * len(ood["sets"])
+    for key in ("ood_auroc", "ood_fpr_at_95_tpr", "ood_rejected", "ood_auroc_msp"):
+        assert 0 <= scores[key] <= 1, key
+    text = (repo / "reports/model_card.md").read_text(encoding="utf-8")
+    assert check_card(text, scores, sets) >= 40
+    assert "| **all** |" in text and card["version"] in text
 
 
 @contextlib.contextmanager

@@ -199,9 +199,16 @@ def class_report(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) 
 
 
 def predictions_table(
-    paths: Sequence[str], y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+    paths: Sequence[str],
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    known: np.ndarray | None = None,
+    ood_scores: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per test image: what it is, what the model said, and every class probability."""
+    """One row per test image: what it is, what the model said, and every class probability;
+    then, when given, whether the detector called the image `known` (True/False; the drift
+    monitor's reference reads it) and its `ood_score`."""
     y_pred = probs.argmax(axis=1)
     table = pd.DataFrame(
         {
@@ -213,6 +220,10 @@ def predictions_table(
     )
     for i, name in enumerate(classes):
         table[f"prob_{name}"] = probs[:, i].astype(float)
+    if known is not None:
+        table["known"] = np.asarray(known, dtype=bool)
+    if ood_scores is not None:
+        table["ood_score"] = np.asarray(ood_scores, dtype=float)
     return table
 
 

@@ -1,4 +1,5 @@
-"""PNG figures: confusion matrix, ROC curves, and galleries of captioned images."""
+"""PNG figures: confusion matrix, ROC curves, reliability diagram, out-of-distribution scores, and
+galleries of captioned images."""
 
 from __future__ import annotations
 
@@ -82,4 +83,63 @@ def gallery_figure(
         )
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
+    return fig
+
+
+def reliability_figure(table: pd.DataFrame, temperature: float) -> plt.Figure:
+    """Reliability diagram (Guo et al., 2017): each confidence bin's accuracy against its mean
+    confidence, before (T = 1) and after temperature scaling, on the diagonal of a perfectly
+    calibrated model; below, how many test images each bin holds."""
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    series = (
+        ("_uncalibrated", "before (T = 1)", {"color": "tab:orange", "marker": "s"}),
+        ("", f"after (T = {temperature:.3g})", {"color": "tab:blue", "marker": "o"}),
+    )
+    centres = (table["bin_lower"] + table["bin_upper"]) / 2
+    width = float((table["bin_upper"] - table["bin_lower"]).iloc[0]) if len(table) else 0.0
+    for offset, (suffix, label, style) in zip((-0.25, 0.25), series, strict=True):
+        filled = table[table[f"images{suffix}"] > 0]
+        ax.plot(filled[f"confidence{suffix}"], filled[f"accuracy{suffix}"], label=label, **style)
+        hist.bar(
+            centres + offset * width,
+            table[f"images{suffix}"],
+            width=width / 2,
+            color=style["color"],
+            label=label,
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability diagram (test split)")
+    ax.legend(loc="upper left", fontsize="small")
+    hist.set_yscale("symlog")
+    hist.set_xlabel("confidence (top-1 probability)")
+    hist.set_ylabel("images")
+    return fig
+
+
+def ood_scores_figure(
+    test_scores: np.ndarray, sets: dict[str, np.ndarray], threshold: float, method: str
+) -> plt.Figure:
+    """Histograms of the detector's score on the test split and on each out-of-distribution
+    set, with the served threshold: what it accepts lies to its right."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    values = [np.asarray(test_scores, dtype=np.float64), *sets.values()]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.empty(0)
+    if len(finite):
+        lo, hi = np.percentile(finite, [1, 100])
+        bins = np.linspace(min(lo, threshold), max(hi, threshold), 50)
+        ax.hist(np.clip(values[0], bins[0], bins[-1]), bins=bins, alpha=0.6, label="test split",
+                color="black", density=True)  # fmt: skip
+        for name, scores in sets.items():
+            ax.hist(np.clip(scores, bins[0], bins[-1]), bins=bins, alpha=0.5, label=name,
+                    density=True, histtype="step", linewidth=1.5)  # fmt: skip
+    ax.axvline(threshold, color="red", linestyle="--", label="threshold")
+    ax.set_xlabel(f"{method} score (higher: more like the training images)")
+    ax.set_ylabel("density")
+    ax.set_title("Out-of-distribution scores: test split and generated sets")
+    ax.legend(fontsize="small", loc="best")
     return fig
