@@ -28,9 +28,12 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 COPY Procfile params.yaml ./
 COPY src/image_classifier ./src/image_classifier
 COPY webapp ./webapp
-COPY saved_models/model.tflite saved_models/model.json saved_models/example.png ./saved_models/
-# The model page's evaluation (webapp/model_report.py FILES)
-COPY reports/metrics.json reports/export.json ./reports/
+# The model, its detector's statistics, and the example images (deploy/bundle.py MODEL)
+COPY saved_models/model.tflite saved_models/model.json saved_models/ood.npz \
+     saved_models/example.png ./saved_models/
+COPY saved_models/examples ./saved_models/examples/
+# The model page's evaluation and model card (webapp/model_report.py FILES)
+COPY reports/metrics.json reports/export.json reports/model_card.md ./reports/
 COPY reports/eval/class_report.csv reports/eval/confusion.png reports/eval/misclassified.png \
      reports/eval/evaluated_model.json ./reports/eval/
 COPY reports/audit/summary.json ./reports/audit/

@@ -4,8 +4,9 @@
 
 DVC keeps the model out of git, so a plain `git push heroku` would ship a web app with no model.
 The deploy workflow instead pulls (or rebuilds) the model with DVC, runs this script, and pushes
-OUT_DIR as a one-commit repository to Heroku. The evaluation reports the web app's model page
-shows go along with the model; no data, tests or pipeline code do.
+OUT_DIR as a one-commit repository to Heroku. Along with the model go its detector's
+statistics (ood.npz, for "none of these"), the example images the page offers, and the
+evaluation reports and model card the model page shows; no data, tests or pipeline code do.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from webapp.model_report import FILES as REPORT_FILES  # noqa: E402
 
 FILES = ["Procfile", "requirements.txt", ".python-version", "params.yaml"]
 TREES = ["webapp", "src/image_classifier"]
-MODEL = ["saved_models/model.tflite", "saved_models/model.json", "saved_models/example.png"]
+MODEL = [
+    "saved_models/model.tflite",
+    "saved_models/model.json",
+    "saved_models/ood.npz",  # the out-of-distribution detector's statistics
+    "saved_models/example.png",  # the deploy's smoke check
+]
+MODEL_TREES = ["saved_models/examples"]  # the page's one-click examples (model.json `examples`)
 REPORTS = [f"reports/{name}" for name in REPORT_FILES]
 
 
 def bundle(out: Path, root: Path = ROOT) -> list[str]:
     missing = [m for m in MODEL + REPORTS if not (root / m).is_file()]
+    missing += [t for t in MODEL_TREES if not (root / t).is_dir()]
     if missing:
         raise SystemExit(f"missing {missing}: run `dvc pull` or `dvc repro` first")
     if out.exists() and any(out.iterdir()):
@@ -36,7 +44,7 @@ def bundle(out: Path, root: Path = ROOT) -> list[str]:
     for name in FILES + MODEL + REPORTS:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, out / name)
-    for tree in TREES:
+    for tree in TREES + MODEL_TREES:
         shutil.copytree(root / tree, out / tree, ignore=ignore)
     return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
 

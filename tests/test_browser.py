@@ -6,6 +6,7 @@ Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def base_url(model_dir, default_params):
+def base_url(model_dir, default_params, tmp_path_factory):
+    """Every image known (the fixture's detector, fitted on its 24 training patterns alone,
+    rejects the resized upload below): this page shows a class."""
+    known = tmp_path_factory.mktemp("known") / "model"
+    shutil.copytree(model_dir, known)
+    card = json.loads((known / "model.json").read_text())
+    card["ood"]["threshold"] = -1e30
+    (known / "model.json").write_text(json.dumps(card))
+    with live_server(create_app(model_dir=known, params_file=default_params)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def real_url(model_dir, default_params):
+    """The fixture model with its own detector."""
     with live_server(create_app(model_dir=model_dir, params_file=default_params)) as url:
         yield url
 
@@ -76,6 +91,64 @@ def test_upload_shows_label_and_heatmap(browser, base_url, image, name, viewport
     assert page.locator("ol.top li").count() == 3
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"webapp-{name}.png"), full_page=True)
+    assert not errors, errors  # no CSP violations or script errors
+    context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_an_image_like_none_of_the_classes_says_so(browser, real_url, tmp_path, javascript):
+    """A blank image against the fixture's own detector: "None of these", the sentence that
+    names the classes, and the closest classes shown as closest."""
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), "white").save(blank)
+    context = browser.new_context(java_script_enabled=javascript)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(real_url)
+    assert "one object per image" in page.inner_text("#expects")
+    page.set_input_files("#image", str(blank))
+    page.click("#upload button[type=submit]")
+    page.wait_for_selector("#label", timeout=15_000)
+    assert page.inner_text("#label") == "None of these"
+    assert page.inner_text("#unknown") == ("This doesn't look like any of: cat, crème brûlée, dog.")
+    assert page.locator("ol.top.closest li").count() == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(
+        path=str(ARTIFACTS / f"webapp-none-of-these-js-{javascript}.png"), full_page=True
+    )
+    assert not errors, errors
+    context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_one_click_on_an_example_classifies_it(browser, real_url, model_dir, javascript):
+    """The examples export shipped, as thumbnails; a click shows the model's answer for it
+    (with JavaScript in place, without by a plain form post)."""
+    examples = json.loads((model_dir / "model.json").read_text())["examples"]
+    context = browser.new_context(
+        viewport={"width": 1024, "height": 900}, java_script_enabled=javascript
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(real_url)
+    thumbs = page.locator("#examples img")
+    assert thumbs.count() == len(examples) == 3
+    for i in range(thumbs.count()):
+        thumbs.nth(i).scroll_into_view_if_needed()
+        page.wait_for_function(
+            f"document.querySelectorAll('#examples img')[{i}].naturalWidth > 0", timeout=10_000
+        )
+    last = examples[-1]["label"]
+    page.click(f"#examples li:nth-child({len(examples)}) button")
+    page.wait_for_selector("#label", timeout=15_000)
+    assert page.inner_text("#label").startswith(last)
+    assert f"Example: a test image labelled {last}" in page.inner_text("#result")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"webapp-example-js-{javascript}.png"), full_page=True)
     assert not errors, errors  # no CSP violations or script errors
     context.close()
 
@@ -142,6 +215,11 @@ def test_model_page_shows_a_pipeline_models_evaluation(browser, tmp_path, name):
             page.locator(figure).scroll_into_view_if_needed()
             width = page.evaluate(f"document.querySelector('{figure}').naturalWidth")
             assert width > 100, figure
+        # The evaluate stage's model card, for this model, below the report.
+        version = app.extensions["model_state"].classifier.card.version
+        assert version in page.inner_text("#model-card h2")
+        assert page.locator("#model-card table").count() >= 3
+        assert "none of these" in page.inner_text("#served-as")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"model-page-{name}.png"), full_page=True)
         assert not errors, errors

@@ -132,3 +132,39 @@ def test_a_busy_pool_makes_callers_wait_no_longer_than_the_timeout(pg_url):
     finally:
         for conn in held:
             conn.close()
+
+
+# What an app of the release before the unknown counts wrote (positional, four columns).
+EARLIER_UPSERT = sa.text(
+    "INSERT INTO predictions VALUES (:version, :label, :bucket, :n) ON CONFLICT "
+    "(model_version, label, bucket) DO UPDATE SET count = predictions.count + excluded.count"
+)
+
+
+def test_a_database_of_the_earlier_schema_gains_the_unknown_counts_and_keeps_its_own(
+    target, monkeypatch
+):
+    """Migration 3 on a database at version 2 (both engines): the counts stay, the unknown
+    counts start at zero, and an app of the earlier release (a rollback, or an instance not
+    yet replaced) still writes its counts."""
+    from image_classifier.monitoring import database
+
+    monkeypatch.setattr(database, "MIGRATIONS", MIGRATIONS[:2])
+    old = Database(target)
+    with old.begin() as conn:
+        conn.execute(EARLIER_UPSERT, {"version": "v1", "label": "cat", "bucket": 9, "n": 5})
+    old.close()
+    assert schema_versions(target) == [1, 2]
+    monkeypatch.setattr(database, "MIGRATIONS", MIGRATIONS)
+
+    store = DriftStore(Database(target))
+    before = store.profile("v1")
+    assert before.labels == {"cat": 5} and before.unknown == 0
+    assert schema_versions(target) == [v for v, _ in MIGRATIONS] and MIGRATIONS[2][0] == 3
+    store.record("v1", [("cat", 0.95, False)])
+    store.flush()
+    with Database(target).begin() as conn:
+        conn.execute(EARLIER_UPSERT, {"version": "v1", "label": "cat", "bucket": 9, "n": 2})
+    after = store.profile("v1")
+    assert after.labels == {"cat": 8} and after.unknown == 1
+    store.close()

@@ -188,6 +188,11 @@ def test_docker_image_carries_what_the_bundle_carries():
     for name in bundle.MODEL + bundle.REPORTS:
         assert f"!{name}" in ignore, name
         assert name in copied, name
+    assert {"saved_models/ood.npz", "reports/model_card.md"} <= {*bundle.MODEL, *bundle.REPORTS}
+    assert bundle.MODEL_TREES == ["saved_models/examples"]
+    for tree in bundle.MODEL_TREES:
+        assert f"!{tree}/" in ignore, tree
+        assert tree in copied, tree
 
 
 def test_actions_pinned_permissions_minimal_no_secrets_echoed():
@@ -283,6 +288,10 @@ def test_bundle_carries_the_model_and_runs_alone(model_dir, reports_dir, tmp_pat
     files = bundle.bundle(out, root=fake_root)
     assert "saved_models/model.tflite" in files and "Procfile" in files
     assert "reports/eval/confusion.png" in files and "reports/metrics.json" in files
+    # "none of these", the page's one-click examples and the model card go with the model
+    assert "saved_models/ood.npz" in files and "reports/model_card.md" in files
+    examples = json.loads((model_dir / "model.json").read_text())["examples"]
+    assert {f"saved_models/{e['file']}" for e in examples} <= set(files)
     assert not any(f.startswith(("data/", "tests/")) for f in files)
     assert not any(f.startswith("reports/") and f[8:] not in bundle.REPORT_FILES for f in files)
     code = (
@@ -291,6 +300,15 @@ def test_bundle_carries_the_model_and_runs_alone(model_dir, reports_dir, tmp_pat
         "page = c.get('/model').get_data(as_text=True); "
         "assert 'id=\"headline\"' in page and 'report-problem' not in page, page; "
         "assert c.get('/model/confusion.png').status_code == 200; "
+        "assert 'id=\"model-card\"' in page, page; "
+        "from PIL import Image; import io; b = io.BytesIO(); "
+        "Image.new('L', (12, 12), 255).save(b, 'PNG'); "
+        "r = c.post('/api/v1/predict', data={'image': (io.BytesIO(b.getvalue()), 'w.png')}); "
+        "p = r.get_json()['predictions'][0]; "
+        "assert p['known'] is False and p['label'] is None, p; "
+        "index = c.get('/').get_data(as_text=True); "
+        "assert 'action=\"/example/0#result\"' in index, index; "
+        "assert c.post('/example/0').status_code == 200; "
         "assert 'tensorflow' not in sys.modules"
     )
     env = {**os.environ, "PYTHONPATH": "src"}  # as the Procfile's --pythonpath src
@@ -300,6 +318,42 @@ def test_bundle_carries_the_model_and_runs_alone(model_dir, reports_dir, tmp_pat
     assert result.returncode == 0, result.stderr
     with pytest.raises(SystemExit, match="dvc pull"):
         bundle.bundle(tmp_path / "empty", root=tmp_path)
+
+
+def test_smoke_check_compares_the_top_class_also_when_the_app_calls_it_unknown(
+    model_dir, tmp_path, monkeypatch, capsys
+):
+    """The smoke check tests that the app runs this model file: the example's top class,
+    which the app gives under `closest` when its detector rejects the image."""
+    from webapp import create_app
+
+    from conftest import live_server
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import smoke
+    finally:
+        sys.path.pop(0)
+    served = tmp_path / "served"
+    shutil.copytree(model_dir, served)
+    card = json.loads((served / "model.json").read_text())
+    card["ood"]["threshold"] = 1e30  # every image "none of these"
+    (served / "model.json").write_text(json.dumps(card))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DRIFT_DB", "")
+    params = write_params(tmp_path / "params.yaml")
+    with live_server(create_app(model_dir=served, params_file=params)) as url:
+        assert smoke.main([url, "--model-dir", str(model_dir), "--wait", "20"]) == 0
+        out = capsys.readouterr().out
+        predicted = card["example"]["predicted"]
+        assert f"ok: predicted {predicted!r} (" in out and "unknown: none of the classes" in out
+        wrong = tmp_path / "wrong"
+        shutil.copytree(model_dir, wrong)
+        other = json.loads((wrong / "model.json").read_text())
+        other["example"]["predicted"] = next(c for c in other["classes"] if c != predicted)
+        (wrong / "model.json").write_text(json.dumps(other))
+        assert smoke.main([url, "--model-dir", str(wrong), "--wait", "20"]) == 1
+        assert f"the app answers {predicted!r}" in capsys.readouterr().out
 
 
 def test_readme_documents_deploy():

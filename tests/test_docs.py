@@ -31,7 +31,10 @@ GENERATED = {
     "saved_models/model.tflite",  # stage export
     "saved_models/model.json",
     "saved_models/example.png",
+    "saved_models/examples",
+    "saved_models/ood.npz",
     "reports/test_probabilities.npz",
+    "reports/model_card.md",  # stage evaluate
     "models/base",  # the model you continue from (train.init_from), made by the docs' commands
     "var/drift.sqlite",  # the web app's drift counts and feedback (serve.drift_db)
     "data/raw/.feedback.csv",  # feedback export's manifest

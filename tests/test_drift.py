@@ -1,5 +1,6 @@
 import csv
 import io
+import json
 import os
 import sqlite3
 import subprocess
@@ -233,3 +234,171 @@ def test_many_classes_and_few_samples_do_not_look_like_drift():
     assert np.mean(np.array(plain) > 0.2) > 0.95  # the false alarms this fixes
     assert np.mean(np.array(judged) > 0.2) < 0.01
     assert np.mean(np.array(shifted) > 0.2) > 0.95
+
+
+# ---- the unknown rate ("none of these") ------------------------------------------------------
+
+
+def test_unknown_predictions_are_counted_per_version_and_survive_restart(target):
+    """Every prediction counts under its top-1 class; the unknown ones also in the version's
+    unknown count, on SQLite and PostgreSQL alike."""
+    a, b = DriftStore(Database(target)), DriftStore(Database(target))
+    a.record("v1", [("cat", 0.9, False), ("cat", 0.9, True), ("dog", 0.5, False)])
+    b.record("v1", [("dog", 0.99, False), ("cat", 0.7)])  # a pair counts as known
+    b.record("v2", [("cat", 0.9, True)])
+    a.close()
+    b.close()
+    v1 = DriftStore(Database(target)).profile("v1")
+    assert v1.labels == {"cat": 3, "dog": 2} and v1.unknown == 3
+    assert v1.unknown_rate == pytest.approx(3 / 5)
+    assert v1.to_json()["unknown"] == 3 and v1.to_json()["unknown_rate"] == pytest.approx(0.6)
+    v2 = DriftStore(Database(target)).profile("v2")
+    assert v2.unknown == 0 and v2.unknown_rate == 0.0
+    nothing = DriftStore(Database(target)).profile("v3")
+    assert nothing.unknown == 0 and nothing.unknown_rate is None
+
+
+def test_unknown_counts_wait_in_memory_while_the_database_is_locked(tmp_path):
+    path = tmp_path / "drift.sqlite"
+    store = DriftStore(Database(str(path), timeout_s=0.2), flush_every_s=3600)
+    store.record("v1", [("cat", 0.9, False), ("cat", 0.9, True)])
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(DatabaseUnavailableError):
+        store.flush()
+    locker.execute("ROLLBACK")
+    profile = DriftStore(Database(str(path))).profile("v1")
+    assert profile.total == 0 and profile.unknown == 0  # nothing half-written
+    store.close()
+    profile = DriftStore(Database(str(path))).profile("v1")
+    assert profile.labels == {"cat": 2} and profile.unknown == 1
+
+
+def unknown_profile(n: int, unknown: int) -> Profile:
+    p = profile({"a": n // 2, "b": n - n // 2})
+    p.unknown = unknown
+    return p
+
+
+def test_a_jump_in_the_unknown_rate_is_drift():
+    ref = unknown_profile(200, 10)  # 5 % on the test split
+    same = stats.compare(ref, unknown_profile(200, 14), LOOSE)  # 7 %: within 0.1
+    assert not same.drifted and same.live_unknown_rate == pytest.approx(0.07)
+    jump = stats.compare(ref, unknown_profile(200, 60), LOOSE)  # 30 %
+    assert jump.drifted and jump.class_psi < 0.01  # the classes alone would not say it
+    assert jump.problems == ["unknown rate 30.0% vs 5.0% (test split): +0.250 > 0.1"]
+    text = stats.format_report(jump, "v1")
+    assert "unknown rate (none of these) 30.0% live vs 5.0% (test split); change +0.250" in text
+    strict = DriftParams(min_samples=10, max_unknown_rate_increase=0.01)
+    assert stats.compare(ref, unknown_profile(200, 14), strict).drifted
+    fewer = stats.compare(ref, unknown_profile(200, 0), LOOSE)
+    assert not fewer.drifted  # fewer unknowns than on the test split is not drift
+
+
+def test_without_a_known_column_the_design_rate_is_the_reference():
+    ref = profile({"a": 100, "b": 100})
+    ref.unknown = None
+    report = stats.compare(ref, unknown_profile(200, 40), LOOSE, design_unknown_rate=0.05)
+    assert report.reference_unknown_rate == 0.05 and report.drifted
+    assert "(design: 1 - ood.accept)" in report.problems[0]
+    assert not stats.compare(ref, unknown_profile(200, 40), LOOSE).drifted  # nothing to judge
+    old_app = Profile.from_json({"total": 2, "labels": {"a": 2}, "confidence": [0] * 9 + [2]})
+    assert old_app.unknown is None and old_app.unknown_rate is None
+    report = stats.compare(unknown_profile(200, 10), old_app, DriftParams(min_samples=1))
+    assert not report.problems
+    assert "unknown rate (none of these): not counted by the app" in stats.format_report(
+        report, "v1"
+    )
+
+
+def write_known_reference(path, rows):
+    """predictions.csv as the evaluate stage writes it with a detector: `known` as pandas
+    writes booleans."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "actual", "predicted", "confidence", "known", "ood_score"])
+        writer.writerows(rows)
+
+
+def test_reference_reads_the_known_column(tmp_path):
+    path = tmp_path / "predictions.csv"
+    write_known_reference(
+        path, [(f"{i}.png", "a", "a", 0.9, "False" if i < 3 else "True", -1.0) for i in range(20)]
+    )
+    ref = stats.reference_profile(path)
+    assert ref.total == 20 and ref.unknown == 3 and ref.unknown_rate == pytest.approx(0.15)
+    write_reference(plain := tmp_path / "plain.csv", [("x.png", "a", "a", 0.9)])
+    assert stats.reference_profile(plain).unknown is None
+    write_known_reference(path, [("x.png", "a", "a", 0.9, "maybe", -1.0)])
+    with pytest.raises(ValueError, match=r"predictions.csv:2: known must be true or false"):
+        stats.reference_profile(path)
+
+
+def test_cli_compares_the_live_unknown_rate_with_the_test_splits(target, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("drift:\n  min_samples: 10\n  max_unknown_rate_increase: 0.2\n")
+    reference = tmp_path / "predictions.csv"
+    rows = [(f"{i}.png", "a", "a" if i % 2 else "b", 0.97, i % 10 != 0) for i in range(40)]
+    write_known_reference(reference, [(*r, -1.0) for r in rows])  # 10 % unknown
+    store = DriftStore(Database(target))
+    traffic = [("a", 0.96), ("b", 0.95)] * 10
+    store.record("v1", [(label, c, i % 5 != 0) for i, (label, c) in enumerate(traffic)])  # 20 %
+    store.record("v2", [(label, c, i % 2 == 0) for i, (label, c) in enumerate(traffic)])  # 50 %
+    store.close()
+    card = tmp_path / "model.json"
+    card.write_text(json.dumps({"version": "v1", "ood": {"accept": 0.95}}))
+    source = ["--database-url", target] if "://" in target else ["--db", target]
+    args = [*source, "--reference", str(reference), "--params", str(params)]
+    args += ["--model-card", str(card)]
+    assert drift.main([*args, "--version", "v1"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown rate (none of these) 20.0% live vs 10.0% (test split)" in out
+    assert drift.main([*args, "--version", "v2"]) == 1
+    assert (
+        "DRIFT: unknown rate 50.0% vs 10.0% (test split): +0.400 > 0.2" in capsys.readouterr().out
+    )
+    # predictions.csv without the column: the reference is the detector's design rate.
+    write_reference(reference, [(f"{i}.png", "a", "a" if i % 2 else "b", 0.97) for i in range(40)])
+    assert drift.main([*args, "--version", "v1"]) == 0  # 20 % vs 5 %: within 0.2
+    assert "20.0% live vs 5.0% (design: 1 - ood.accept)" in capsys.readouterr().out
+    assert drift.main([*args]) == 0  # the version comes from --model-card
+    assert "model v1: 20 live predictions" in capsys.readouterr().out
+
+
+def test_web_app_counts_unknown_predictions_and_the_cli_reads_them_over_http(
+    model_dir, tmp_path, capsys
+):
+    """The fixture model's own detector: training patterns and blank images through the app;
+    /api/v1/drift gives the unknown count and rate, and the CLI judges them."""
+    from PIL import Image
+
+    from image_classifier.litert.classifier import Classifier
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"serve:\n  drift_db: {tmp_path / 'live.sqlite'}\ndrift:\n  min_samples: 5\n")
+    app = create_app(model_dir=model_dir, params_file=params)
+    client = app.test_client()
+    blank = png(Image.new("L", (12, 12), 255))
+    examples = sorted((model_dir / "examples").glob("*.png"))
+    uploads = [p.read_bytes() for p in examples] + [blank] * 3
+    for data in uploads:
+        res = client.post("/api/v1/predict", data={"image": (io.BytesIO(data), "x.png")})
+        assert res.status_code == 200
+    client.post("/example/0")  # the page's examples are not traffic
+    clf = Classifier.from_dir(model_dir)
+    expected = sum(not clf.run(clf.preprocess(d)[None]).known[0] for d in uploads)
+    assert expected == 3  # the blank images
+    live = client.get("/api/v1/drift").get_json()["profile"]
+    assert live["total"] == 6 and live["unknown"] == 3 and live["unknown_rate"] == 0.5
+    version = client.get("/api/v1/model").get_json()["version"]
+    reference = tmp_path / "predictions.csv"
+    labels = [name for name, n in live["labels"].items() for _ in range(n)]
+    confs = [(b + 0.5) / 10 for b, n in enumerate(live["confidence"]) for _ in range(n)]
+    rows = [(i, x, x, c, "True") for i, (x, c) in enumerate(zip(labels, confs, strict=True))]
+    write_known_reference(reference, [(*r, -1.0) for r in rows])  # nothing unknown on test
+    with live_server(app) as url:
+        args = ["--url", url, "--params", str(params), "--reference", str(reference)]
+        assert drift.main([*args, "--model-card", str(model_dir / "model.json")]) == 1
+        out = capsys.readouterr().out
+        assert f"model {version}: 6 live predictions" in out
+        assert "DRIFT: unknown rate 50.0% vs 0.0% (test split)" in out

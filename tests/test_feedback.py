@@ -471,3 +471,23 @@ def test_retention_applies_even_with_feedback_turned_off(model_dir, tmp_path, mo
     old.add(image(0, 1), "cat", "dog", 0.5, "v1", now=0.0)  # 1970: long past any retention
     make_app(model_dir, tmp_path, monkeypatch, path, feedback=False)
     assert FeedbackStore(Database(path), 100, 30).counts()["pending"] == 0
+
+
+def test_feedback_on_an_image_the_model_calls_unknown_records_none_as_its_answer(
+    model_dir, tmp_path, monkeypatch
+):
+    """The stored prediction is what the model answered: `none` for an image it rejects
+    (here a blank one, far below the fixture detector's threshold), its class otherwise;
+    the review page says so."""
+    from PIL import Image
+
+    client = make_app(model_dir, tmp_path, monkeypatch, str(tmp_path / "a.sqlite")).test_client()
+    blank = png(Image.new("L", (12, 12), 255))
+    unknown = send(client, blank, "cat").json
+    assert unknown["predicted"] == "none" and 0 < unknown["probability"] <= 1
+    example = (model_dir / "examples" / "000.png").read_bytes()  # export keeps known ones
+    known = send(client, example, "dog").json
+    assert known["predicted"] == "cat"
+    html = client.get("/review", headers=auth()).get_data(as_text=True)
+    assert "<strong>model:</strong> none of these</p>" in html
+    assert "<strong>model:</strong> cat (100%)</p>" in html

@@ -320,12 +320,17 @@ def test_web_app_matches_the_pipeline_evaluation(repo, monkeypatch):
     for _, row in evaluation.iterrows():
         data = Path(row["path"]).read_bytes()
         body = {"instances": [{"b64": base64.b64encode(data).decode()}]}
-        probs = client.post("/v1/models/image-classifier:predict", json=body).json["predictions"][0]
+        kserve = client.post("/v1/models/image-classifier:predict", json=body).json
+        probs = kserve["predictions"][0]["probabilities"]
         expected = [row[f"prob_{name}"] for name in classes]
         assert max(abs(a - b) for a, b in zip(probs, expected, strict=True)) <= 1e-4
         form = {"image": (io.BytesIO(data), "x.png")}
         served = client.post("/api/v1/predict", data=form).json["predictions"][0]
-        assert served["label"] == row["predicted"], row["path"]
+        # The same verdict as evaluation's: known or not, with the same score and classes.
+        assert served["known"] == bool(row["known"]), row["path"]
+        assert served["ood_score"] == pytest.approx(row["ood_score"], rel=1e-5, abs=1e-4)
+        ranked = served["top"] if served["known"] else served["closest"]
+        assert ranked[0]["label"] == row["predicted"], row["path"]
 
 
 def test_dvc_remote_round_trip(repo, tmp_path):

@@ -1,10 +1,14 @@
 import csv
 import io
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from image_classifier import predict
 from image_classifier.litert.classifier import Classifier, ModelLoadError, load_card
@@ -47,11 +51,72 @@ def test_folder_prediction_table_csv_and_errors(model_dir, images, tmp_path):
     lines = stdout.getvalue().splitlines()
     assert [line.split("\t")[0].rsplit("/", 1)[-1] for line in lines] == ["a.png", "b.png"]
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
-    assert list(rows[0]) == ["path", "label_1", "prob_1", "label_2", "prob_2"]
+    assert list(rows[0]) == ["path", "known", "ood_score", "label_1", "prob_1", "label_2", "prob_2"]
     assert len(rows) == 2
-    for row in rows:
+    for row, line in zip(rows, lines, strict=True):
         assert row["label_1"] in ("cat", "crème brûlée", "dog")
         assert 1.0 >= float(row["prob_1"]) >= float(row["prob_2"]) >= 0.0
+        assert row["known"] in ("true", "false")
+        cells = line.split("\t")
+        assert cells[1] == ("known" if row["known"] == "true" else "unknown")
+        assert cells[2] == f"ood_score {row['ood_score']}"
+
+
+def with_threshold(model_dir: Path, dest: Path, threshold: float) -> Path:
+    shutil.copytree(model_dir, dest)
+    card = json.loads((dest / "model.json").read_text(encoding="utf-8"))
+    card["ood"]["threshold"] = threshold
+    (dest / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    return dest
+
+
+def run_cli(model: Path, *paths: Path, out_csv: Path) -> tuple[list[dict], list[str]]:
+    argv = [*map(str, paths), "--model-dir", str(model), "--csv", str(out_csv), "--no-progress"]
+    stdout = io.StringIO()
+    assert predict.run(predict.parse_args(argv), out=stdout) == 0
+    with out_csv.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh)), stdout.getvalue().splitlines()
+
+
+def test_known_column_and_score_in_csv_and_table(model_dir, tmp_path):
+    """A blank and a noise image score far below the fixture detector's threshold: known
+    false, their classes marked closest; the model's own example images are known. The
+    score is the one Classifier.run gives; a threshold above every score rejects them all."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_blank.png").write_bytes(png(Image.new("L", (12, 12), 255)))
+    rng = np.random.default_rng(3)
+    noise = Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8), "L")
+    (folder / "b_noise.png").write_bytes(png(noise))
+    for example in sorted((model_dir / "examples").glob("*.png")):
+        shutil.copy(example, folder / f"c_{example.name}")
+    rows, lines = run_cli(model_dir, folder, out_csv=tmp_path / "p.csv")
+    clf = Classifier.from_dir(model_dir)
+    expected = clf.run(np.stack([clf.preprocess(folder / Path(r["path"]).name) for r in rows]))
+    assert [r["known"] for r in rows] == ["false", "false", "true", "true", "true"]
+    for row, line, score in zip(rows, lines, expected.scores, strict=True):
+        assert float(row["ood_score"]) == pytest.approx(float(score), rel=1e-5)
+        cells = line.split("\t")
+        assert cells[1] == ("known" if row["known"] == "true" else "unknown")
+        assert cells[3].startswith("closest: " if row["known"] == "false" else row["label_1"])
+    assert all(float(r["ood_score"]) < clf.detector.threshold for r in rows[:2])
+    rejecting = with_threshold(model_dir, tmp_path / "rejecting", 1e30)
+    rows, lines = run_cli(rejecting, folder, out_csv=tmp_path / "q.csv")
+    assert {r["known"] for r in rows} == {"false"} and all("\tunknown\t" in x for x in lines)
+
+
+def test_a_model_without_a_detector_calls_every_image_known(model_dir, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    card = json.loads((bare / "model.json").read_text(encoding="utf-8"))
+    card["ood"] = {}
+    (bare / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    (bare / "ood.npz").unlink()
+    image = tmp_path / "white.png"
+    image.write_bytes(png(Image.new("L", (12, 12), 255)))
+    rows, lines = run_cli(bare, image, out_csv=tmp_path / "p.csv")
+    assert rows[0]["known"] == "true" and rows[0]["ood_score"] == ""
+    assert lines[0].split("\t")[1:3] == ["known", "ood_score -"]
 
 
 def test_batching_does_not_change_results(model_dir, images):

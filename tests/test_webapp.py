@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,21 +17,61 @@ from webapp import create_app
 from conftest import pattern, png
 
 CLASSES = ["cat", "crème brûlée", "dog"]
+# Detector thresholds that make the verdict certain: every score is above the first (every
+# image known) and below the second (every image "none of these"). The fixture's own
+# detector is fitted on its 24 training patterns alone, so it rejects most other images.
+ACCEPT_ALL, REJECT_ALL = -1e30, 1e30
+
+
+def model_copy(model_dir: Path, dest: Path, threshold: float | None = None, **card) -> Path:
+    """model_dir's model in `dest`, with another detector threshold and model.json fields."""
+    shutil.copytree(model_dir, dest)
+    raw = json.loads((dest / "model.json").read_text(encoding="utf-8"))
+    if threshold is not None:
+        raw["ood"]["threshold"] = threshold
+    raw.update(card)
+    (dest / "model.json").write_text(json.dumps(raw), encoding="utf-8")
+    return dest
 
 
 @pytest.fixture(scope="module")
 def app(model_dir, tmp_path_factory):
+    """Every image known, so that these tests of everything else get a class each time."""
     params = tmp_path_factory.mktemp("params") / "params.yaml"
     params.write_text(
         "serve:\n  max_upload_mb: 1\n  max_files: 4\n  max_explain_files: 2\n"
         "image:\n  max_pixels: 1000000\n"
     )
-    return create_app(model_dir=model_dir, params_file=params)
+    known = model_copy(model_dir, tmp_path_factory.mktemp("known") / "model", ACCEPT_ALL)
+    return create_app(model_dir=known, params_file=params)
 
 
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _no_database_from_the_environment(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRIFT_DB", raising=False)
+
+
+@pytest.fixture(scope="module")
+def real(model_dir, tmp_path_factory):
+    """The fixture model with its own detector, as export fitted it."""
+    params = tmp_path_factory.mktemp("real") / "params.yaml"
+    params.write_text("serve:\n  drift_db: ''\n")
+    return create_app(model_dir=model_dir, params_file=params).test_client()
+
+
+def verdict_client(model_dir, tmp_path, threshold, serve=""):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"image:\n  max_pixels: 1000000\nserve:\n  drift_db: {tmp_path / 'app.sqlite'}\n{serve}"
+    )
+    model = model_copy(model_dir, tmp_path / "model", threshold)
+    return create_app(model_dir=model, params_file=params).test_client()
 
 
 def post_images(client, *files, url="/api/v1/predict"):
@@ -90,8 +132,12 @@ def test_kserve_v1_shape(client):
     res = client.post("/v1/models/image-classifier:predict", json={"instances": [{"b64": b64}] * 2})
     assert res.status_code == 200
     preds = res.json["predictions"]
-    assert len(preds) == 2 and len(preds[0]) == 3
-    assert abs(sum(preds[0]) - 1) < 1e-4
+    assert len(preds) == 2
+    assert set(preds[0]) == {"probabilities", "label", "known", "ood_score"}
+    probs = preds[0]["probabilities"]
+    assert len(probs) == 3 and abs(sum(probs) - 1) < 1e-4
+    assert preds[0]["label"] == CLASSES[int(np.argmax(probs))] and preds[0]["known"] is True
+    assert isinstance(preds[0]["ood_score"], float)
     assert client.get("/v1/models/image-classifier").json["ready"] is True
     assert client.post("/v1/models/other:predict", json={"instances": []}).status_code == 404
 
@@ -101,10 +147,12 @@ def test_api_matches_direct_inference(client, model_dir):
 
     clf = Classifier.from_dir(model_dir)
     data = image_bytes(1, 7)
-    expected = clf.predict(clf.preprocess(data)[np.newaxis])[0]
+    out = clf.run(clf.preprocess(data)[np.newaxis])
+    expected = out.probabilities[0]
     got = post_images(client, ("x.png", data)).json["predictions"][0]
     assert got["label"] == CLASSES[int(expected.argmax())]
     assert got["confidence"] == pytest.approx(float(expected.max()), abs=1e-6)
+    assert got["ood_score"] == pytest.approx(float(out.scores[0]))  # the same one inference
 
 
 def test_openapi_document(client):
@@ -128,6 +176,7 @@ def test_one_json_log_line_per_request(client, caplog):
     line = lines[0]
     assert line["path"] == "/api/v1/predict" and line["status"] == 200
     assert line["label"][0] in CLASSES and 0 <= line["confidence"][0] <= 1
+    assert line["known"] == [True]
     assert "latency_ms" in line and "image" not in line
 
 
@@ -193,13 +242,19 @@ def test_forwarded_host_is_not_trusted_by_default(client):
     assert res.status_code == 403
 
 
-def test_unsure_predictions_say_so(model_dir, tmp_path):
+@pytest.mark.parametrize(("threshold", "unsure"), [(ACCEPT_ALL, True), (REJECT_ALL, False)])
+def test_unsure_predictions_say_so(model_dir, tmp_path, threshold, unsure):
+    """A known image whose top probability is below serve.unsure_threshold (a temperature of
+    1000 flattens every answer to about 1/3) is unsure; an unknown one has no answer to be
+    unsure of."""
     params = tmp_path / "params.yaml"
-    params.write_text("serve:\n  unsure_threshold: 1.0\n")
-    client = create_app(model_dir=model_dir, params_file=params).test_client()
+    params.write_text("serve:\n  unsure_threshold: 0.6\n  drift_db: ''\n")
+    model = model_copy(model_dir, tmp_path / "model", threshold, calibration={"temperature": 1e3})
+    client = create_app(model_dir=model, params_file=params).test_client()
     data = {"image": (io.BytesIO(image_bytes(0)), "a.png")}
     html = client.post("/", data=data, content_type="multipart/form-data").get_data(as_text=True)
-    assert "The model is unsure" in html
+    assert ("The model is unsure" in html) is unsure
+    assert post_images(client, ("a.png", image_bytes(0))).json["predictions"][0]["unsure"] is unsure
 
 
 def test_missing_model_is_alive_but_not_ready(tmp_path, default_params):
@@ -254,9 +309,12 @@ def test_bad_files_get_a_clear_4xx(client, name, body, status, message):
 
 
 @pytest.mark.parametrize("body", [animated_gif(), cmyk_jpeg(), png16()])
-def test_unusual_but_valid_images_work(client, body):
+def test_unusual_but_valid_images_work(client, real, body):
     res = post_images(client, ("odd", body))
     assert res.status_code == 200 and res.json["predictions"][0]["label"] in CLASSES
+    # With the fixture's own detector each gets a verdict too, never an error.
+    res = post_images(real, ("odd", body))
+    assert res.status_code == 200 and isinstance(res.json["predictions"][0]["known"], bool)
 
 
 def test_no_file_and_too_many_files(client):
@@ -370,3 +428,255 @@ def test_model_page_gives_the_audit_counts_when_shipped(
     )
     assert "audit of its 1528 training and validation images found 5 suspected label issues" in page
     assert "and 1 outlier (see" in page
+
+
+# ---- "none of these" -------------------------------------------------------------------------
+
+
+def blank(value: int = 255) -> bytes:
+    return png(Image.new("L", (12, 12), value))
+
+
+def noise() -> bytes:
+    rng = np.random.default_rng(7)
+    return png(Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), "RGB"))
+
+
+def test_a_rejected_upload_says_none_of_these_with_its_score_and_closest_classes(
+    model_dir, tmp_path
+):
+    """Every image under the threshold: no label, no confidence, no `top`; its score and
+    the closest classes under `closest`; the same on the KServe route and the page."""
+    client = verdict_client(model_dir, tmp_path, REJECT_ALL, "  unsure_threshold: 1.0\n")
+    pred = post_images(client, ("a.png", image_bytes(0))).json["predictions"][0]
+    assert pred["known"] is False and pred["label"] is None and pred["confidence"] is None
+    assert pred["unsure"] is False  # unsure is for known images only
+    assert "top" not in pred and isinstance(pred["ood_score"], float)
+    closest = pred["closest"]
+    names = [c["label"] for c in closest]
+    assert names[0] == "cat" and sorted(names) == CLASSES
+    probs = [c["probability"] for c in closest]
+    assert probs == sorted(probs, reverse=True)
+
+    b64 = base64.b64encode(image_bytes(0)).decode()
+    res = client.post("/v1/models/image-classifier:predict", json={"instances": [{"b64": b64}]})
+    (item,) = res.json["predictions"]
+    assert item["known"] is False and item["label"] is None
+    assert item["ood_score"] == pytest.approx(pred["ood_score"])
+    assert item["closest"] == closest and len(item["probabilities"]) == 3
+
+    page = client.post("/", data={"image": (io.BytesIO(image_bytes(0)), "a.png")})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "This doesn't look like any of: cat, crème brûlée, dog." in html
+    assert '<h2 id="label" class="none">None of these</h2>' in html
+    assert "Closest classes, not an answer" in html and '<ol class="top closest">' in html
+    assert "The model is unsure" not in html
+
+
+def test_a_known_upload_has_a_label_and_no_closest(model_dir, tmp_path):
+    client = verdict_client(model_dir, tmp_path, ACCEPT_ALL)
+    pred = post_images(client, ("w.png", blank())).json["predictions"][0]
+    assert pred["known"] is True and pred["label"] in CLASSES and "closest" not in pred
+    assert pred["confidence"] == pred["top"][0]["probability"]
+    html = client.post("/", data={"image": (io.BytesIO(blank()), "w.png")}).get_data(as_text=True)
+    assert "look like any of" not in html and 'class="none"' not in html
+
+
+def test_blank_and_noise_images_are_none_of_these_for_the_fixture_model(real, model_dir):
+    """The fixture's own detector, unchanged: blank and noise images score far below its
+    threshold, the model's example images (export keeps known ones) at or above it, as
+    Classifier.run computes it."""
+    from image_classifier.litert.classifier import Classifier
+
+    clf = Classifier.from_dir(model_dir)
+    model = real.get("/api/v1/model").json
+    threshold = model["ood"]["threshold"]
+    assert model["ood"]["method"] == clf.detector.method and threshold == clf.detector.threshold
+    assert model["temperature"] == pytest.approx(clf.card.temperature)
+    examples = sorted((model_dir / "examples").glob("*.png"))
+    files = [("white.png", blank(255)), ("black.png", blank(0)), ("noise.png", noise())]
+    files += [(p.name, p.read_bytes()) for p in examples]
+    preds = post_images(real, *files).json["predictions"]
+    # One batch, as the app runs it (LiteRT's sums differ a little with the batch size).
+    expected = clf.run(np.stack([clf.preprocess(data) for _, data in files]))
+    for (name, _), pred, score, known in zip(
+        files, preds, expected.scores, expected.known, strict=True
+    ):
+        assert pred["ood_score"] == pytest.approx(float(score), rel=1e-6), name
+        assert pred["known"] is bool(known), name
+    assert [p["known"] for p in preds] == [False] * 3 + [True] * len(examples)
+    assert all(p["ood_score"] < threshold for p in preds[:3])
+    assert all(p["label"] is None and len(p["closest"]) == 3 for p in preds[:3])
+
+
+@pytest.mark.parametrize("threshold", [ACCEPT_ALL, REJECT_ALL])
+@pytest.mark.parametrize(
+    ("body", "status"), [(b"", 400), (b"just some text", 422), (truncated(), 422), (bomb(), 413)]
+)
+def test_bad_input_stays_an_error_whatever_the_detector(
+    model_dir, tmp_path, threshold, body, status
+):
+    """The score never turns an error into a guess: a bad file, alone or beside a good one,
+    gets its 4xx and no prediction, on the API, the KServe route and the page."""
+    client = verdict_client(model_dir, tmp_path, threshold)
+    res = post_images(client, ("good.png", image_bytes(0)), ("bad.png", body))
+    assert res.status_code == status and set(res.json) == {"error"}
+    assert "file 2 (bad.png)" in res.json["error"]["message"] or status == 400
+    if body:
+        instances = [{"b64": base64.b64encode(body).decode()}]
+        kserve = client.post("/v1/models/image-classifier:predict", json={"instances": instances})
+        assert kserve.status_code == status and "predictions" not in kserve.json
+    page = client.post("/", data={"image": (io.BytesIO(body), "bad.png")})
+    assert page.status_code == status and 'id="label"' not in page.get_data(as_text=True)
+    assert client.get("/api/v1/drift").json["profile"]["total"] == 0
+
+
+def test_unknown_predictions_are_counted_in_metrics_and_the_log(model_dir, tmp_path, caplog):
+    client = verdict_client(model_dir, tmp_path, REJECT_ALL)
+
+    def unknown_total() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        version = client.get("/api/v1/model").json["version"]
+        line = f'unknown_predictions_total{{model_version="{version}"}} '
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+    before = unknown_total()
+    with caplog.at_level("INFO", logger="webapp.access"):
+        post_images(client, ("a.png", image_bytes(0)), ("b.png", image_bytes(1)))
+    assert unknown_total() - before == 2
+    lines = [json.loads(r.message) for r in caplog.records if r.name == "webapp.access"]
+    (line,) = [line for line in lines if line["path"] == "/api/v1/predict"]
+    assert line["known"] == [False, False] and line["label"] == ["cat", "dog"]
+
+
+def test_the_page_says_what_images_the_model_expects(client):
+    html = client.get("/").get_data(as_text=True)
+    assert "It tells 3 classes apart: cat, crème brûlée, dog." in html
+    assert "one object per image" in html
+    assert "squared to 12×12 pixels in grayscale" in html
+
+
+# ---- try it in one click -------------------------------------------------------------------
+
+
+def test_the_page_offers_the_example_images_and_one_click_classifies_one(model_dir, tmp_path):
+    """Each example of model.json is a thumbnail in its own small form; posting it
+    classifies the file the export stage wrote, as an upload of it would."""
+    client = verdict_client(model_dir, tmp_path, None)  # the fixture's own detector
+    examples = json.loads((model_dir / "model.json").read_text())["examples"]
+    assert len(examples) == 3
+    html = client.get("/").get_data(as_text=True)
+    for i, example in enumerate(examples):
+        assert f'<form method="post" action="/example/{i}#result">' in html
+        assert f'<img src="/example/{i}.png" alt="example: {example["label"]}"' in html
+        thumb = client.get(f"/example/{i}.png")
+        assert thumb.status_code == 200 and thumb.mimetype == "image/png"
+        assert thumb.data == (model_dir / example["file"]).read_bytes()
+        page = client.post(f"/example/{i}")
+        shown = page.get_data(as_text=True)
+        assert page.status_code == 200, shown
+        # export ships examples the model gets right and calls known
+        assert f'<h2 id="label">{example["label"]} <small>' in shown
+        assert f"Example: a test image labelled {example['label']}" in shown
+        assert 'id="heatmap"' in shown and 'id="feedback"' not in shown
+        upload = post_images(client, ("x.png", thumb.data)).json["predictions"][0]
+        assert upload["label"] == example["label"] and upload["known"] is True
+    # Clicks on examples are not traffic: the drift counts hold only the 3 uploads.
+    assert client.get("/api/v1/drift").json["profile"]["total"] == 3
+
+
+@pytest.mark.parametrize(
+    "path", ["/example/3", "/example/-1", "/example/abc", "/example/..%2Fmodel.json", "/example/"]
+)
+def test_an_example_index_that_does_not_exist_is_404(client, path):
+    assert client.post(path).status_code == 404
+    assert client.get(path + ".png").status_code == 404
+
+
+def test_examples_are_read_by_index_only(client, app):
+    assert client.get("/example/0").status_code == 405  # classifying is a POST, like uploads
+    res = client.post("/example/0", data={"path": "/etc/passwd", "file": "../model.json"})
+    assert res.status_code == 200 and "root:" not in res.get_data(as_text=True)
+    state = app.extensions["model_state"]
+    assert [e.path.parent.name for e in state.examples] == ["examples"] * 3
+    assert client.post("/example/0", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+
+
+def test_model_json_examples_outside_the_examples_folder_are_left_out(
+    model_dir, tmp_path, default_params
+):
+    examples = [
+        {"file": "model.json", "label": "cat"},
+        {"file": "examples/../model.tflite", "label": "cat"},
+        {"file": "/etc/hostname", "label": "cat"},
+        {"file": "examples\\..\\model.json", "label": "cat"},
+        {"file": "examples/..", "label": "cat"},
+        {"file": "examples", "label": "cat"},
+        {"file": "examples/000.png", "label": "not a class"},
+        {"file": "examples/404.png", "label": "cat"},
+        {"file": 3, "label": "cat"},
+        "examples/000.png",
+        {"file": "examples/002.png", "label": "dog"},
+    ]
+    model = model_copy(model_dir, tmp_path / "model", examples=examples)
+    client = create_app(model_dir=model, params_file=default_params).test_client()
+    html = client.get("/").get_data(as_text=True)
+    assert html.count('action="/example/') == 1 and 'alt="example: dog"' in html
+    assert client.get("/example/0.png").data == (model / "examples/002.png").read_bytes()
+    assert client.post("/example/1").status_code == 404
+    no_examples = model_copy(model_dir, tmp_path / "bare", examples=None)
+    html = create_app(model_dir=no_examples, params_file=default_params).test_client().get("/")
+    assert 'id="examples"' not in html.get_data(as_text=True)
+
+
+def test_examples_need_the_model(tmp_path, default_params):
+    client = create_app(model_dir=tmp_path, params_file=default_params).test_client()
+    assert client.post("/example/0").status_code == 503
+    assert 'id="examples"' not in client.get("/").get_data(as_text=True)
+
+
+# ---- the model card on /model --------------------------------------------------------------
+
+
+def test_model_page_shows_the_model_card_and_how_the_model_is_served(
+    model_dir, reports_dir, monkeypatch, default_params
+):
+    client = model_page(model_dir, reports_dir, monkeypatch, default_params)
+    page = client.get("/model").get_data(as_text=True)
+    card = json.loads((model_dir / "model.json").read_text())
+    assert f"<h2>Model card: image classifier <code>{card['version']}</code></h2>" in page
+    assert '<section id="model-card" class="model-card">' in page
+    assert "<h3>Out-of-distribution behaviour</h3>" in page and "<table><thead><tr><th>" in page
+    assert "pipeline_tag" not in page  # the front matter is metadata for the Hub
+    served = page.split('id="served-as">', 1)[1].split("</p>", 1)[0]
+    assert f"temperature {card['calibration']['temperature']:.3g}" in served
+    assert card["ood"]["method"] in served and f"{card['ood']['threshold']:.4g}" in served
+    assert "accept 95% of the validation images" in served
+
+
+def test_model_card_is_escaped_and_shown_only_for_the_served_model(
+    model_dir, reports_dir, tmp_path, monkeypatch, default_params
+):
+    version = json.loads((model_dir / "model.json").read_text())["version"]
+    shipped = tmp_path / "reports"
+    shutil.copytree(reports_dir, shipped)
+    hostile = (
+        f"# Card for `{version}` <script>alert(1)</script>\n\n"
+        '<img src=x onerror="alert(2)"> [click](javascript:alert(3)) '
+        "[docs](https://example.com/?a=1&b=2) ![cm](eval/confusion.png)\n\n"
+        "| class <b>x</b> | n |\n|---|--:|\n| cat | 3 |\n"
+    )
+    (shipped / "model_card.md").write_text(hostile, encoding="utf-8")
+    page = model_page(model_dir, shipped, monkeypatch, default_params).get("/model")
+    html = page.get_data(as_text=True)
+    card = html.split('id="model-card"', 1)[1].split("</section>", 1)[0]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in card and "<script" not in card
+    assert "&lt;img src=x onerror=" in card and "<img src=x" not in card
+    assert "javascript" not in card and "click" in card  # the text stays, the link goes
+    assert '<a href="https://example.com/?a=1&amp;b=2" rel="nofollow noopener noreferrer">' in card
+    assert '<img src="model/confusion.png" alt="cm">' in card
+    assert '<th>class &lt;b&gt;x&lt;/b&gt;</th><th class="right">n</th>' in card
+    (shipped / "model_card.md").write_text("# Card for model 0ld-model\n", encoding="utf-8")
+    html = model_page(model_dir, shipped, monkeypatch, default_params).get("/model")
+    assert 'id="model-card"' not in html.get_data(as_text=True)

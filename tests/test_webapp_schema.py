@@ -71,3 +71,61 @@ def test_api_conforms_to_its_openapi_document(base_url, tmp_path):
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "passed" in result.stdout.lower()
+
+
+def test_known_and_unknown_answers_match_the_document(model_dir, tmp_path, monkeypatch):
+    """Real answers, not fuzzed ones (which are mostly 4xx): a known and an unknown image on
+    /api/v1/predict (with heat maps), the KServe route, the model, the drift counts and
+    feedback, each checked against openapi.yaml, which would refuse a missing verdict."""
+    import base64
+    import io
+    import json
+    import shutil
+
+    import requests
+    import schemathesis
+    import yaml
+    from PIL import Image
+
+    from conftest import pattern, png
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "webapp/openapi.yaml").read_text())
+    schema = schemathesis.openapi.from_dict(spec)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRIFT_DB", raising=False)
+    images = [("a.png", png(pattern(0, 0))), ("blank.png", png(Image.new("L", (12, 12), 255)))]
+    seen = set()
+    for threshold in (-1e30, 1e30):  # every image known; every image "none of these"
+        folder = tmp_path / str(threshold)
+        shutil.copytree(model_dir, folder / "model")
+        card = json.loads((folder / "model" / "model.json").read_text())
+        card["ood"]["threshold"] = threshold
+        (folder / "model" / "model.json").write_text(json.dumps(card))
+        params = folder / "params.yaml"
+        params.write_text(f"serve:\n  feedback: true\n  drift_db: {folder / 'app.sqlite'}\n")
+        client = create_app(model_dir=folder / "model", params_file=params).test_client()
+        form = {"image": [(io.BytesIO(data), name) for name, data in images]}
+        res = client.post("/api/v1/predict?explain=true", data=form)
+        schema["/api/v1/predict"]["POST"].validate_response(res)
+        seen |= {p["known"] for p in res.json["predictions"]}
+        instances = [{"b64": base64.b64encode(data).decode()} for _, data in images]
+        res = client.post("/v1/models/image-classifier:predict", json={"instances": instances})
+        schema["/v1/models/{name}:predict"]["POST"].validate_response(res)
+        schema["/api/v1/model"]["GET"].validate_response(client.get("/api/v1/model"))
+        schema["/api/v1/drift"]["GET"].validate_response(client.get("/api/v1/drift"))
+        body = {"image": (io.BytesIO(images[1][1]), "b.png"), "label": "cat"}
+        res = client.post("/api/v1/feedback", data=body)
+        assert res.status_code == 201
+        schema["/api/v1/feedback"]["POST"].validate_response(res)
+    assert seen == {True, False}
+    # The check has teeth: a prediction without its verdict is refused.
+    fake = requests.Response()
+    fake.status_code, fake.headers["Content-Type"] = 200, "application/json"
+    fake._content = json.dumps(
+        {"model_version": "v", "predictions": [{"filename": "a", "label": None}]}
+    ).encode()
+    fake.request = requests.Request("POST", "http://localhost/api/v1/predict").prepare()
+    with pytest.raises(BaseExceptionGroup) as refused:  # schemathesis' FailureGroup
+        schema["/api/v1/predict"]["POST"].validate_response(fake)
+    failures = refused.value.exceptions
+    assert any("is a required property" in str(f) for f in failures), failures

@@ -117,7 +117,45 @@ def test_procfile_serves_predictions_over_http(server):
     files = {"image": ("a.png", png(pattern(0, 1)), "image/png")}
     res = requests.post(f"{url}/api/v1/predict", files=files, timeout=10)
     assert res.status_code == 200
-    assert res.json()["predictions"][0]["label"] in ("cat", "crème brûlée", "dog")
+    pred = res.json()["predictions"][0]
+    assert pred["label"] in (("cat", "crème brûlée", "dog") if pred["known"] else (None,))
+
+
+def test_workers_say_none_of_these_and_count_it_across_workers(server):
+    """Blank images, far below the fixture detector's threshold, through the real workers:
+    each is unknown, with its closest classes, and /metrics (summed over the workers) and
+    /api/v1/drift (PostgreSQL) count every one."""
+    from PIL import Image
+
+    url, _ = server
+    blank = png(Image.new("L", (12, 12), 255))
+
+    def unknown_counted() -> tuple[float, int]:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        metric = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "unknown_predictions"
+            for sample in family.samples
+            if sample.name == "unknown_predictions_total"
+        )
+        return metric, requests.get(f"{url}/api/v1/drift", timeout=10).json()["profile"]["unknown"]
+
+    metric_before, drift_before = unknown_counted()
+
+    def send(_) -> dict:
+        files = {"image": ("blank.png", blank, "image/png")}
+        return requests.post(f"{url}/api/v1/predict", files=files, timeout=30).json()
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = [r["predictions"][0] for r in pool.map(send, range(24))]
+    assert all(a["known"] is False and a["label"] is None for a in answers)
+    assert all(len(a["closest"]) == 3 for a in answers)
+    deadline = time.monotonic() + 15  # each worker writes its counts within a second
+    while unknown_counted()[1] - drift_before < 24 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    metric_after, drift_after = unknown_counted()
+    assert metric_after - metric_before == 24 and drift_after - drift_before == 24
 
 
 def test_web_concurrency_sets_worker_count(server):

@@ -1,8 +1,14 @@
-"""JSON API: /api/v1/* and the TensorFlow Serving / KServe V1 REST shape. Cookie-less, no CSRF."""
+"""JSON API: /api/v1/* and the TensorFlow Serving / KServe V1 REST shape. Cookie-less, no CSRF.
+
+An image the out-of-distribution detector rejects ("none of these") gets `known: false` and
+`label: null`, with its score and its closest classes under `closest`, never under `top`:
+the closest classes are not an answer (webapp/openapi.yaml).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -24,15 +30,43 @@ def state() -> ModelState:
     return current_app.extensions["model_state"]
 
 
+def ranked(result: Result) -> list[dict]:
+    return [{"label": name, "probability": p} for name, p in result.top]
+
+
 def prediction_json(result: Result) -> dict:
-    label, confidence = result.top[0]
-    return {
+    """A known image: its label, confidence and top-k. An unknown one: label and confidence
+    null, its closest classes under `closest`."""
+    body = {
         "filename": result.name,
-        "label": label,
-        "confidence": confidence,
+        "label": result.label,
+        "confidence": result.top[0][1] if result.known else None,
         "unsure": result.unsure,
-        "top": [{"label": name, "probability": p} for name, p in result.top],
+        "known": result.known,
+        "ood_score": result.score,
     }
+    body["top" if result.known else "closest"] = ranked(result)
+    return body
+
+
+def kserve_json(result: Result) -> dict:
+    """One instance's prediction: every class's probability in the model's class order, and
+    the same verdict as /api/v1/predict."""
+    body = {
+        "probabilities": [float(p) for p in result.probs],
+        "label": result.label,
+        "known": result.known,
+        "ood_score": result.score,
+    }
+    if not result.known:
+        body["closest"] = ranked(result)
+    return body
+
+
+def finite(value):
+    """JSON has no infinity: a non-finite number (a detector threshold set on no images)
+    becomes null."""
+    return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
 @bp.post("/api/v1/predict")
@@ -54,6 +88,7 @@ def predict():
 def model():
     st = state()
     info = describe(st.require().card)
+    info["ood"] = {key: finite(value) for key, value in info["ood"].items()}
     info.update(top_k=st.settings.top_k, unsure_threshold=st.settings.unsure_threshold)
     return jsonify(info)
 
@@ -99,4 +134,4 @@ def kserve_predict(target: str):
     uploads: list[Upload] = b64_instances(body, st.settings.max_files)
     results = st.classify(uploads)
     record(results)
-    return jsonify(predictions=[[float(p) for p in r.probs] for r in results])
+    return jsonify(predictions=[kserve_json(r) for r in results])

@@ -53,7 +53,11 @@ def store_feedback(upload: Upload) -> tuple[Item, bool]:
     clf = st.require()
     label = _label(clf.card.classes)
     result = st.classify([upload])[0]
+    # What the model answered: its top class, or NONE for an image it calls unknown (the
+    # probability is then its closest class's).
     predicted, probability = result.top[0]
+    if not result.known:
+        predicted = NONE
     try:
         return store.add(upload.data, label, predicted, probability, clf.card.version)
     except StoreFullError as exc:

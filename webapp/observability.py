@@ -30,6 +30,12 @@ LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 PREDICTIONS = Counter("predictions_total", "Predicted top-1 class", ["label", "model_version"])
+UNKNOWN = Counter(
+    "unknown_predictions_total",
+    'Predictions the detector called unknown ("none of these"); predictions_total counts '
+    "them too, under their closest class",
+    ["model_version"],
+)
 CONFIDENCE = Histogram(
     "prediction_confidence",
     "Top-1 probability of each prediction",
@@ -38,9 +44,12 @@ CONFIDENCE = Histogram(
 )
 
 
-def record(results) -> None:
-    """Hand predictions to the request log and the metrics: labels and confidences only."""
-    g.predictions = [(r.top[0][0], r.top[0][1]) for r in results]
+def record(results, drift: bool = True) -> None:
+    """Hand predictions to the request log and the metrics: top-1 class, its probability and
+    whether the image is known, nothing else. drift=False keeps them out of the drift
+    counts (the page's example images are the model's own test images, not traffic)."""
+    g.predictions = [(r.top[0][0], r.top[0][1], r.known) for r in results]
+    g.count_drift = drift
 
 
 def render() -> tuple[bytes, str]:
@@ -63,11 +72,14 @@ def init_app(app: Flask, model_version: str) -> None:
         REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         LATENCY.labels(route).observe(elapsed)
         predictions = g.get("predictions", [])
-        for label, confidence in predictions:
+        for label, confidence, known in predictions:
             PREDICTIONS.labels(label, model_version).inc()
             CONFIDENCE.labels(model_version).observe(confidence)
+            if not known:
+                UNKNOWN.labels(model_version).inc()
         store = app.extensions.get("drift_store")
-        if store is not None and predictions and response.status_code < 400:
+        counted = g.get("count_drift", True)
+        if store is not None and predictions and counted and response.status_code < 400:
             # Only counted in memory here; the store's timer writes them and logs a failure,
             # so drift counts never fail a prediction.
             store.record(model_version, predictions)
@@ -79,7 +91,8 @@ def init_app(app: Flask, model_version: str) -> None:
             "pid": os.getpid(),  # which gunicorn worker served it
         }
         if predictions:
-            line["label"] = [label for label, _ in predictions]
-            line["confidence"] = [round(c, 4) for _, c in predictions]
+            line["label"] = [label for label, _, _ in predictions]
+            line["confidence"] = [round(c, 4) for _, c, _ in predictions]
+            line["known"] = [known for _, _, known in predictions]
         access_log.info(json.dumps(line, ensure_ascii=False))
         return response

@@ -16,12 +16,24 @@ from webapp.uploads import form_uploads
 bp = Blueprint("pages", __name__)
 
 
+# "This doesn't look like any of: ..." names at most this many classes, then how many more.
+NAMED_CLASSES = 12
+
+
 def render_page(status: int = 200, **context):
     st: ModelState = current_app.extensions["model_state"]
     card = st.classifier.card if st.classifier else None
     context.setdefault("error", None)
     context.setdefault("thanks", None)
-    html = render_template("index.html", card=card, settings=st.settings, **context)
+    context.setdefault("example", None)
+    html = render_template(
+        "index.html",
+        card=card,
+        settings=st.settings,
+        examples=st.examples if card else [],
+        named_classes=NAMED_CLASSES,
+        **context,
+    )
     return html, status
 
 
@@ -40,6 +52,28 @@ def upload():
     return render_page(
         result=result, preview=preview, heatmap=heatmap, feedback_b64=_resendable(uploads[0].data)
     )
+
+
+@bp.post("/example/<int:index>")
+def classify_example(index: int):
+    """One click on an example image: the model's own test image, read from the model folder
+    by its index in model.json `examples` (never a path from the request). Not counted in
+    the drift counts: it is not traffic."""
+    st: ModelState = current_app.extensions["model_state"]
+    upload = st.example(index)
+    result = st.classify([upload])[0]
+    record([result], drift=False)
+    preview, heatmap = st.explain(upload, result)
+    example = st.examples[index]
+    return render_page(result=result, preview=preview, heatmap=heatmap, example=example)
+
+
+@bp.get("/example/<int:index>.png")
+def example_image(index: int):
+    st: ModelState = current_app.extensions["model_state"]
+    upload = st.example(index)
+    headers = {"Content-Type": "image/png", "Cache-Control": "public, max-age=300"}
+    return upload.data, 200, headers
 
 
 def _resendable(data: bytes) -> str | None:

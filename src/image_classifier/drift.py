@@ -6,9 +6,12 @@
 Compares the live distribution of predictions for one model version (default: the exported
 model's) with the same model's predictions on the test split (reports/eval/predictions.csv):
 the population stability index (PSI) of the predicted classes, the PSI of the top-1 confidence
-histogram, and the shift of the mean confidence. Prints a table; exits 1 when a threshold in
-params.yaml `drift:` is crossed (so a scheduled job can open a retraining issue), 0 otherwise,
-including when there are too few live predictions to judge.
+histogram, the shift of the mean confidence, and the rise of the unknown rate (the share the
+out-of-distribution detector calls "none of these"; the test split's rate comes from
+predictions.csv's `known` column, or else is the detector's design rate, 1 - ood.accept in
+saved_models/model.json). Prints a table; exits 1 when a threshold in params.yaml `drift:` is
+crossed (so a scheduled job can open a retraining issue), 0 otherwise, including when there
+are too few live predictions to judge.
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def read_profile(target: str, version: str) -> Profile:
         db.close()
 
 
+def design_unknown_rate(model_card: Path) -> float | None:
+    """1 - ood.accept of model.json: the share of in-distribution images the detector's
+    threshold was set to reject. None without a model.json or a detector."""
+    if not model_card.is_file():
+        return None
+    accept = json.loads(model_card.read_text(encoding="utf-8")).get("ood", {}).get("accept")
+    return None if accept is None else 1.0 - float(accept)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.drift", description=__doc__)
     source = parser.add_mutually_exclusive_group()
@@ -63,15 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--version", help="model version (default: the served one, or saved_models/model.json's)"
     )
     parser.add_argument("--reference", type=Path, default=config.PREDICTIONS_FILE)
+    parser.add_argument(
+        "--model-card",
+        type=Path,
+        default=config.MODEL_CARD,
+        help="the exported model.json: its version, and its detector's design unknown rate",
+    )
     parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
         reference = reference_profile(args.reference)
+        # The test split's rate when predictions.csv has it, else the detector's design rate.
+        design = design_unknown_rate(args.model_card) if reference.unknown is None else None
         if args.url:
             version, live = fetch_profile(args.url, args.version)
         else:
-            version = args.version or json.loads(config.MODEL_CARD.read_text())["version"]
+            version = args.version or json.loads(args.model_card.read_text())["version"]
             target = args.database_url or str(args.db or params.serve.drift_db)
             live = read_profile(target, version)
     except (
@@ -84,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"drift: {exc}", file=sys.stderr)
         return 2
-    report = compare(reference, live, params.drift)
+    report = compare(reference, live, params.drift, design)
     print(format_report(report, version))
     return 1 if report.drifted else 0
 

@@ -448,7 +448,11 @@ class ServeParams(_Section):
 
     top_k: int = param(3, "Classes shown per image, on the page and in the API.", ge=1)
     unsure_threshold: float = param(
-        0.6, "Below this top-1 probability the page says the model is unsure.", ge=0, le=1
+        0.6,
+        "Below this top-1 probability the page and the API say the model is unsure (of a known "
+        'image: one the detector calls unknown gets "none of these" instead).',
+        ge=0,
+        le=1,
     )
     max_upload_mb: float = param(8.0, "Largest request body; larger gets 413.", gt=0)
     max_files: int = param(16, "Images per API request.", ge=1)
@@ -546,6 +550,14 @@ class DriftParams(_Section):
     )
     max_confidence_psi: float = param(0.2, "... of the top-1 confidence histogram.", gt=0)
     max_confidence_drop: float = param(0.1, "Largest fall of the mean top-1 confidence.", gt=0)
+    max_unknown_rate_increase: float = param(
+        0.1,
+        'Largest rise of the unknown rate, the share of predictions the detector calls "none '
+        "of these\" (`known: false`), over the test split's (or 1 - ood.accept when "
+        "reports/eval/predictions.csv has no `known` column); 0.1 = 10 percentage points.",
+        gt=0,
+        le=1,
+    )
     min_samples: int = param(
         200, "Below this many live predictions the check does not judge.", ge=1
     )

@@ -7,6 +7,12 @@ PATHs are image files or folders (searched recursively, hidden files ignored). I
 in batches, so memory stays bounded however many there are. Unreadable files are reported and
 skipped; the exit status is 1 if any were.
 
+Each image gets the model's calibrated top-k classes and its out-of-distribution verdict:
+`known` is false for an image that looks like none of the classes (its score, `ood_score`,
+is below the detector's threshold), and its top-k classes are then only the closest ones.
+The table marks such a row "unknown"; the CSV has `known` (true/false) and `ood_score`
+columns (empty without a detector).
+
 --shard I/N (I = 0 .. N-1) predicts only this machine's share: N machines given the same
 PATHs and shards 0/N .. N-1/N cover every file exactly once. A file's shard depends on its
 path below the folder given (a hash), not on the listing order, so the machines need not see
@@ -20,6 +26,7 @@ import contextlib
 import csv
 import hashlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,7 +48,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Prediction:
     path: str
-    top: list[tuple[str, float]]
+    top: list[tuple[str, float]]  # when not known: the closest classes, not an answer
+    known: bool = True
+    score: float | None = None  # out-of-distribution score; None without a detector
 
 
 def expand_paths(paths: Iterable[Path], shard: tuple[int, int] = (0, 1)) -> Iterator[Path]:
@@ -91,9 +100,12 @@ def predict_paths(
     names: list[str] = []
 
     def flush() -> Iterator[Prediction]:
-        probs = clf.predict(np.stack(batch))
-        for name, p in zip(names, probs, strict=True):
-            yield Prediction(name, clf.top_k(p, top_k))
+        out = clf.run(np.stack(batch))
+        for name, p, known, score in zip(
+            names, out.probabilities, out.known, out.scores, strict=True
+        ):
+            finite = float(score) if math.isfinite(score) else None
+            yield Prediction(name, clf.top_k(p, top_k), bool(known), finite)
         batch.clear()
         names.clear()
 
@@ -112,18 +124,28 @@ def predict_paths(
 
 
 def csv_header(top_k: int) -> list[str]:
-    return ["path"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "prob")]
+    ranked = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "prob")]
+    return ["path", "known", "ood_score", *ranked]
+
+
+def score_text(score: float | None) -> str:
+    return "" if score is None else f"{score:.6g}"
 
 
 def csv_row(pred: Prediction, top_k: int) -> list[str]:
-    cells = [pred.path]
+    cells = [pred.path, "true" if pred.known else "false", score_text(pred.score)]
     for label, prob in pred.top:
         cells += [label, f"{prob:.6f}"]
-    return cells + [""] * (1 + 2 * top_k - len(cells))
+    return cells + [""] * (3 + 2 * top_k - len(cells))
 
 
 def table_line(pred: Prediction) -> str:
-    return f"{pred.path}\t" + "\t".join(f"{label} ({prob:.3f})" for label, prob in pred.top)
+    """path, known or unknown, the score, then the classes (an unknown image's closest)."""
+    ranked = [f"{label} ({prob:.3f})" for label, prob in pred.top]
+    if not pred.known:
+        ranked[0] = "closest: " + ranked[0]
+    verdict = "known" if pred.known else "unknown"
+    return "\t".join([pred.path, verdict, f"ood_score {score_text(pred.score) or '-'}", *ranked])
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -139,7 +161,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         disable=not args.progress,
     )
     errors: list[str] = []
-    count = 0
+    count = unknown = 0
     with contextlib.ExitStack() as stack:
         writer = None
         if args.csv:
@@ -148,11 +170,17 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             writer.writerow(csv_header(args.top_k))
         for pred in predict_paths(clf, progress, args.top_k, args.batch_size, errors):
             count += 1
+            unknown += not pred.known
             if writer:
                 writer.writerow(csv_row(pred, args.top_k))
             if not args.quiet:
                 print(table_line(pred), file=out)
-    log.info("predicted %d images; %d could not be read", count, len(errors))
+    log.info(
+        "predicted %d images (%d unknown: none of the classes); %d could not be read",
+        count,
+        unknown,
+        len(errors),
+    )
     return 1 if errors else 0
 
 

@@ -30,19 +30,23 @@ document.addEventListener("DOMContentLoaded", () => {
     showPreview();
   });
 
-  form.addEventListener("submit", async (event) => {
+  // The upload form and each example's one-click form: post, then show the new result.
+  const submitInPlace = (target) => target.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const button = form.querySelector("button");
+    const button = target.querySelector("button");
     button.disabled = true;
     try {
-      const response = await fetch(form.action, { method: "POST", body: new FormData(form) });
+      const response = await fetch(target.action, { method: "POST", body: new FormData(target) });
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
       const fresh = page.getElementById("result");
       if (fresh) document.getElementById("result").replaceWith(fresh);
+      if (target !== form && fresh) fresh.scrollIntoView({ block: "start" });
     } catch (err) {
       document.getElementById("result").textContent = "Upload failed: " + err;
     } finally {
       button.disabled = false;
     }
   });
+  submitInPlace(form);
+  document.querySelectorAll("#examples form").forEach(submitInPlace);
 });

@@ -1,4 +1,5 @@
-"""What the web app has predicted, per model version: top-1 class x confidence-bucket counts.
+"""What the web app has predicted, per model version: top-1 class x confidence-bucket counts,
+and how many of the predictions the detector called unknown ("none of these").
 
 Counts only (no images, no inputs), in the app's database (monitoring/database.py): a SQLite
 file by default, PostgreSQL when DATABASE_URL is set, where every instance adds to one table.
@@ -33,8 +34,13 @@ RETRY_EVERY_S = 5.0
 log = logging.getLogger(__name__)
 
 UPSERT = sa.text(
-    "INSERT INTO predictions VALUES (:version, :label, :bucket, :n) ON CONFLICT "
-    "(model_version, label, bucket) DO UPDATE SET count = predictions.count + excluded.count"
+    "INSERT INTO predictions (model_version, label, bucket, count) "
+    "VALUES (:version, :label, :bucket, :n) ON CONFLICT (model_version, label, bucket) "
+    "DO UPDATE SET count = predictions.count + excluded.count"
+)
+UPSERT_UNKNOWN = sa.text(
+    "INSERT INTO unknown_predictions (model_version, count) VALUES (:version, :n) "
+    "ON CONFLICT (model_version) DO UPDATE SET count = unknown_predictions.count + excluded.count"
 )
 
 
@@ -44,28 +50,53 @@ def bucket(confidence: float) -> int:
 
 @dataclass
 class Profile:
-    """A distribution of predictions: counts per top-1 class and per confidence bucket."""
+    """A distribution of predictions: counts per top-1 class and per confidence bucket, and
+    how many were unknown. Every prediction counts under its top-1 class, the unknown ones
+    too (their closest class); `unknown` is None when the source does not count them."""
 
     labels: dict[str, int] = field(default_factory=dict)
     confidence: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    unknown: int | None = 0
 
     @property
     def total(self) -> int:
         return sum(self.labels.values())
 
-    def add(self, label: str, confidence: float, count: int = 1) -> None:
+    @property
+    def unknown_rate(self) -> float | None:
+        """The share of predictions the detector called unknown; None when not counted or
+        when there are no predictions."""
+        if self.unknown is None or not self.total:
+            return None
+        return self.unknown / self.total
+
+    def add(self, label: str, confidence: float, count: int = 1, known: bool = True) -> None:
         self.labels[label] = self.labels.get(label, 0) + count
         self.confidence[bucket(confidence)] += count
+        if not known and self.unknown is not None:
+            self.unknown += count
 
     def to_json(self) -> dict:
-        return {"total": self.total, "labels": self.labels, "confidence": self.confidence}
+        return {
+            "total": self.total,
+            "labels": self.labels,
+            "confidence": self.confidence,
+            "unknown": self.unknown,
+            "unknown_rate": self.unknown_rate,
+        }
 
     @classmethod
     def from_json(cls, raw: dict) -> Profile:
         confidence = [int(c) for c in raw["confidence"]]
         if len(confidence) != BUCKETS:
             raise ValueError(f"expected {BUCKETS} confidence buckets, got {len(confidence)}")
-        return cls({str(k): int(v) for k, v in raw["labels"].items()}, confidence)
+        # An app of an earlier release sends no "unknown": not counted, not zero.
+        unknown = raw.get("unknown")
+        return cls(
+            {str(k): int(v) for k, v in raw["labels"].items()},
+            confidence,
+            None if unknown is None else int(unknown),
+        )
 
 
 # Stores still open: gunicorn workers leave through sys.exit (max_requests, SIGTERM) without
@@ -87,6 +118,7 @@ class DriftStore:
         self.db = db
         self.flush_every_s = flush_every_s
         self._pending: Counter[tuple[str, str, int]] = Counter()
+        self._pending_unknown: Counter[str] = Counter()  # by model version
         self._timer: threading.Timer | None = None
         self._failing = False
         self._closed = False
@@ -94,9 +126,14 @@ class DriftStore:
         self._writing = threading.Lock()  # one write at a time; close() waits for it
         _OPEN.add(self)
 
-    def record(self, version: str, predictions: Iterable[tuple[str, float]]) -> None:
+    def record(self, version: str, predictions: Iterable[tuple[str, float, bool]]) -> None:
+        """Count predictions: (top-1 class, its probability, known). A pair (class,
+        probability) counts as known."""
         with self._lock:
-            self._pending.update((version, label, bucket(conf)) for label, conf in predictions)
+            for label, conf, *known in predictions:
+                self._pending[(version, label, bucket(conf))] += 1
+                if known and not known[0]:
+                    self._pending_unknown[version] += 1
             self._schedule(self.flush_every_s)
 
     def _schedule(self, delay: float) -> None:
@@ -119,17 +156,22 @@ class DriftStore:
         with self._writing:
             with self._lock:
                 batch, self._pending = self._pending, Counter()
+                unknown, self._pending_unknown = self._pending_unknown, Counter()
             if not batch:
                 return
             rows = [
                 {"version": v, "label": k, "bucket": b, "n": n} for (v, k, b), n in batch.items()
             ]
+            unknown_rows = [{"version": v, "n": n} for v, n in unknown.items()]
             try:
-                with self.db.begin() as conn:
+                with self.db.begin() as conn:  # both or neither
                     conn.execute(UPSERT, rows)
+                    if unknown_rows:
+                        conn.execute(UPSERT_UNKNOWN, unknown_rows)
             except DatabaseUnavailableError as exc:
                 with self._lock:
                     self._pending.update(batch)
+                    self._pending_unknown.update(unknown)
                     first, self._failing = not self._failing, True
                     if self._timer is not None:  # whatever it was set for, retry on time
                         self._timer.cancel()
@@ -153,7 +195,11 @@ class DriftStore:
                 sa.text("SELECT label, bucket, count FROM predictions WHERE model_version = :v"),
                 {"v": version},
             ).all()
-        profile = Profile()
+            unknown = conn.execute(
+                sa.text("SELECT count FROM unknown_predictions WHERE model_version = :v"),
+                {"v": version},
+            ).scalar()
+        profile = Profile(unknown=int(unknown or 0))
         for label, b, count in rows:
             profile.labels[label] = profile.labels.get(label, 0) + count
             profile.confidence[b] += count

@@ -68,6 +68,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX feedback_created ON feedback (created_at)",
         ],
     ),
+    (
+        3,
+        [
+            # Predictions the detector called unknown ("none of these"), per model version;
+            # each is also counted in `predictions` under its closest class. A table of its
+            # own, so an app of an earlier release (a rollback) still writes `predictions`.
+            """CREATE TABLE unknown_predictions (
+                model_version TEXT NOT NULL PRIMARY KEY,
+                count BIGINT NOT NULL)""",
+        ],
+    ),
 ]
 # Every driver error counts: a count or a feedback item is never lost to an unexpected one.
 UNAVAILABLE = (sa.exc.DBAPIError, sa.exc.TimeoutError, sa.exc.DisconnectionError, OSError)

@@ -1,8 +1,9 @@
 """Drift statistics: how far live predictions have moved from the test split's.
 
 Pure functions over two Profiles (monitoring/counts.py): the population stability index (PSI)
-of the predicted classes, the PSI of the top-1 confidence histogram, and the shift of the mean
-confidence, judged against params.yaml `drift:`.
+of the predicted classes, the PSI of the top-1 confidence histogram, the shift of the mean
+confidence, and the rise of the unknown rate (the share of predictions the out-of-distribution
+detector calls "none of these"), judged against params.yaml `drift:`.
 """
 
 from __future__ import annotations
@@ -71,13 +72,25 @@ class DriftReport:
     live_total: int
     problems: list[str]
     enough_data: bool
+    # Share of predictions called unknown: on the test split (or the detector's design rate,
+    # 1 - ood.accept) and live; None when not known.
+    reference_unknown_rate: float | None = None
+    live_unknown_rate: float | None = None
+    reference_unknown_source: str = ""
 
     @property
     def drifted(self) -> bool:
         return self.enough_data and bool(self.problems)
 
 
-def compare(reference: Profile, live: Profile, params: DriftParams) -> DriftReport:
+def compare(
+    reference: Profile,
+    live: Profile,
+    params: DriftParams,
+    design_unknown_rate: float | None = None,
+) -> DriftReport:
+    """Live predictions against the reference's. The reference unknown rate is the
+    reference profile's own when it counts unknowns, else `design_unknown_rate`."""
     classes = sorted(set(reference.labels) | set(live.labels))
     expected = [reference.labels.get(c, 0) for c in classes]
     actual = [live.labels.get(c, 0) for c in classes]
@@ -98,16 +111,51 @@ def compare(reference: Profile, live: Profile, params: DriftParams) -> DriftRepo
         problems.append(f"confidence PSI {confidence_psi:.3f} > {params.max_confidence_psi}")
     if -shift > params.max_confidence_drop:
         problems.append(f"mean confidence fell {-shift:.3f} > {params.max_confidence_drop}")
+    ref_rate, source = reference.unknown_rate, "test split"
+    if ref_rate is None and design_unknown_rate is not None:
+        ref_rate, source = design_unknown_rate, "design: 1 - ood.accept"
+    live_rate = live.unknown_rate
+    if ref_rate is not None and live_rate is not None:
+        rise = live_rate - ref_rate
+        if rise > params.max_unknown_rate_increase:
+            problems.append(
+                f"unknown rate {live_rate:.1%} vs {ref_rate:.1%} ({source}): "
+                f"+{rise:.3f} > {params.max_unknown_rate_increase}"
+            )
     enough = live.total >= params.min_samples
-    return DriftReport(rows, class_psi, confidence_psi, shift, live.total, problems, enough)
+    return DriftReport(
+        rows,
+        class_psi,
+        confidence_psi,
+        shift,
+        live.total,
+        problems,
+        enough,
+        ref_rate,
+        live_rate,
+        source if ref_rate is not None else "",
+    )
+
+
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _flag(text: str, where: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE or value in FALSE:
+        return value in TRUE
+    raise ValueError(f"{where}: known must be true or false, got {text!r}")
 
 
 def reference_profile(predictions_csv: Path) -> Profile:
-    """The model's own predictions on the test split, as the evaluate stage wrote them."""
-    profile = Profile()
+    """The model's own predictions on the test split, as the evaluate stage wrote them; with
+    its unknown count when the file has a `known` column."""
     with predictions_csv.open(encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh):
-            profile.add(row["predicted"], float(row["confidence"]))
+        reader = csv.DictReader(fh)
+        profile = Profile(unknown=0 if "known" in (reader.fieldnames or ()) else None)
+        for line, row in enumerate(reader, start=2):
+            known = profile.unknown is None or _flag(row["known"], f"{predictions_csv}:{line}")
+            profile.add(row["predicted"], float(row["confidence"]), known=known)
     return profile
 
 
@@ -121,6 +169,17 @@ def format_report(report: DriftReport, version: str) -> str:
         f"class PSI {report.class_psi:.4f}; confidence PSI {report.confidence_psi:.4f}; "
         f"mean confidence shift {report.confidence_shift:+.3f}"
     )
+    ref, live = report.reference_unknown_rate, report.live_unknown_rate
+    if live is None:
+        why = "no live predictions" if not report.live_total else "not counted by the app"
+        lines.append(f"unknown rate (none of these): {why}")
+    elif ref is None:
+        lines.append(f"unknown rate (none of these) {live:.1%} live; no reference to compare")
+    else:
+        lines.append(
+            f"unknown rate (none of these) {live:.1%} live vs {ref:.1%} "
+            f"({report.reference_unknown_source}); change {live - ref:+.3f}"
+        )
     if not report.enough_data:
         lines.append("not enough live predictions to judge yet")
     elif report.problems:
