@@ -51,7 +51,8 @@ def fit(method: str, features: np.ndarray, labels: np.ndarray, n_classes: int) -
         precision = LedoitWolf(assume_centered=True).fit(centred).precision_
         # P = W W^T: distances are then plain Euclidean ones between whitened vectors.
         w = np.linalg.cholesky((precision + precision.T) / 2)
-        return {"whiten": w.astype(np.float32), "means": (means @ w).astype(np.float32)}
+        # float64, as scored (see score).
+        return {"whiten": w, "means": means @ w}
     if method in ("energy", "msp"):
         return {}
     raise ValueError(f"unknown out-of-distribution method {method!r}; use one of {METHODS}")
@@ -78,13 +79,12 @@ def score(
         # The k-th largest similarity = the k-th nearest neighbour (unit vectors).
         return -np.partition(-sims, kth, axis=1)[:, kth].astype(np.float64)
     if method == "mahalanobis":
-        g = _normalised(features) @ arrays["whiten"]
-        d2 = (
-            (g * g).sum(axis=1, keepdims=True)
-            - 2 * g @ arrays["means"].T
-            + (arrays["means"] ** 2).sum(axis=1)
-        )
-        return -d2.min(axis=1).astype(np.float64)
+        # float64: the expanded square below cancels, and float32 would lose digits there.
+        whiten = np.asarray(arrays["whiten"], dtype=np.float64)
+        means = np.asarray(arrays["means"], dtype=np.float64)
+        g = _normalised(features).astype(np.float64) @ whiten
+        d2 = (g * g).sum(axis=1, keepdims=True) - 2 * g @ means.T + (means**2).sum(axis=1)
+        return -d2.min(axis=1)
     raise ValueError(f"unknown out-of-distribution method {method!r}; use one of {METHODS}")
 
 
