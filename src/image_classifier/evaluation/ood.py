@@ -97,20 +97,20 @@ def threshold_for(in_scores: np.ndarray, accept: float) -> float:
 # Column blocks of the whitening matrix (see Whitened): 128 columns, whose rows above the
 # block are skipped when they are all zero.
 WHITEN_BLOCK = 128
-# Products of up to this many multiply-adds (one image's 1280 features whitened, a batch of
-# 256 digits' 128) run in numpy's own loops, on the calling thread. Through BLAS, OpenBLAS
-# spreads them over every core the process may use, and its threads then spin for a while
-# waiting for more work, taking those cores from LiteRT's next inference and from the other
-# web workers: twice the predict CLI's time on the digits. Larger products, batches of large
-# features, go to BLAS, whose kernels are then several times faster.
-SMALL_PRODUCT = 1 << 23
 
 
 def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b (float64), in numpy's loops or BLAS by its size (SMALL_PRODUCT)."""
-    if a.shape[0] * a.shape[1] * b.shape[1] <= SMALL_PRODUCT:
-        return np.einsum("ij,jk->ik", a, b)
-    return a @ b
+    """a @ b (float64) in numpy's own loops, on the calling thread, not through BLAS.
+
+    OpenBLAS spreads a product of this size over every core the process may use, and its
+    threads then spin for a while waiting for more work, taking the cores from LiteRT's next
+    inference and from the other web workers: with them, the predict CLI took 1.8 times as
+    long on the digits, and 10 % longer on MobileNetV2 at 224 px (bench/predict.py). These
+    loops also add each row's products in the same order whatever else is in the batch, so an
+    image's score is the same bit for bit alone (the web app) and in a batch (export,
+    evaluate, the predict CLI). A batch of large features costs more than single-threaded
+    BLAS would: about 0.2 ms an image at 1280 features."""
+    return np.einsum("ij,jk->ik", a, b)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ class Whitened:
     fit's whitening matrix is a Cholesky factor, lower triangular, and whitening reads all
     of it for every image: 13 MB for MobileNetV2's 1280 features, the largest cost of a
     served request after the network. Per column block, only the rows at and below the
-    block are read (about half); the products left out are exact zeros."""
+    block are read (about half); the products left out are exact zeros, so the sums are the
+    whole product's, bit for bit (_product adds them in row order)."""
 
     whiten: np.ndarray
     means: np.ndarray
