@@ -53,8 +53,17 @@ from machine import print_header
 import fork
 
 ROOT = Path(__file__).resolve().parents[1]
-# (method, k): the maximum-softmax baseline first, then the candidates.
-METHODS = (("msp", 1), ("energy", 1), ("knn", 1), ("knn", 5), ("knn", 10), ("mahalanobis", 1))
+# (method, k): the maximum-softmax baseline first, then the candidates (mahalanobis_early for
+# a model with an early block only).
+METHODS = (
+    ("msp", 1),
+    ("energy", 1),
+    ("knn", 1),
+    ("knn", 5),
+    ("knn", 10),
+    ("mahalanobis", 1),
+    ("mahalanobis_early", 1),
+)
 FAR_SETS = {
     "digits": ["noise", "blank", "flat", "gradients", "textures", "photos"],
     "photos": ["noise", "blank", "flat", "gradients", "textures", "digits"],
@@ -190,11 +199,16 @@ def measure(run: Run) -> dict:
     correct = test.probabilities.argmax(axis=1) == run.test_y
     rows = []
     for method, k in METHODS:
+        if method == "mahalanobis_early" and not test.early.shape[1]:
+            continue
         op = dataclasses.replace(run.params.ood, method=method, k=k)
         # export's own fit: statistics from the training sample, threshold on val
         detector = fit_detector(op, run.train, run.train_y, run.val, temperature)
-        inside = detector.score(test.logits, test.features, temperature)
-        per = {s: detector.score(o.logits, o.features, temperature) for s, o in run.far.items()}
+        inside = detector.score(test.logits, test.features, temperature, test.early)
+        per = {
+            s: detector.score(o.logits, o.features, temperature, o.early)
+            for s, o in run.far.items()
+        }
         row = {"method": method if method != "knn" else f"knn k={k}"}
         row |= figures(inside, per, detector.threshold, correct)
         if method == card.ood.get("method") and k == card.ood.get("k", 1):
@@ -223,6 +237,7 @@ def measure(run: Run) -> dict:
         },
         "far_images": {s: len(o.scores) for s, o in run.far.items()},
         "features": int(test.features.shape[1]),
+        "early": int(test.early.shape[1]),
         "classes": len(card.classes),
         "export_method": card.ood.get("method"),
         "methods": rows,
@@ -237,12 +252,25 @@ def measure(run: Run) -> dict:
 # that normalisation).
 PROTOTYPE_COMPONENTS = 32
 VIM_DIMS = 64
-# MobileNetV2 blocks whose spatially averaged output the layer probe scores (Keras model), by
-# Mahalanobis on the raw features.
-PROBE_LAYERS = ("block_2_add", "block_5_add", "block_9_add", "block_12_add", "block_15_add")
-# ... and those it also scores L2-normalised (ood.py's Mahalanobis), and combines with the
-# served detector's score.
-COMBINED_LAYERS = ("block_2_add", "block_5_add")
+# MobileNetV2 blocks whose activation statistics the layer probe scores (Keras model), by
+# Mahalanobis on the raw statistics: the candidates for models.EARLY_LAYERS, from the
+# first activations at half the input's resolution to the last block.
+PROBE_LAYERS = (
+    "Conv1_relu",
+    "expanded_conv_project_BN",
+    "block_1_expand_relu",
+    "block_1_project_BN",
+    "block_2_add",
+    "block_3_expand_relu",
+    "block_5_add",
+    "block_9_add",
+    "block_15_add",
+)
+PROBE_PAIRS = (
+    ("block_1_expand_relu", "block_3_expand_relu"),  # models.EARLY_LAYERS's choice
+    ("block_1_expand_relu", "block_2_add"),
+    ("expanded_conv_project_BN", "block_3_expand_relu"),
+)
 
 
 def _maha(train_f: np.ndarray, train_y: np.ndarray, classes: int):
@@ -333,9 +361,10 @@ def prototype_scores(run: Run) -> dict:
 
 
 def layer_scores(run: Run, per_set: int, ood_seed: int) -> dict:
-    """Mahalanobis on the spatially averaged output of earlier MobileNetV2 blocks, computed
-    by the Keras model (saved_models/model.keras): what a second features output from an
-    earlier block would give. Empty for a model without such a base."""
+    """Mahalanobis on the activation statistics of MobileNetV2's blocks (PROBE_LAYERS),
+    computed by the Keras model (saved_models/model.keras): per channel the spatial mean,
+    and the mean and standard deviation (what `mahalanobis_early` scores, served for
+    models.EARLY_LAYERS). Empty for a model without such a base."""
     import keras
 
     from image_classifier.data.store import open_split, seeded_sample
@@ -349,15 +378,17 @@ def layer_scores(run: Run, per_set: int, ood_seed: int) -> dict:
     inner = keras.Model(base.input, [base.get_layer(n).output for n in PROBE_LAYERS])
     before = model.layers[1 : model.layers.index(base)]  # the input scaling
 
-    def pooled(x: np.ndarray) -> list[np.ndarray]:
+    def pooled(x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         parts = []
         for i in range(0, len(x), 64):
             h = x[i : i + 64].astype(np.float32)
             for layer in before:
                 h = layer(h)
-            parts.append([np.asarray(t).mean(axis=(1, 2)) for t in inner(h, training=False)])
+            maps = [np.asarray(t, dtype=np.float64) for t in inner(h, training=False)]
+            parts.append([(m.mean(axis=(1, 2)), m.std(axis=(1, 2))) for m in maps])
         return [
-            np.concatenate([p[j] for p in parts]).astype(np.float64) for j in range(len(parts[0]))
+            tuple(np.concatenate([p[j][s] for p in parts]) for s in (0, 1))
+            for j in range(len(PROBE_LAYERS))
         ]
 
     p = run.params
@@ -373,45 +404,46 @@ def layer_scores(run: Run, per_set: int, ood_seed: int) -> dict:
         feats[name] = pooled(ood_sets.draw(name, per_set, size, mode, ood_seed))
     classes = len(run.clf.card.classes)
     out = {}
-    for j, layer in enumerate(PROBE_LAYERS):
-        # Raw: an early block's feature norm (how much texture and edge there is) is much of
-        # what tells these images apart, and L2 normalisation drops it (the second rows).
-        score = _maha_raw(feats["train"][j], run.train_y, classes)
-        out[f"mahalanobis, {layer}, raw (Keras)"] = {k: score(v[j]) for k, v in feats.items()}
-    for j, layer in enumerate(PROBE_LAYERS):
-        if layer in COMBINED_LAYERS:
-            score = _maha(feats["train"][j], run.train_y, classes)
-            name = f"mahalanobis, {layer}, L2-normalised (Keras)"
-            out[name] = {k: score(v[j]) for k, v in feats.items()}
+    picks = {
+        "mean": lambda v, j: v[j][0],
+        "mean and std": lambda v, j: np.c_[v[j][0], v[j][1]],
+    }
+    for label, pick in picks.items():
+        for j, layer in enumerate(PROBE_LAYERS):
+            score = _maha_raw(pick(feats["train"], j), run.train_y, classes)
+            out[f"mahalanobis, {layer}, {label} (Keras)"] = {
+                k: score(pick(v, j)) for k, v in feats.items() if k != "train"
+            }
+    # Pairs of one layer at half the input's resolution and one at a quarter.
+    for pair in PROBE_PAIRS:
+        js = [PROBE_LAYERS.index(name) for name in pair]
+        both = lambda v, js=js: np.concatenate([picks["mean and std"](v, j) for j in js], 1)  # noqa: E731
+        score = _maha_raw(both(feats["train"]), run.train_y, classes)
+        name = f"mahalanobis, {' and '.join(pair)}, mean and std (Keras)"
+        out[name] = {k: score(both(v)) for k, v in feats.items() if k != "train"}
     return out
 
 
 def prototypes(run: Run, per_set: int, ood_seed: int) -> list[dict]:
     """Rows as measure()'s for the prototype scores, thresholds on val at ood.accept."""
     from image_classifier.evaluation import ood
+    from image_classifier.export import fit_detector
 
     correct = run.test.probabilities.argmax(axis=1) == run.test_y
     scores = prototype_scores(run)
-    layers = layer_scores(run, per_set, ood_seed)
-    scores |= layers
-    # the served detector's score (ood.method), as export fitted it
-    detector = run.clf.detector
-    temperature = run.clf.card.temperature
+    scores |= layer_scores(run, per_set, ood_seed)
     outputs = {"val": run.val, "test": run.test, **run.far}
-    final_scores = {
-        k: detector.score(o.logits, o.features, temperature) for k, o in outputs.items()
-    }
-    for name, early in list(layers.items()):
-        if name.split(", ")[1] in COMBINED_LAYERS and ", raw" in name:
-            # Two detectors, one verdict: each score standardised by its val scores, the
-            # lower one kept, so one threshold on val still accepts ood.accept.
-            z = [
-                {k: (v - d["val"].mean()) / d["val"].std() for k, v in d.items()}
-                for d in (early, final_scores)
-            ]
-            combined = {k: np.minimum(z[0][k], z[1][k]) for k in z[1]}
-            label = name.replace(" (Keras)", " (Keras) and the served score, the lower")
-            scores[label] = combined
+    if run.test.early.shape[1]:
+        # Both of export's Mahalanobis scores, one verdict: each standardised by its val
+        # scores, the lower kept, so one threshold on val still accepts ood.accept.
+        z = []
+        for method in ("mahalanobis", "mahalanobis_early"):
+            op = dataclasses.replace(run.params.ood, method=method)
+            d = fit_detector(op, run.train, run.train_y, run.val, run.clf.card.temperature)
+            s = {k: d.score(o.logits, o.features, 1.0, o.early) for k, o in outputs.items()}
+            z.append({k: (v - s["val"].mean()) / s["val"].std() for k, v in s.items()})
+        name = "mahalanobis and mahalanobis_early, the lower (each standardised on val)"
+        scores[name] = {k: np.minimum(z[0][k], z[1][k]) for k in z[0]}
     rows = []
     for name, s in scores.items():
         threshold = ood.threshold_for(s["val"], run.params.ood.accept)

@@ -13,8 +13,10 @@ import pytest
 
 from image_classifier import export
 from image_classifier.evaluation import calibration, ood, ood_sets
-from image_classifier.litert.classifier import Classifier, ModelLoadError, Outputs
-from image_classifier.params import OodParams
+from image_classifier.litert.classifier import Classifier, ModelCard, ModelLoadError, Outputs
+from image_classifier.params import ImageParams, OodParams, TrainParams
+from image_classifier.preprocessing import PREPROCESSING_VERSION
+from image_classifier.training import models
 
 
 def two_clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,11 +125,74 @@ def test_serving_model_returns_the_logits_then_the_pooled_features():
     np.testing.assert_allclose(served[:, 3:], features, atol=1e-6)
 
 
-def outputs(logits, features) -> Outputs:
+def test_a_pretrained_base_also_serves_its_early_blocks_statistics(tmp_path):
+    image = ImageParams(size=32, color_mode="rgb")
+    built = models.build_model(3, image, TrainParams(model="mobilenet_v2", weights=None))
+    # as export loads it: the saved names, which Keras' names for new layers may repeat
+    built.save(tmp_path / "model.keras")
+    keras.utils.clear_session()  # names start again, as in export's own process
+    model = keras.models.load_model(tmp_path / "model.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    served = export.serving_model(model).predict(x, verbose=0)
+    base = models.find_base(model)
+    names = models.EARLY_LAYERS["mobilenet_v2"]
+    early = keras.Model(base.input, [base.get_layer(name).output for name in names])
+    maps = [np.asarray(m) for m in early(model.get_layer("scale_to_pm1")(x), training=False)]
+    mean = np.concatenate([m.mean(axis=(1, 2)) for m in maps], axis=1)
+    mean_sq = np.concatenate([(m**2).mean(axis=(1, 2)) for m in maps], axis=1)
+    std = np.concatenate([m.std(axis=(1, 2)) for m in maps], axis=1)
+    width = 2 * mean.shape[1]
+    assert served.shape == (4, 3 + 1280 + width) and export.early_width(model) == width
+    np.testing.assert_allclose(
+        calibration.softmax(served[:, :3]), model.predict(x, verbose=0), atol=1e-5
+    )
+    stats = served[:, -width:]
+    np.testing.assert_allclose(stats, np.c_[mean, mean_sq], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ood.early_statistics(stats), np.c_[mean, std], rtol=1e-3, atol=1e-4)
+    # LiteRT splits its output row where model.json's widths say
+    card = ModelCard(("a", "b", "c"), 32, "rgb", PREPROCESSING_VERSION, early_width=width)
+    lite = Classifier(export.to_tflite(export.serving_model(model)), card).run(x)
+    assert lite.features.shape == (4, 1280) and lite.early.shape == (4, width)
+    np.testing.assert_allclose(lite.early, stats, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_picks_the_early_blocks_statistics_when_the_model_has_them():
+    assert ood.resolve("auto", 0) == "mahalanobis"
+    assert ood.resolve("auto", 192) == "mahalanobis_early"
+    assert ood.resolve("knn", 192) == "knn"
+    with pytest.raises(ValueError, match="mahalanobis_early needs a base"):
+        ood.resolve("mahalanobis_early", 0)
+
+
+def outputs(logits, features, early=None) -> Outputs:
     logits = np.asarray(logits, dtype=np.float64)
     probs = calibration.softmax(logits)
     n = len(logits)
-    return Outputs(probs, logits, np.asarray(features), np.zeros(n), np.ones(n, bool))
+    early = np.empty((n, 0)) if early is None else np.asarray(early)
+    return Outputs(probs, logits, np.asarray(features), early, np.zeros(n), np.ones(n, bool))
+
+
+def test_early_mahalanobis_rejects_an_image_with_unlike_statistics():
+    rng = np.random.default_rng(4)
+    # means then means of squares of 3 channels: each image's std about 1 per channel
+    mean = rng.normal(2.0, 0.1, (400, 3))
+    early = np.c_[mean, mean**2 + rng.normal(1.0, 0.05, (400, 3))]
+    labels = np.arange(400) % 2
+    train, val = (
+        outputs(np.zeros((300, 2)), np.zeros((300, 4)), early[:300]),
+        outputs(np.zeros((100, 2)), np.zeros((100, 4)), early[300:]),
+    )
+    detector = export.fit_detector(OodParams(method="auto"), train, labels[:300], val, 1.0)
+    assert detector.method == "mahalanobis_early"
+    assert (
+        detector.score(val.logits, val.features, 1.0, val.early) >= detector.threshold
+    ).mean() >= 0.95
+    # the same means with no spread (a flat image): far from every class
+    flat = np.c_[np.full((1, 3), 2.0), np.full((1, 3), 4.0)]
+    assert detector.score(np.zeros((1, 2)), np.zeros((1, 4)), 1.0, flat)[0] < detector.threshold
+    # the final features play no part
+    again = detector.score(np.zeros((1, 2)), np.full((1, 4), 99.0), 1.0, early[:1])
+    assert again[0] == detector.score(np.zeros((1, 2)), np.zeros((1, 4)), 1.0, early[:1])[0]
 
 
 def test_the_detector_accepts_the_share_of_validation_images_asked():

@@ -47,6 +47,7 @@ from image_classifier.litert.quantize import quantize
 from image_classifier.params import ExportParams, OodParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
 from image_classifier.timing import phase
+from image_classifier.training import models
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,49 @@ def git_commit() -> str:
 
 def serving_model(model: keras.Model) -> keras.Model:
     """The trained network as it is served: one output row per image, the logits (the
-    `probabilities` layer without its softmax) followed by the pooled features that layer
-    reads. One output, so nothing depends on the order a converter gives several."""
+    `probabilities` layer without its softmax), the pooled features that layer reads and,
+    for a base with early activations (models.EARLY_LAYERS), their per-channel means then
+    the means of their squares. One output, so nothing depends on the order a converter gives
+    several; the base runs once for all of them."""
     dense = model.get_layer("probabilities")
-    features = dense.input
     logits = layers.Dense(dense.units, name="logits", dtype="float32")
-    z = logits(features)
+    early = models.early_layers(model)
+    if not early:
+        parts = [logits(dense.input), dense.input]
+    else:
+        # Replays the transfer model's chain (models.transfer_model) with a base that also
+        # returns the early activations.
+        base = models.find_base(model)
+        maps = [base.get_layer(name).output for name in early]
+        both = keras.Model(base.inputs, [base.outputs[0], *maps], name="base_and_early")
+        x = inputs = keras.Input(model.inputs[0].shape[1:], name="image")
+        for layer in model.layers[1:]:
+            if layer is base:
+                x, *maps = both(x)
+            elif layer is dense:
+                break
+            else:
+                x = layer(x)
+        # Named: a loaded model's layers keep their names, and Keras' automatic names for new
+        # layers start again from the same ones.
+        means, mean_squares = [], []
+        for i, m in enumerate(maps):
+            squares = layers.Multiply(name=f"early_{i}_squares", dtype="float32")([m, m])
+            pool = layers.GlobalAveragePooling2D(name=f"early_{i}_mean", dtype="float32")
+            pool_squares = layers.GlobalAveragePooling2D(name=f"early_{i}_mean_sq", dtype="float32")
+            means.append(pool(m))
+            mean_squares.append(pool_squares(squares))
+        parts = [logits(x), x, *means, *mean_squares]
+    out = layers.Concatenate(name="logits_and_features", dtype="float32")(parts)
     logits.set_weights(dense.get_weights())
-    both = layers.Concatenate(name="logits_and_features", dtype="float32")([z, features])
-    return keras.Model(model.inputs, both, name=f"{model.name}_served")
+    return keras.Model(inputs if early else model.inputs, out, name=f"{model.name}_served")
+
+
+def early_width(model: keras.Model) -> int:
+    """Values per image of the early statistics in serving_model's output (0: none)."""
+    base = models.find_base(model)
+    early = models.early_layers(model)
+    return sum(2 * int(base.get_layer(name).output.shape[-1]) for name in early)
 
 
 def model_card(
@@ -149,9 +184,9 @@ def run_split(clf: Classifier, split: SplitPixels, indices: np.ndarray | None = 
     step = inference_batch_size(split.meta.size, split.meta.channels)
     parts = [clf.run(split.read(order[i : i + step])) for i in range(0, len(order), step)]
     if not parts:
-        n, width = len(clf.card.classes), 0
+        n, none = len(clf.card.classes), np.empty((0, 0))
         empty = np.empty((0, n))
-        return Outputs(empty, empty, np.empty((0, width)), np.empty(0), np.empty(0, bool))
+        return Outputs(empty, empty, none, none, np.empty(0), np.empty(0, bool))
     fields = (f.name for f in dataclasses.fields(Outputs))
     return Outputs(*(np.concatenate([getattr(part, name) for part in parts]) for name in fields))
 
@@ -159,12 +194,15 @@ def run_split(clf: Classifier, split: SplitPixels, indices: np.ndarray | None = 
 def fit_detector(
     op: OodParams, train: Outputs, train_labels: np.ndarray, val: Outputs, temperature: float
 ) -> ood.Detector:
-    """ood.method's statistics from the training sample; the threshold that accepts
-    ood.accept of the validation images."""
+    """ood.method's statistics from the training sample (`auto` resolved by whether the
+    model returns early statistics); the threshold that accepts ood.accept of the validation
+    images."""
     n_classes = train.logits.shape[1]
-    arrays = ood.fit(op.method, train.features, train_labels, n_classes)
-    val_scores = ood.score(op.method, arrays, val.logits, val.features, temperature, op.k)
-    return ood.Detector(op.method, ood.threshold_for(val_scores, op.accept), arrays, op.k)
+    method = ood.resolve(op.method, train.early.shape[1])
+    arrays = ood.fit(method, train.features, train_labels, n_classes, train.early)
+    detector = ood.Detector(method, float("-inf"), arrays, op.k)
+    val_scores = detector.score(val.logits, val.features, temperature, val.early)
+    return dataclasses.replace(detector, threshold=ood.threshold_for(val_scores, op.accept))
 
 
 def pick_examples(outputs: Outputs, labels: np.ndarray, per_class: int, seed: int) -> list[int]:
@@ -187,9 +225,9 @@ def served_fields(
 ) -> dict:
     """model.json's description of the served output: its layout, its temperature and its
     detector (whose statistics go to saved_models/ood.npz)."""
-    n_classes, width = outputs.logits.shape[1], outputs.features.shape[1]
+    widths = {"logits": outputs.logits, "features": outputs.features, "early": outputs.early}
     return {
-        "outputs": {"logits": int(n_classes), "features": int(width)},
+        "outputs": {name: int(values.shape[1]) for name, values in widths.items()},
         "calibration": {"temperature": temperature, "fitted_on": "val", "images": val_images},
         "ood": {
             "method": detector.method,
@@ -275,7 +313,9 @@ def run(params: Params) -> dict:
         mode = params.export.quantization
         tflite = quantize(float_model, mode, calibration_batches(params) if mode == "int8" else ())
     size, mode_name = params.image.size, params.image.color_mode
-    card_stub = ModelCard(tuple(classes), size, mode_name, PREPROCESSING_VERSION)
+    card_stub = ModelCard(
+        tuple(classes), size, mode_name, PREPROCESSING_VERSION, early_width=early_width(model)
+    )
     clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
     op, seed = params.ood, params.train.seed
     with phase("litert_val_train_sample"):
@@ -285,7 +325,10 @@ def run(params: Params) -> dict:
             picked = seeded_sample(len(train), op.fit_images, seed)
             train_out, train_labels = run_split(clf, train, picked), train.labels[picked]
     temperature = calibration.fit_temperature(val_out.logits, val_labels)
-    detector = fit_detector(op, train_out, train_labels, val_out, temperature)
+    try:
+        detector = fit_detector(op, train_out, train_labels, val_out, temperature)
+    except ValueError as exc:  # ood.resolve: a method this model cannot serve
+        raise StageError(f"params.yaml: {exc}") from None
     with open_split("test", size, mode_name) as test:
         ep = params.export
         limit = ep.float32_check_images if mode == "none" else ep.check_images
@@ -344,7 +387,7 @@ def run(params: Params) -> dict:
         check["top1_agreement"],
         check["max_prob_diff"],
         temperature,
-        op.method,
+        detector.method,
         100 * float(test_out.known.mean()),
     )
     return card

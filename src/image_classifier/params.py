@@ -32,7 +32,7 @@ ClassWeight = Literal["none", "balanced"]
 Quantization = Literal["none", "float16", "dynamic", "int8"]
 FrozenBaseRuntime = Literal["auto", "litert", "tensorflow"]
 PlateauFrom = Literal["min_steps", "start"]
-OodMethod = Literal["knn", "mahalanobis", "energy", "msp"]
+OodMethod = Literal["auto", "mahalanobis", "mahalanobis_early", "knn", "energy", "msp"]
 # evaluation/ood_sets.py draws each of these at the model's input size.
 OodSet = Literal["noise", "blank", "flat", "gradients", "textures", "photos", "digits"]
 
@@ -417,9 +417,10 @@ class OodParams(_Section):
     KEY = "ood"
 
     method: OodMethod = param(
-        "mahalanobis",
+        "auto",
         "How export scores an input's likeness to the training images (evaluation/ood.py; "
-        'the comparison: docs/benchmarks.md, "None of these").',
+        'the comparison: docs/benchmarks.md, "None of these"). auto: mahalanobis_early for '
+        "a pretrained base, mahalanobis for simple_cnn.",
     )
     accept: float = param(
         0.95,

@@ -1,7 +1,8 @@
 """Out-of-distribution scores: how much an input looks like the training images.
 
 Every score is higher for inputs more like the training data, and is computed from what the
-exported model already returns: its logits and its pooled features (export.serving_model).
+exported model already returns: its logits, its pooled features and, for a pretrained base,
+early activations' statistics (export.serving_model).
 
 - `msp`: the maximum softmax probability (Hendrycks & Gimpel, 2017), the baseline;
 - `energy`: logsumexp of the logits (Liu et al., 2020);
@@ -9,9 +10,15 @@ exported model already returns: its logits and its pooled features (export.servi
   class mean, under one shared covariance (Lee et al., 2018; normalised first as in
   Mahalanobis++, Mueller & Hein, 2025: feature norms vary far more than one Gaussian per
   class allows);
+- `mahalanobis_early`: the same on early activations' statistics (per channel, the mean
+  and standard deviation over the image), not normalised: how much edge and texture
+  an image has is what tells a photo from blank, flat, noisy or smooth images, and a
+  frozen base's last features, made for the base's own classes, blur it (Lee et al. 2018
+  score several layers; docs/benchmarks.md measures the layers);
 - `knn`: the cosine similarity of the L2-normalised features to their k-th nearest training
   feature (Sun et al., 2022).
 
+`auto` is `mahalanobis_early` for a model with early statistics, `mahalanobis` otherwise.
 A method's statistics are fitted once, by export, on training images, and saved beside the
 model (saved_models/ood.npz); the acceptance threshold is set on the validation split.
 Pure numpy: the serving runtime imports this module.
@@ -25,24 +32,59 @@ import numpy as np
 
 from image_classifier.evaluation.calibration import softmax
 
-METHODS = ("knn", "mahalanobis", "energy", "msp")
+METHODS = ("knn", "mahalanobis", "mahalanobis_early", "energy", "msp")
+
+
+def resolve(method: str, early_width: int) -> str:
+    """`method` as export fits it: `auto` chosen by whether the model returns early
+    statistics (early_width > 0); a method that needs them refused without them."""
+    if method == "auto":
+        return "mahalanobis_early" if early_width else "mahalanobis"
+    if method == "mahalanobis_early" and not early_width:
+        raise ValueError(
+            "ood.method mahalanobis_early needs a base with early statistics (train.model "
+            "mobilenet_v2, efficientnet_b0, resnet50 or vgg19); use auto or mahalanobis"
+        )
+    return method
+
+
+def early_statistics(early: np.ndarray) -> np.ndarray:
+    """(n, 2c) float64: per channel the mean then the standard deviation, from the served
+    means and means of squares (export.serving_model)."""
+    e = np.asarray(early, dtype=np.float64)
+    c = e.shape[1] // 2
+    mean = e[:, :c]
+    return np.concatenate([mean, np.sqrt(np.maximum(e[:, c:] - mean * mean, 0.0))], axis=1)
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
     f = np.asarray(features, dtype=np.float32)
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), np.float32(1e-12))
+    # np.linalg.norm(f, axis=1) as it computes it for real numbers, in fewer steps: each
+    # request runs this.
+    norm = np.sqrt(np.add.reduce(f * f, axis=1, keepdims=True))
+    return f / np.maximum(norm, np.float32(1e-12))
 
 
-def fit(method: str, features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
-    """The arrays `method` needs, from training images' features and labels."""
+def fit(
+    method: str,
+    features: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    early: np.ndarray | None = None,
+) -> dict:
+    """The arrays `method` needs, from training images' features (or early statistics) and
+    labels."""
     if method == "knn":
         return {"bank": _normalised(features)}
-    if method == "mahalanobis":
+    if method in ("mahalanobis", "mahalanobis_early"):
         # Ledoit-Wolf shrinkage: with fewer images than feature dimensions the plain
         # covariance is singular. Imported here: only export fits, serving only scores.
         from sklearn.covariance import LedoitWolf
 
-        f = _normalised(features).astype(np.float64)
+        if method == "mahalanobis":
+            f = _normalised(features).astype(np.float64)
+        else:
+            f = early_statistics(early)
         means = np.zeros((n_classes, f.shape[1]))
         for c in range(n_classes):
             if np.any(labels == c):
@@ -65,6 +107,7 @@ def score(
     features: np.ndarray,
     temperature: float = 1.0,
     k: int = 1,
+    early: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n,) scores, higher = more like the training images."""
     if method == "msp":
@@ -80,6 +123,8 @@ def score(
         return -np.partition(-sims, kth, axis=1)[:, kth].astype(np.float64)
     if method == "mahalanobis":
         return Whitened.of(arrays).score(features)
+    if method == "mahalanobis_early":
+        return Whitened.of(arrays, normalise=False).score(early)
     raise ValueError(f"unknown out-of-distribution method {method!r}; use one of {METHODS}")
 
 
@@ -99,8 +144,9 @@ def threshold_for(in_scores: np.ndarray, accept: float) -> float:
 WHITEN_BLOCK = 128
 
 
-def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b (float64) in numpy's own loops, on the calling thread, not through BLAS.
+def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b (float64) in numpy's own loops, on the calling thread, not through BLAS; into
+    the first columns of `out` if given.
 
     OpenBLAS spreads a product of this size over every core the process may use, and its
     threads then spin for a while waiting for more work, taking the cores from LiteRT's next
@@ -110,7 +156,9 @@ def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     image's score is the same bit for bit alone (the web app) and in a batch (export,
     evaluate, the predict CLI). A batch of large features costs more than single-threaded
     BLAS would: about 0.2 ms an image at 1280 features."""
-    return np.einsum("ij,jk->ik", a, b)
+    if out is None:
+        return np.einsum("ij,jk->ik", a, b)
+    return np.einsum("ij,jk->ik", a, b, out=out[:, : b.shape[1]])
 
 
 @dataclass(frozen=True)
@@ -126,12 +174,13 @@ class Whitened:
     whole product's, bit for bit (_product adds them in row order)."""
 
     whiten: np.ndarray
-    means: np.ndarray
     means_sq: np.ndarray
+    twice_means_t: np.ndarray  # 2 * means.T: doubling is exact, so 2 (g @ m) = g @ (2 m)
     starts: tuple[int, ...]  # per column block: its first row that is not all zero
+    normalise: bool = True  # L2-normalised final features; False: early statistics
 
     @classmethod
-    def of(cls, arrays: dict) -> Whitened:
+    def of(cls, arrays: dict, normalise: bool = True) -> Whitened:
         # float64: the expanded square in score cancels, and float32 would lose digits there.
         whiten = np.asarray(arrays["whiten"], dtype=np.float64)
         means = np.asarray(arrays["means"], dtype=np.float64)
@@ -139,19 +188,24 @@ class Whitened:
             a if not whiten[:a, a : a + WHITEN_BLOCK].any() else 0
             for a in range(0, whiten.shape[1], WHITEN_BLOCK)
         )
-        return cls(whiten, means, (means**2).sum(axis=1), starts)
+        twice_means_t = (2 * means).T
+        return cls(whiten, (means**2).sum(axis=1), twice_means_t, starts, normalise)
 
     def _whitened(self, f: np.ndarray) -> np.ndarray:
+        if len(self.starts) == 1:
+            return _product(f, self.whiten)
         g = np.empty((len(f), self.whiten.shape[1]))
         for block, start in enumerate(self.starts):
             a = block * WHITEN_BLOCK
-            b = a + WHITEN_BLOCK
-            g[:, a:b] = _product(f[:, start:], self.whiten[start:, a:b])
+            _product(f[:, start:], self.whiten[start:, a : a + WHITEN_BLOCK], g[:, a:])
         return g
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        g = self._whitened(_normalised(features).astype(np.float64))
-        d2 = (g * g).sum(axis=1, keepdims=True) - 2 * _product(g, self.means.T) + self.means_sq
+        """Features (normalise) or the served early means and means of squares."""
+        f = _normalised(features) if self.normalise else early_statistics(features)
+        g = self._whitened(f.astype(np.float64))
+        d2 = (g * g).sum(axis=1, keepdims=True) - _product(g, self.twice_means_t)
+        d2 += self.means_sq
         return -d2.min(axis=1)
 
 
@@ -167,10 +221,18 @@ class Detector:
 
     def __post_init__(self) -> None:
         # Prepared once, not on every request (a frozen dataclass: set past its __setattr__).
-        prepared = Whitened.of(self.arrays) if self.method == "mahalanobis" else None
+        prepared = None
+        if self.method in ("mahalanobis", "mahalanobis_early"):
+            prepared = Whitened.of(self.arrays, normalise=self.method == "mahalanobis")
         object.__setattr__(self, "_whitened", prepared)
 
-    def score(self, logits: np.ndarray, features: np.ndarray, temperature: float) -> np.ndarray:
+    def score(
+        self,
+        logits: np.ndarray,
+        features: np.ndarray,
+        temperature: float,
+        early: np.ndarray | None = None,
+    ) -> np.ndarray:
         if self._whitened is not None:
-            return self._whitened.score(features)
-        return score(self.method, self.arrays, logits, features, temperature, self.k)
+            return self._whitened.score(features if self._whitened.normalise else early)
+        return score(self.method, self.arrays, logits, features, temperature, self.k, early)

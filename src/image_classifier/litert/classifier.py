@@ -61,6 +61,8 @@ class ModelCard:
     temperature: float = 1.0
     # {"method", "threshold", "k"} of the out-of-distribution detector; empty: none.
     ood: dict[str, Any] = field(default_factory=dict)
+    # Values an image of early statistics at the end of each output row (0: none).
+    early_width: int = 0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
@@ -76,6 +78,7 @@ class ModelCard:
                 metrics=dict(raw.get("metrics", {})),
                 temperature=float(raw.get("calibration", {}).get("temperature", 1.0)),
                 ood=dict(raw.get("ood", {})),
+                early_width=int(raw.get("outputs", {}).get("early", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"model.json is missing or has a bad field: {exc}") from None
@@ -111,12 +114,14 @@ def load_detector(card: ModelCard, path: Path) -> ood.Detector | None:
 @dataclass(frozen=True)
 class Outputs:
     """What the model says about a batch: probabilities calibrated by the card's temperature,
-    the raw logits and pooled features, and per image its out-of-distribution score and
-    whether it is `known` (score at or above the threshold; all True without a detector)."""
+    the raw logits, pooled features and early statistics (no columns without them),
+    and per image its out-of-distribution score and whether it is `known` (score at or above
+    the threshold; all True without a detector)."""
 
     probabilities: np.ndarray
     logits: np.ndarray
     features: np.ndarray
+    early: np.ndarray
     scores: np.ndarray
     known: np.ndarray
 
@@ -160,10 +165,11 @@ class Classifier:
         self._batch = 0
         self._lock = threading.Lock()
         width = int(self._interpreter.get_output_details()[0]["shape"][-1])
-        if width <= len(card.classes):
+        if width <= len(card.classes) + card.early_width:
             raise ModelLoadError(
                 f"model outputs {width} values an image: not the {len(card.classes)} logits of "
-                "model.json's classes followed by the pooled features; re-run the export stage"
+                "model.json's classes followed by the pooled features and "
+                f"{card.early_width} early statistics; re-run the export stage"
             )
 
     @classmethod
@@ -190,19 +196,19 @@ class Classifier:
     def run(self, batch: np.ndarray) -> Outputs:
         """Probabilities, logits, features and the out-of-distribution verdict of a batch."""
         raw = self.raw(batch)
-        n = len(self.card.classes)
-        logits, features = raw[:, :n], raw[:, n:]
+        n, end = len(self.card.classes), raw.shape[1] - self.card.early_width
+        logits, features, early = raw[:, :n], raw[:, n:end], raw[:, end:]
         probs = softmax(logits, self.card.temperature)
         if self.detector is None:
             scores = np.full(len(raw), np.inf)
         else:
-            scores = self.detector.score(logits, features, self.card.temperature)
+            scores = self.detector.score(logits, features, self.card.temperature, early)
         known = scores >= (self.detector.threshold if self.detector else -np.inf)
-        return Outputs(probs, logits, features, scores, known)
+        return Outputs(probs, logits, features, early, scores, known)
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
-        """The model's float32 output rows (logits, then features); in chunks of at most
-        max_batch images, so memory does not grow with the request."""
+        """The model's float32 output rows (logits, features, early statistics); in chunks
+        of at most max_batch images, so memory does not grow with the request."""
         step = self.max_batch
         if len(batch) > step:
             return np.concatenate(

@@ -139,6 +139,28 @@ def set_trainable(base: keras.Model, fine_tune_layers: int) -> None:
         layer.trainable = id(layer) in unfrozen
 
 
+# The early activations whose statistics the served model also returns, per base: the last
+# at half and the last at a quarter of the input's resolution (what `ood.method:
+# mahalanobis_early` scores; for MobileNetV2 measured against other layers in
+# docs/benchmarks.md, "None of these"; the others follow the same rule, not measured).
+# simple_cnn has none.
+EARLY_LAYERS = {
+    "mobilenet_v2": ("block_1_expand_relu", "block_3_expand_relu"),
+    "efficientnet_b0": ("block2a_expand_activation", "block3a_expand_activation"),
+    "resnet50": ("conv1_relu", "conv2_block3_out"),
+    "vgg19": ("block2_conv2", "block3_conv4"),
+}
+
+
+def early_layers(model: keras.Model) -> tuple[str, ...]:
+    """The base's early activations (EARLY_LAYERS) in a transfer model; () for others."""
+    base = find_base(model)
+    names = EARLY_LAYERS.get(model.name, ())
+    if base is None or not set(names) <= {layer.name for layer in base.layers}:
+        return ()
+    return names
+
+
 def find_base(model: keras.Model) -> keras.Model | None:
     """The pretrained network nested in a transfer model (None for simple_cnn)."""
     return next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
