@@ -168,3 +168,32 @@ def test_a_database_of_the_earlier_schema_gains_the_unknown_counts_and_keeps_its
     after = store.profile("v1")
     assert after.labels == {"cat": 8} and after.unknown == 1
     store.close()
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path):
+    """Review and drift reads take no write lock: while another process holds SQLite's
+    (a long insert, a migration), they read their snapshot instead of timing out."""
+    from image_classifier.monitoring.feedback import FeedbackStore
+
+    path = tmp_path / "app.sqlite"
+    db = Database(str(path), timeout_s=0.5)
+    store = FeedbackStore(db, max_items=10, retention_days=1)
+    store.add(b"image bytes", "cat", "dog", 0.9, "v1")
+    drift = DriftStore(db)
+    drift.record("v1", [("cat", 0.95, True)])
+    drift.flush()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock until the end of the test
+    writer.execute("INSERT INTO schema_version VALUES (99)")
+    try:
+        assert store.counts()["pending"] == 1
+        [item] = store.items("pending")
+        assert store.image(item.id) == b"image bytes"
+        assert drift.profile("v1").labels == {"cat": 1}
+        with pytest.raises(DatabaseUnavailableError):  # a write still waits, boundedly
+            store.review(item.id, "accepted")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        drift.close()
+        db.close()

@@ -211,7 +211,8 @@ def test_web_app_records_counts_and_cli_reads_them_over_http(model_dir, tmp_path
     write_reference(other, [(i, "elsewhere", "elsewhere", 0.99) for i in range(30)])
     with live_server(app) as url:
         args = ["--url", url, "--version", version]
-        args += ["--params", str(params)]
+        # no model card: the reference has no unknown rate to compare (never the repository's)
+        args += ["--params", str(params), "--model-card", str(tmp_path / "no-model.json")]
         assert drift.main([*args, "--reference", str(same)]) == 0
         assert f"model {version}: 6 live predictions" in capsys.readouterr().out
         assert drift.main([*args, "--reference", str(other)]) == 1

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from image_classifier import feedback as feedback_cli
+from image_classifier.errors import DataError
 from image_classifier.monitoring.database import Database
 from image_classifier.monitoring.feedback import FeedbackStore, Item, StoreFullError
 from webapp import create_app
@@ -449,7 +450,7 @@ def test_export_over_http_goes_to_this_machine_only_and_never_follows_a_redirect
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         source = feedback_cli.AppSource(f"http://127.0.0.1:{server.server_port}", "secret")
-        with pytest.raises(OSError, match=r"redirected to .*refused"):
+        with pytest.raises(DataError, match=r"HTTP 302 redirected to .*refused"):
             list(source.items())
     finally:
         server.shutdown()

@@ -88,6 +88,21 @@ def test_corrupt_pixels_are_skipped_by_path_and_counted(workspace, caplog):
     assert "truncated.jpg" in caplog.text
 
 
+def test_a_bug_while_decoding_fails_the_stage_instead_of_skipping_the_image(
+    workspace, tmp_path, monkeypatch
+):
+    from image_classifier import preprocessing
+
+    def broken(img, color_mode):
+        raise TypeError("a bug in _normalise_mode")
+
+    monkeypatch.setattr(preprocessing, "_normalise_mode", broken)
+    rows = read_manifest(config.manifest_path("val"))[:2]
+    settings = DecodeSettings(32, "rgb", 10**8)
+    with pytest.raises(TypeError, match="a bug"):
+        decode_rows(rows, tmp_path / "val.npy", settings, workers=1, progress=False)
+
+
 def test_one_worker_and_two_write_identical_stores(workspace, tmp_path):
     rows = read_manifest(config.manifest_path("train"))
     settings = DecodeSettings(32, "rgb", 10**8)

@@ -195,6 +195,22 @@ def test_int8_needs_calibration_images(trained):
         quantize.quantize(export.to_tflite(export.serving_model(trained)), "int8", [])
 
 
+def test_the_quantizers_output_is_logged_when_it_fails(trained, monkeypatch, caplog):
+    """What the quantizer printed is the clue to why it failed: not dropped with its progress
+    bars."""
+    import sys
+
+    def failing(self, ranges=None):
+        print("layer 7: no kernel for this op", file=sys.stderr)
+        raise RuntimeError("quantization failed")
+
+    monkeypatch.setattr(quantize.quantizer.Quantizer, "quantize", failing)
+    float_model = export.to_tflite(export.serving_model(trained))
+    with caplog.at_level("ERROR"), pytest.raises(RuntimeError, match="quantization failed"):
+        quantize.quantize(float_model, "dynamic")
+    assert "layer 7: no kernel for this op" in caplog.text
+
+
 def test_export_refuses_a_model_that_disagrees():
     """float32: any probability off by more than max_prob_diff; quantized: top-1 agreement
     below min_top1_agreement. The message says which and what to change."""

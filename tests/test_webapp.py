@@ -180,6 +180,22 @@ def test_one_json_log_line_per_request(client, caplog):
     assert "latency_ms" in line and "image" not in line
 
 
+def test_a_bug_while_decoding_an_upload_is_a_500_with_its_traceback(client, caplog, monkeypatch):
+    """Not a 422 'bad image': the user's file is fine, our code is not."""
+    from image_classifier import preprocessing
+
+    def broken(img, color_mode):
+        raise TypeError("a bug in _normalise_mode")
+
+    monkeypatch.setattr(preprocessing, "_normalise_mode", broken)
+    with caplog.at_level("ERROR", logger="webapp"):
+        res = post_images(client, ("a.png", image_bytes(0)))
+    assert res.status_code == 500 and res.json["error"]["message"] == "internal error"
+    failures = [r for r in caplog.records if r.exc_info and r.levelname == "ERROR"]
+    assert len(failures) == 1 and failures[0].exc_info[0] is TypeError
+    assert "a bug in _normalise_mode" in str(failures[0].exc_info[1])
+
+
 def test_debug_mode_is_off(app):
     assert not app.debug and not app.testing
 

@@ -115,3 +115,41 @@ def test_database_down_at_start_serves_and_recovers_when_it_comes_up(model_dir, 
     finally:
         if not (postgres.data / "postmaster.pid").exists():
             postgres.start()
+
+
+def test_workers_recycled_during_an_outage_hand_their_counts_on(model_dir, postgres, tmp_path):
+    """gunicorn recycles workers (max_requests) while the database is down: each ending worker
+    spills its unwritten counts to the journal, a later worker takes them over, and once the
+    database is back every prediction served is counted once, none twice."""
+    database = postgres.create_database()
+    log, journal = tmp_path / "server.log", tmp_path / "journal"
+    env = {
+        "WEB_CONCURRENCY": "2",
+        "DATABASE_URL": database,
+        "DRIFT_JOURNAL": str(journal),
+        "GUNICORN_CMD_ARGS": "--max-requests 25 --max-requests-jitter 0",
+    }
+    with procfile_server(model_dir, log, **env) as (url, _):
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda n: predict(url, n), range(10))) == [200] * 10
+        assert wait_for_total(url, 10) == 10
+        postgres.stop()
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                during = list(pool.map(lambda n: predict(url, n), range(150)))
+            assert during == [200] * 150  # no prediction waits for the database
+            # 150 requests over 2 workers recycling every 25: workers ended holding counts
+            # (and the ones that replaced them took the counts over, into memory)
+            assert f"drift counts kept in {journal} at exit" in log.read_text(errors="replace")
+        finally:
+            postgres.start()
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda n: predict(url, n), range(20))) == [200] * 20
+        assert wait_for_total(url, 180, within=60) == 180
+        # nothing left over to be counted a second time, and nothing counted twice so far
+        assert not list(journal.iterdir())
+        assert drift_total(url) == 180
+    text = log.read_text(errors="replace")
+    assert f"drift counts kept in {journal} at exit" in text
+    assert "drift counts taken over from the journal" in text
+    assert "drift counts lost at exit" not in text

@@ -9,9 +9,12 @@ and feedback routes answer 503 with the reason until the database answers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from image_classifier.monitoring.counts import DriftStore
 from image_classifier.monitoring.database import Database, DatabaseUnavailableError
@@ -27,6 +30,16 @@ class Storage:
     drift: DriftStore | None
     feedback: FeedbackStore | None
     off: str  # why there is no database, when db is None
+
+
+def journal_dir(db: Database) -> Path:
+    """Where a worker that ends while the database is down leaves its drift counts for the
+    next one (monitoring/counts.py): $DRIFT_JOURNAL, else a folder per database in the
+    machine's temp folder."""
+    if os.environ.get("DRIFT_JOURNAL"):
+        return Path(os.environ["DRIFT_JOURNAL"])
+    key = hashlib.sha256(db.name.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "image-classifier-drift" / key
 
 
 def database_target(settings: ServeParams) -> str:
@@ -61,4 +74,5 @@ def open_storage(settings: ServeParams) -> Storage:
     # worker start purges too.
     with contextlib.suppress(DatabaseUnavailableError):
         feedback.purge()
-    return Storage(db, DriftStore(db), feedback if settings.feedback else None, "")
+    drift = DriftStore(db, journal=journal_dir(db))
+    return Storage(db, drift, feedback if settings.feedback else None, "")

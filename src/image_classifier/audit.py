@@ -42,7 +42,7 @@ from image_classifier.data.store import (
     inference_batch_size,
     open_split,
 )
-from image_classifier.errors import DataError
+from image_classifier.errors import DataError, MissingFileError
 from image_classifier.evaluation import label_issues
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import channels
@@ -245,7 +245,7 @@ def accept(
     applies after the image is renamed or packed into a shard; rows already in the file keep
     theirs, and gain one when their path is in `hashes`."""
     if not issues_file.is_file():
-        raise FileNotFoundError(f"{issues_file} not found: run `dvc repro audit` first")
+        raise MissingFileError(f"{issues_file} not found: run `dvc repro audit` first")
     hashes = {} if hashes is None else hashes
     with issues_file.open(newline="", encoding="utf-8") as fh:
         suggestions = [r for r in csv.DictReader(fh) if r["kind"] == "label"][:top]
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         relabel_file = Path(load_params(opts.params).data.relabel)
         added = accept(opts.top, relabel_file, hashes=manifest_hashes())
-    except (ParamsError, DataError, FileNotFoundError) as exc:
+    except (ParamsError, DataError, MissingFileError) as exc:
         log.error("%s", exc)
         sys.exit(1)
     for path, label in added:

@@ -9,7 +9,7 @@ from typing import Any
 
 from image_classifier import timing
 from image_classifier.data.store import StoreError
-from image_classifier.errors import DataError
+from image_classifier.errors import DataError, MissingFileError
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import ImageError
 
@@ -19,7 +19,7 @@ class StageError(RuntimeError):
 
 
 # Errors caused by data, params or a failed check: one line is more useful than a traceback.
-USER_ERRORS = (ParamsError, DataError, ImageError, StoreError, FileNotFoundError, StageError)
+USER_ERRORS = (ParamsError, DataError, ImageError, StoreError, MissingFileError, StageError)
 
 
 def setup_logging() -> None:

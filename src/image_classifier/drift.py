@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from image_classifier import config
+from image_classifier.errors import DataError, MissingFileError
 from image_classifier.monitoring.counts import DriftStore, Profile
 from image_classifier.monitoring.database import Database, DatabaseUnavailableError
 from image_classifier.monitoring.stats import compare, format_report, reference_profile
@@ -32,19 +33,28 @@ from image_classifier.params import ParamsError, load_params
 
 
 def fetch_profile(url: str, version: str | None) -> tuple[str, Profile]:
-    """From a running web app; without a version, the one it serves."""
+    """From a running web app; without a version, the one it serves. DataError when the app
+    cannot be reached or does not answer with a drift profile."""
     query = f"{url.rstrip('/')}/api/v1/drift"
     if version:
         query += f"?version={urllib.parse.quote(version)}"
-    with urllib.request.urlopen(query, timeout=30) as res:
-        body = json.loads(res.read())
-    return body["model_version"], Profile.from_json(body["profile"])
+    try:
+        with urllib.request.urlopen(query, timeout=30) as res:
+            body = json.loads(res.read())
+    except OSError as exc:  # urllib's URLError and HTTPError, timeouts
+        raise DataError(f"{query}: {getattr(exc, 'reason', exc)}") from None
+    except ValueError as exc:
+        raise DataError(f"{query}: not JSON: {exc}") from None
+    try:
+        return str(body["model_version"]), Profile.from_json(body["profile"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{query}: not a drift profile ({type(exc).__name__}: {exc})") from None
 
 
 def read_profile(target: str, version: str) -> Profile:
     """From the app's database: a DATABASE_URL, or a SQLite file (which must exist)."""
     if "://" not in target and not Path(target).is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no drift database at {target} (serve.drift_db: the web app writes it)"
         )
     db = Database(target, timeout_s=10.0)
@@ -54,13 +64,30 @@ def read_profile(target: str, version: str) -> Profile:
         db.close()
 
 
+def read_model_card(model_card: Path) -> dict:
+    """model.json as a dict; DataError when it is not one."""
+    try:
+        card = json.loads(model_card.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MissingFileError(f"{model_card} not found: the export stage writes it") from None
+    except ValueError as exc:
+        raise DataError(f"{model_card}: not JSON: {exc}") from None
+    if not isinstance(card, dict):
+        raise DataError(f"{model_card}: not a model card")
+    return card
+
+
 def design_unknown_rate(model_card: Path) -> float | None:
     """1 - ood.accept of model.json: the share of in-distribution images the detector's
     threshold was set to reject. None without a model.json or a detector."""
     if not model_card.is_file():
         return None
-    accept = json.loads(model_card.read_text(encoding="utf-8")).get("ood", {}).get("accept")
-    return None if accept is None else 1.0 - float(accept)
+    accept = read_model_card(model_card).get("ood", {}).get("accept")
+    if accept is None:
+        return None
+    if not isinstance(accept, int | float):
+        raise DataError(f"{model_card}: ood.accept {accept!r} is not a number")
+    return 1.0 - float(accept)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,17 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.url:
             version, live = fetch_profile(args.url, args.version)
         else:
-            version = args.version or json.loads(args.model_card.read_text())["version"]
+            version = args.version or str(read_model_card(args.model_card).get("version", ""))
+            if not version:
+                raise DataError(f"{args.model_card} names no version: give --version")
             target = args.database_url or str(args.db or params.serve.drift_db)
             live = read_profile(target, version)
-    except (
-        ParamsError,
-        DatabaseUnavailableError,
-        FileNotFoundError,
-        OSError,
-        ValueError,
-        KeyError,
-    ) as exc:
+    except (ParamsError, DataError, MissingFileError, DatabaseUnavailableError) as exc:
         print(f"drift: {exc}", file=sys.stderr)
         return 2
     report = compare(reference, live, params.drift, design)

@@ -33,6 +33,7 @@ from pathlib import Path
 from PIL import Image
 
 from image_classifier import atomic, config
+from image_classifier.errors import DataError, MissingFileError
 from image_classifier.monitoring.database import Database, DatabaseUnavailableError
 from image_classifier.monitoring.feedback import NONE, FeedbackStore, Item
 from image_classifier.params import ParamsError, load_params
@@ -114,7 +115,7 @@ def export(items: list[Item], image: Callable[[int], bytes | None], to: Path) ->
         except OSError as exc:  # stored by an older app, or damaged since
             report.refused.append(f"item {item.id}: not an image ({exc})")
             continue
-        atomic.write_bytes(to / name, data)
+        _write(to / name, data)
         manifest[name] = {
             "file": name,
             "sha256": item.sha256,
@@ -129,8 +130,16 @@ def export(items: list[Item], image: Callable[[int], bytes | None], to: Path) ->
     writer = csv.DictWriter(buf, FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(manifest[k] for k in sorted(manifest))
-    atomic.write_text(to / MANIFEST, buf.getvalue())
+    _write(to / MANIFEST, buf.getvalue().encode("utf-8"))
     return report
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomically; DataError when the destination the user gave cannot take it."""
+    try:
+        atomic.write_bytes(path, data)
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
@@ -162,33 +171,43 @@ class AppSource:
         parts = urllib.parse.urlsplit(self.url)
         local = parts.hostname in ("localhost", "127.0.0.1", "::1")
         if parts.scheme != "https" and not (parts.scheme == "http" and local):
-            raise ValueError(f"--url must be https:// (or http:// to localhost): {url}")
+            raise DataError(f"--url must be https:// (or http:// to localhost): {url}")
         self.headers = {"Authorization": f"Bearer {token}"}
         self.opener = urllib.request.build_opener(_NoRedirect)
 
-    def _get(self, path: str) -> bytes:
+    def _get(self, path: str, missing_ok: bool = False) -> bytes | None:
+        """The body at `path`; None for a 404 when `missing_ok`. DataError when the app
+        cannot be reached or refuses."""
         req = urllib.request.Request(self.url + path, headers=self.headers)
-        with self.opener.open(req, timeout=60) as res:
-            return res.read()
+        try:
+            with self.opener.open(req, timeout=60) as res:
+                return res.read()
+        except urllib.error.HTTPError as exc:
+            if missing_ok and exc.code == 404:
+                return None
+            raise DataError(f"{self.url}{path}: HTTP {exc.code} {exc.reason}") from None
+        except OSError as exc:  # urllib's URLError, timeouts
+            raise DataError(f"{self.url}{path}: {getattr(exc, 'reason', exc)}") from None
 
     def items(self) -> Iterator[Item]:
         after = 0
         while True:
             query = urllib.parse.urlencode({"status": "accepted", "after": after, "limit": PAGE})
-            page = json.loads(self._get(f"/api/v1/feedback?{query}"))["items"]
-            if not page:
+            path = f"/api/v1/feedback?{query}"
+            body = self._get(path)
+            try:
+                page = json.loads(body)["items"]
+                items = [Item(**{k: raw[k] for k in Item.__dataclass_fields__}) for raw in page]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataError(f"{self.url}{path}: not a feedback page ({exc})") from None
+            if not items:
                 return
-            for raw in page:
-                yield Item(**{k: raw[k] for k in Item.__dataclass_fields__})
-            after = page[-1]["id"]
+            yield from items
+            after = items[-1].id
 
     def image(self, item_id: int) -> bytes | None:
-        try:
-            return self._get(f"/api/v1/feedback/{item_id}/image")
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:  # deleted since it was listed
-                return None
-            raise
+        """None when the item was deleted since it was listed."""
+        return self._get(f"/api/v1/feedback/{item_id}/image", missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,20 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.url:
             token = os.environ.get("FEEDBACK_TOKEN", "")
             if not token:
-                raise ValueError("--url needs the review token in the environment: FEEDBACK_TOKEN")
+                raise DataError("--url needs the review token in the environment: FEEDBACK_TOKEN")
             app = AppSource(args.url, token)
             report = export(list(app.items()), app.image, args.to)
         else:
             target = args.database_url or str(args.db or load_params(args.params).serve.drift_db)
             if "://" not in target and not Path(target).is_file():
-                raise FileNotFoundError(f"no feedback database at {target}")
+                raise MissingFileError(f"no feedback database at {target}")
             db = Database(target, timeout_s=30.0)
             store = FeedbackStore(db, max_items=1, retention_days=1e9)  # read only
             try:
                 report = export(list(_from_database(store)), store.image, args.to)
             finally:
                 db.close()
-    except (ParamsError, DatabaseUnavailableError, OSError, ValueError, KeyError) as exc:
+    except (ParamsError, DataError, MissingFileError, DatabaseUnavailableError) as exc:
         print(f"feedback export: {exc}", file=sys.stderr)
         return 2
     print(f"feedback export to {args.to}: {report.summary()}")

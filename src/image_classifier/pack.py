@@ -85,7 +85,7 @@ def sample_stage_problem(dest: Path) -> tuple[bool, str] | None:
 def plan_shards(files: Sequence[str], per_shard: int) -> list[list[str]]:
     """Sorted files cut into consecutive shards of at most per_shard."""
     if per_shard < 1:
-        raise ValueError(f"--per-shard must be at least 1, got {per_shard}")
+        raise DataError(f"--per-shard must be at least 1, got {per_shard}")
     ordered = sorted(files)
     return [ordered[i : i + per_shard] for i in range(0, len(ordered), per_shard)]
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     try:
         pack(args.source, args.dest, args.per_shard, args.prefix)
-    except (*USER_ERRORS, ValueError) as exc:
+    except USER_ERRORS as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
 

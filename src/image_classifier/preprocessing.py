@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,42 +67,30 @@ def _open(source: ImageSource) -> Image.Image:
         raise error from None
 
 
-# What Pillow's format plugins raise on garbled input (tests/test_fuzz.py found each one).
-# Anything else counts as the file's fault only when raised inside Pillow (its SPIDER plugin
-# raises AttributeError on a damaged header); from our own code it is a bug and propagates.
-PILLOW_FAILURES = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    NotImplementedError,
-    RuntimeError,
-    struct.error,
-    IndexError,
-    KeyError,
-    TypeError,
-    ZeroDivisionError,
-    OverflowError,
-    Image.DecompressionBombError,
-)
-
-
 def _raised_in_pillow(exc: BaseException) -> bool:
+    """Whether Pillow was running when `exc` was raised: a frame of its package on the
+    traceback. Its ~50 format plugins fail on garbled input with any exception type, from
+    their own code or from what they call (struct, zlib, olefile: tests/test_fuzz.py), and
+    for untrusted bytes every one of them means "this file cannot be decoded". An exception
+    with no Pillow frame on its way up comes from our own code: a bug, never the file's
+    fault."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        if f"{os.sep}PIL{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
         tb = tb.tb_next
-    return tb is not None and f"{os.sep}PIL{os.sep}" in tb.tb_frame.f_code.co_filename
+    return False
 
 
 def _image_error(exc: Exception, what: str) -> Exception:
     """The ImageError to raise for an exception met while reading a file, or the exception
-    itself: the file system's (an OSError with errno: missing file, permissions), or one that
-    is neither a known Pillow failure nor raised inside Pillow (a bug of ours)."""
+    itself when it is the file system's (a missing file, permissions) or was not raised
+    inside Pillow (a bug of ours, which must surface as one)."""
     if isinstance(exc, ImageError):
         return exc
     if isinstance(exc, OSError) and exc.errno is not None:
         return exc  # the file system's error (missing file, permissions), not the image's
-    if not isinstance(exc, PILLOW_FAILURES) and not _raised_in_pillow(exc):
+    if not _raised_in_pillow(exc):
         return exc
     if isinstance(exc, Image.DecompressionBombError):
         return ImageTooLargeError(f"image too large: {exc}")
@@ -111,10 +98,7 @@ def _image_error(exc: Exception, what: str) -> Exception:
 
 
 def _reason(exc: BaseException) -> str:
-    """Why Pillow gave up on a file. Its ~50 format plugins fail on garbled input with any
-    exception type (EOFError, NotImplementedError, RuntimeError, struct.error, IndexError,
-    ...: tests/test_fuzz.py found each); for untrusted bytes every one of them means "this
-    file cannot be decoded", so callers see one ImageError that names the cause."""
+    """Why Pillow gave up on a file, for the one ImageError callers see."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

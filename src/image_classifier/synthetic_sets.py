@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from image_classifier.errors import MissingFileError
 from image_classifier.synthetic import draw_object
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/liberation"))
@@ -139,7 +140,7 @@ def _texture(rng: Rng, label: int, side: int) -> Image.Image:
 def _fonts() -> list[Path]:
     found = [d / name for name in FONTS for d in FONT_DIRS if (d / name).is_file()]
     if len(found) < 4:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "the glyph datasets need Debian's fonts-dejavu-core and fonts-liberation packages "
             f"(looked in {', '.join(map(str, FONT_DIRS))})"
         )

@@ -18,7 +18,7 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
-from image_classifier.errors import DataError
+from image_classifier.errors import DataError, MissingFileError
 
 SUFFIX = ".zip"
 MEMBER_SEP = "!/"
@@ -88,7 +88,7 @@ def read_bytes(path: str) -> bytes:
     try:
         return _shard(shard).read(name)
     except KeyError:
-        raise FileNotFoundError(f"no member {name} in {shard}") from None
+        raise MissingFileError(f"no member {name} in {shard}") from None
     except DAMAGED as exc:
         raise OSError(f"damaged member {name} of {shard}: {exc}") from None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from image_classifier import atomic, config
+from image_classifier.errors import MissingFileError
 
 
 class Row(NamedTuple):
@@ -37,7 +38,7 @@ def write_manifest(path: Path, rows: Iterable[Row]) -> None:
 
 def read_manifest(path: Path) -> list[Row]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the split stage first (dvc repro)")
+        raise MissingFileError(f"{path} not found: run the split stage first (dvc repro)")
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != FIELDS:

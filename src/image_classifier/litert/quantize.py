@@ -72,20 +72,27 @@ def quantize(model: bytes, mode: str, calibration: Iterable[np.ndarray] = ()) ->
         qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     else:
         qt.load_quantization_recipe(recipe.static_wi8_ai8())
-    ranges = None
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        # Calibration keeps every intermediate tensor on purpose (it needs their ranges), and
-        # the quantizer draws progress bars (stderr) that a stage log does not want.
-        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
-        if qt.need_calibration:
-            key, name, tensor = _signature(model)
-            samples = [{name: x[i : i + 1]} for x in calibration for i in range(len(x))]
-            if not samples:
-                raise ValueError("int8 quantization needs calibration images; none were given")
-            ranges = qt.calibrate({key: samples}, num_threads=os.cpu_count() or 1)
-            ranges = _pixel_input(ranges, tensor)
-        # It also prints a size summary (stdout): that goes to the log.
-        with contextlib.redirect_stdout(io.StringIO()) as printed:
-            result = qt.quantize(ranges)
-    log.info("quantized (%s): %s", mode, " ".join(printed.getvalue().split()))
+    ranges = samples = None
+    if qt.need_calibration:
+        key, name, tensor = _signature(model)
+        samples = [{name: x[i : i + 1]} for x in calibration for i in range(len(x))]
+        if not samples:
+            raise ValueError("int8 quantization needs calibration images; none were given")
+    # The quantizer draws progress bars (stderr) that a stage log does not want, and prints a
+    # size summary (stdout) that goes to the log; when it fails, both go there with the error.
+    stderr, stdout = io.StringIO(), io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(stderr):
+            # Calibration keeps every intermediate tensor on purpose (it needs their ranges).
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+            if samples:
+                ranges = qt.calibrate({key: samples}, num_threads=os.cpu_count() or 1)
+                ranges = _pixel_input(ranges, tensor)
+            with contextlib.redirect_stdout(stdout):
+                result = qt.quantize(ranges)
+    except Exception:
+        said = (stdout.getvalue() + stderr.getvalue()).strip()
+        log.error("quantization (%s) failed; the quantizer's output: %s", mode, said or "none")
+        raise
+    log.info("quantized (%s): %s", mode, " ".join(stdout.getvalue().split()))
     return bytes(result.quantized_model)

@@ -6,20 +6,27 @@ file by default, PostgreSQL when DATABASE_URL is set, where every instance adds 
 A prediction never waits for the database: each worker adds its counts up in memory and a
 timer writes them FLUSH_EVERY_S seconds after the first unwritten one (and when the worker
 reads a profile or exits). A write that fails keeps the counts in memory and is retried every
-RETRY_EVERY_S seconds, so an outage delays them; only a worker that ends while the database
-is down, or is killed outright, loses its unwritten counts (docs/operations.md#database).
+RETRY_EVERY_S seconds, so an outage delays them. A worker that ends while the database is
+down (recycled, or stopped on a deploy) spills its unwritten counts to a journal folder on
+the machine, and the next worker that starts or writes there takes them over: each file is
+claimed by one rename, so every count is written once. Only a worker killed outright, or one
+with no writable journal, loses its unwritten counts (docs/operations.md#database).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
+import os
 import threading
+import uuid
 import weakref
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -114,9 +121,12 @@ def _close_open_stores() -> None:
 class DriftStore:
     """Buffered prediction counts over a Database; one per web worker."""
 
-    def __init__(self, db: Database, flush_every_s: float = FLUSH_EVERY_S) -> None:
+    def __init__(
+        self, db: Database, flush_every_s: float = FLUSH_EVERY_S, journal: Path | None = None
+    ) -> None:
         self.db = db
         self.flush_every_s = flush_every_s
+        self.journal = journal
         self._pending: Counter[tuple[str, str, int]] = Counter()
         self._pending_unknown: Counter[str] = Counter()  # by model version
         self._timer: threading.Timer | None = None
@@ -125,6 +135,7 @@ class DriftStore:
         self._lock = threading.Lock()  # guards the fields above; never held over a write
         self._writing = threading.Lock()  # one write at a time; close() waits for it
         _OPEN.add(self)
+        self._take_over()
 
     def record(self, version: str, predictions: Iterable[tuple[str, float, bool]]) -> None:
         """Count predictions: (top-1 class, its probability, known). A pair (class,
@@ -183,6 +194,60 @@ class DriftStore:
         if self._failing:
             self._failing = False
             log.warning("drift counts saved again to %s", self.db.name)
+        self._take_over()
+
+    def _take_over(self) -> None:
+        """Add the counts that ended workers spilled to the journal to this worker's own,
+        and schedule their write. A file is claimed by renaming it: one worker gets it."""
+        with self._lock:
+            if self._closed:  # an ending worker takes nothing over: it could not write it
+                return
+        if self.journal is None or not self.journal.is_dir():
+            return
+        taken = 0
+        for path in sorted(self.journal.glob("*.json")):
+            claimed = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex}.taken")
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue  # another worker claimed it first
+            try:
+                raw = json.loads(claimed.read_text(encoding="utf-8"))
+                counts = [(str(v), str(k), int(b), int(n)) for v, k, b, n in raw["counts"]]
+                unknown = [(str(v), int(n)) for v, n in raw["unknown"]]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("drift journal %s unreadable, left as %s: %s", path, claimed, exc)
+                continue
+            with self._lock:
+                for version, label, b, n in counts:
+                    self._pending[(version, label, b)] += n
+                for version, n in unknown:
+                    self._pending_unknown[version] += n
+                self._schedule(self.flush_every_s)
+            claimed.unlink()
+            taken += sum(n for *_, n in counts)
+        if taken:
+            log.warning("drift counts taken over from the journal: %d predictions", taken)
+
+    def _spill(self) -> bool:
+        """Write the unwritten counts to a new journal file (temp file, then rename); False
+        when there is no writable journal."""
+        if self.journal is None:
+            return False
+        raw = {
+            "counts": [[v, k, b, n] for (v, k, b), n in self._pending.items()],
+            "unknown": [[v, n] for v, n in self._pending_unknown.items()],
+        }
+        name = f"{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            self.journal.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = self.journal / f".{name}.tmp"
+            tmp.write_text(json.dumps(raw), encoding="utf-8")
+            tmp.rename(self.journal / f"{name}.json")
+        except OSError as exc:
+            log.warning("drift journal %s not writable: %s", self.journal, exc)
+            return False
+        return True
 
     def profile(self, version: str) -> Profile:
         """The counts for a version: every worker's written ones and this worker's own.
@@ -190,7 +255,7 @@ class DriftStore:
         # The database may still answer the read; if not, that raises below.
         with contextlib.suppress(DatabaseUnavailableError):
             self.flush()
-        with self.db.begin() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 sa.text("SELECT label, bucket, count FROM predictions WHERE model_version = :v"),
                 {"v": version},
@@ -215,5 +280,8 @@ class DriftStore:
         try:
             self.flush()  # waits for a write the timer may have begun
         except DatabaseUnavailableError:
-            lost = sum(self._pending.values())
-            log.warning("drift counts lost at exit: %d predictions not saved", lost)
+            held = sum(self._pending.values())
+            if self._spill():
+                log.warning("drift counts kept in %s at exit: %d predictions", self.journal, held)
+            else:
+                log.warning("drift counts lost at exit: %d predictions not saved", held)

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
+# The execution option that marks a connection of Database.read.
+READ_ONLY = "image_classifier_read_only"
 # Any constants: every app instance must take the same advisory locks.
 _MIGRATION_LOCK = 0x1C1A55
 FEEDBACK_LOCK = 0x1C1A56
@@ -164,11 +166,25 @@ class Database:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A transaction on an up-to-date schema; DatabaseUnavailableError if not possible."""
+        """A transaction on an up-to-date schema; DatabaseUnavailableError if not possible.
+        SQLite takes its write lock at the start (see _sqlite_begin)."""
         self.ensure_schema()
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except UNAVAILABLE as exc:
+            raise self._error(exc) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: one snapshot for all its statements, and on SQLite
+        no write lock, so reads (drift, review) never wait for a writer or stop one."""
+        self.ensure_schema()
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})
+                with conn.begin():
+                    yield conn
         except UNAVAILABLE as exc:
             raise self._error(exc) from exc
 
@@ -227,6 +243,8 @@ def _sqlite_connect(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    # Take the write lock at the start: two workers that read then write (a migration, a
-    # bounded insert) never both read the old state.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A transaction that writes takes the write lock at the start: two workers that read then
+    # write (a migration, a bounded insert) never both read the old state. One that only
+    # reads (Database.read) takes none: in WAL mode it reads its snapshot beside the writer.
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -147,7 +147,7 @@ class FeedbackStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         if not 0 <= after <= MAX_ID or limit < 1:
             raise ValueError(f"after must be 0..{MAX_ID} and limit at least 1")
-        with self.db.begin() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 sa.text(
                     f"SELECT {_COLUMNS} FROM feedback WHERE status = :status AND id > :after "
@@ -161,7 +161,7 @@ class FeedbackStore:
         """The image as sent; None for no such item, or a rejected one (its image is gone)."""
         if not 0 <= item_id <= MAX_ID:
             return None
-        with self.db.begin() as conn:
+        with self.db.read() as conn:
             data = conn.execute(
                 sa.text("SELECT image FROM feedback WHERE id = :id"), {"id": item_id}
             ).scalar()
@@ -183,7 +183,7 @@ class FeedbackStore:
         return result.rowcount == 1
 
     def counts(self) -> dict[str, int]:
-        with self.db.begin() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 sa.text("SELECT status, count(*) FROM feedback GROUP BY status")
             ).all()

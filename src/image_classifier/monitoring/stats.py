@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from image_classifier.errors import DataError, MissingFileError
 from image_classifier.monitoring.counts import BUCKETS, Profile
 from image_classifier.params import DriftParams
 
@@ -144,18 +145,32 @@ def _flag(text: str, where: str) -> bool:
     value = text.strip().lower()
     if value in TRUE or value in FALSE:
         return value in TRUE
-    raise ValueError(f"{where}: known must be true or false, got {text!r}")
+    raise DataError(f"{where}: known must be true or false, got {text!r}")
 
 
 def reference_profile(predictions_csv: Path) -> Profile:
     """The model's own predictions on the test split, as the evaluate stage wrote them; with
-    its unknown count when the file has a `known` column."""
+    its unknown count when the file has a `known` column. DataError names the file and line
+    of anything it cannot read."""
+    if not predictions_csv.is_file():
+        raise MissingFileError(f"{predictions_csv} not found: the evaluate stage writes it")
     with predictions_csv.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        profile = Profile(unknown=0 if "known" in (reader.fieldnames or ()) else None)
+        columns = reader.fieldnames or ()
+        missing = [c for c in ("predicted", "confidence") if c not in columns]
+        if missing:
+            raise DataError(f"{predictions_csv}: no column {', '.join(missing)}")
+        profile = Profile(unknown=0 if "known" in columns else None)
         for line, row in enumerate(reader, start=2):
-            known = profile.unknown is None or _flag(row["known"], f"{predictions_csv}:{line}")
-            profile.add(row["predicted"], float(row["confidence"]), known=known)
+            where = f"{predictions_csv}:{line}"
+            known = profile.unknown is None or _flag(row["known"] or "", where)
+            try:
+                confidence = float(row["confidence"])
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{where}: confidence {row['confidence']!r} is not a number"
+                ) from None
+            profile.add(row["predicted"], confidence, known=known)
     return profile
 
 
