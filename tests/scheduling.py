@@ -14,17 +14,21 @@ from pathlib import PurePath
 
 import pytest
 
-# By their time in `make test` (2 workers on 2 cores, seconds in the comments, rounded); a
-# file missing here only starts later, so update the list when `--durations` shows a new one.
+# By their time in `make test` (2 workers on a mostly idle 2-core machine; seconds in the
+# comments, rounded); a file missing here only starts later, so update the list when
+# `--durations` shows a new one.
 LONGEST_FIRST = (
-    "test_pipeline_e2e.py",  # 580
-    "test_dataset_matrix.py",  # 420
-    "test_fork_journey.py",  # 350
-    "test_distributed.py",  # 180
-    "test_training_schedule.py",  # 160
+    "test_pipeline_e2e.py",  # 430
+    "test_dataset_matrix.py",  # 270
+    "test_fork_journey.py",  # 190
+    "test_training_schedule.py",  # 180
     "test_browser.py",  # 100
     "test_frozen_base.py",  # 60
-    "test_webapp_server.py",  # 55
+    "test_train_export.py",  # 55
+    "test_distributed.py",  # 50
+    "test_models.py",  # 45
+    "test_bench_scripts.py",  # 30
+    "test_webapp_server.py",  # 30
 )
 
 
