@@ -35,13 +35,28 @@ def colours(n_per_class: int, size: int, seed: int) -> ArraySource:
             TrainParams(batch_size=32, epochs=40, min_steps=300),
             fit_loop.Budget(10, 9, 9, 40, 34),
         ),
+        # auto: 30 epochs, raised to the 34 the minimum budget needs
+        (
+            85,
+            TrainParams(batch_size=32, epochs="auto", min_steps=300),
+            fit_loop.Budget(10, 9, 9, 34, 34),
+        ),
+        (
+            85,
+            TrainParams(batch_size=32, epochs="auto", min_steps=90),
+            fit_loop.Budget(10, 9, 9, 30, 10),
+        ),
+        # a number is what runs: 10 epochs, early stopping held back through all of them
         (
             85,
             TrainParams(batch_size=32, epochs=10, min_steps=300),
-            fit_loop.Budget(10, 9, 9, 34, 34),
+            fit_loop.Budget(10, 9, 9, 10, 10),
         ),
         # 313 steps an epoch become 320: 20 whole calls of 16; the default 500 steps are 2.
         (10_000, TrainParams(batch_size=32, epochs=5), fit_loop.Budget(32, 320, 16, 5, 2)),
+        # 448 steps an epoch (20,000 photos' training split at batch 32) and 1 epoch set: 1
+        # runs, not the 2 that the default 500 steps would need
+        (14_336, TrainParams(batch_size=32, epochs=1), fit_loop.Budget(32, 448, 16, 1, 1)),
         (5, TrainParams(batch_size=64, epochs=3, min_steps=0), fit_loop.Budget(1, 5, 5, 3, 0)),
     ],
 )
@@ -57,6 +72,18 @@ def test_the_budget_is_the_number_of_optimizer_steps_taken():
     model = fit_loop.fit(params, data, colours(2, 8, 1), CLASSES)
     budget = fit_loop.training_budget(len(data), params.train)
     assert int(model.optimizer.iterations.numpy()) == 3 * budget.steps_per_epoch == 27
+
+
+def test_a_number_of_epochs_is_what_runs_whatever_the_minimum_budget(caplog):
+    """train.epochs: 2 with train.min_steps far above 2 epochs' steps: 2 epochs run."""
+    raw = {"image": {"size": 8, "color_mode": "rgb"}}
+    raw["train"] = {"epochs": 2, "min_steps": 1000, "batch_size": 2}
+    params = parse_params(raw)
+    data = colours(6, 8, 0)  # 9 steps an epoch
+    with caplog.at_level("INFO", logger="image_classifier.training.fit_loop"):
+        model = fit_loop.fit(params, data, colours(2, 8, 1), CLASSES)
+    assert int(model.optimizer.iterations.numpy()) == 2 * 9
+    assert "up to 2 epochs (train.epochs;" in caplog.text
 
 
 def test_balanced_class_weights():

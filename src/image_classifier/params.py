@@ -240,7 +240,13 @@ class TrainParams(_Section):
         "least 8 steps.",
         ge=1,
     )
-    epochs: int = param(30, "Most epochs; early stopping usually ends training sooner.", ge=1)
+    epochs: int | Literal["auto"] = param(
+        "auto",
+        "Most epochs; early stopping usually ends training sooner. `auto`: 30, or more when a "
+        "small training split needs them for train.min_steps steps. A number is what runs: "
+        "nothing raises it.",
+        ge=1,
+    )
     early_stopping_patience: int = param(
         8, "Epochs without a better validation loss before training stops.", ge=0
     )

@@ -91,6 +91,8 @@ STEPS_PER_EXECUTION = 16
 # Small training splits get smaller batches, so that an epoch is at least this many steps
 # (and early stopping, which counts epochs, sees the model move between checks).
 MIN_STEPS_PER_EPOCH = 8
+# `train.epochs: auto`: the most epochs when train.min_steps does not need more.
+AUTO_EPOCHS = 30
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def training_budget(
     Tutorials' fixed budgets fail small folders: 100 images at batch 64 are 2 steps an epoch,
     and early stopping ends training after a few dozen steps, with a model that still predicts
     one class. The batch is capped so an epoch has MIN_STEPS_PER_EPOCH steps, and training
-    runs at least train.min_steps optimizer steps before early stopping may stop it."""
+    runs at least train.min_steps optimizer steps before early stopping may stop it: with
+    `train.epochs: auto`, epochs are raised to fit them; a number of epochs is never raised."""
     batch = max(1, min(params.batch_size, n_train // MIN_STEPS_PER_EPOCH))
     steps = math.ceil(n_train / batch)
     # Keras runs whole calls of steps_per_execution steps, even past steps_per_epoch (16 per
@@ -119,7 +122,10 @@ def training_budget(
     per_call = min(max_per_call, steps)
     steps = math.ceil(steps / per_call) * per_call
     min_epochs = math.ceil(params.min_steps / steps)
-    return Budget(batch, steps, per_call, max(params.epochs, min_epochs), min_epochs)
+    if params.epochs == "auto":
+        return Budget(batch, steps, per_call, max(AUTO_EPOCHS, min_epochs), min_epochs)
+    # What the user set runs: the minimum budget only delays early stopping within it.
+    return Budget(batch, steps, per_call, params.epochs, min(min_epochs, params.epochs))
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -264,10 +270,13 @@ def fit(
     per_call = distribute.max_steps_per_call(strategy, STEPS_PER_EXECUTION)
     budget = training_budget(len(train), tp, per_call)
     log.info(
-        "batch %d, %d steps an epoch, up to %d epochs (early stopping from epoch %d)",
+        "batch %d, %d steps an epoch, up to %d epochs (%s; early stopping from epoch %d)",
         budget.batch_size,
         budget.steps_per_epoch,
         budget.epochs,
+        "train.epochs: auto, at least train.min_steps steps"
+        if tp.epochs == "auto"
+        else "train.epochs",
         budget.min_epochs,
     )
     weights = class_weights(train.labels, len(classes)) if tp.class_weight == "balanced" else None
