@@ -168,6 +168,27 @@ def write_reference(path, rows):
         writer.writerows(rows)
 
 
+def test_cli_finds_the_database_as_the_web_app_does(target, tmp_path, monkeypatch, capsys):
+    """No --db or --database-url: $DATABASE_URL (PostgreSQL) or $DRIFT_DB (SQLite) wins over
+    serve.drift_db, as in the web app (monitoring/database.py's app_database)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"serve:\n  drift_db: {tmp_path / 'not-this.sqlite'}\ndrift:\n  min_samples: 1\n"
+    )
+    reference = tmp_path / "predictions.csv"
+    write_reference(reference, [(f"{i}.png", "a", "a", 0.97) for i in range(10)])
+    store = DriftStore(Database(target))
+    store.record("v1", [("a", 0.96)] * 7)
+    store.close()
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DRIFT_DB", raising=False)
+    monkeypatch.setenv("DATABASE_URL" if "://" in target else "DRIFT_DB", target)
+    args = ["--reference", str(reference), "--params", str(params), "--version", "v1"]
+    args += ["--model-card", str(tmp_path / "no-model.json")]
+    assert drift.main(args) == 0
+    assert "model v1: 7 live predictions" in capsys.readouterr().out
+
+
 def test_cli_reads_the_database_and_exits_1_on_drift(target, tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("drift:\n  min_samples: 10\n")

@@ -333,7 +333,17 @@ def test_database_down_at_start_serves_predictions_and_says_why(
     assert drift.json["error"]["message"] == "drift counts unavailable: the database is unavailable"
     fb = send(client, image(0), "cat")
     assert fb.status_code == 503 and "the database is unavailable" in fb.json["error"]["message"]
-    assert client.get("/review", headers=auth()).status_code == 503
+    assert fb.json["error"]["message"].startswith("feedback cannot be stored now: ")
+    # Every route that needs the database answers the same way (webapp/__init__.py's handler)
+    for res in (
+        client.get("/review", headers=auth()),
+        client.get("/review/1/thumb.png", headers=auth()),
+        client.post("/review/1", data={"decision": "accept"}, headers=auth()),
+        client.get("/api/v1/feedback?status=accepted", headers=auth()),
+        client.get("/api/v1/feedback/1/image", headers=auth()),
+    ):
+        assert res.status_code == 503, res.request.path
+        assert "feedback unavailable: the database is unavailable" in res.get_data(as_text=True)
     # The reason, with the server's address, goes to the log only.
     assert "No such file or directory" in caplog.text
     assert str(tmp_path) not in drift.get_data(as_text=True) + fb.get_data(as_text=True)

@@ -17,6 +17,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from image_classifier import config
+from image_classifier.monitoring.database import DatabaseUnavailableError
 from image_classifier.params import Params, load_params
 from webapp import api, feedback, observability, ops, pages, review, security
 from webapp.errors import ClientError
@@ -88,10 +89,25 @@ def _wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES)
 
 
+# What a blueprint's routes could not do while the database is down: the start of their 503.
+UNAVAILABLE = {
+    "api": "drift counts unavailable",
+    "feedback": "feedback cannot be stored now",
+    "review": "feedback unavailable",
+}
+
+
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(ClientError)
     def client_error(err: ClientError):
         return (jsonify(err.to_json()), err.status) if _wants_json() else pages.error_page(err)
+
+    @app.errorhandler(DatabaseUnavailableError)
+    def database_unavailable(err: DatabaseUnavailableError):
+        # The database's name and the driver's text go to the log only.
+        log.warning("%s %s: %s", request.method, request.path, err)
+        what = UNAVAILABLE.get(request.blueprint or "", "unavailable")
+        return client_error(ClientError(503, f"{what}: {err.public}"))
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

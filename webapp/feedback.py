@@ -13,7 +13,6 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
-from image_classifier.monitoring.database import DatabaseUnavailableError
 from image_classifier.monitoring.feedback import NONE, FeedbackStore, Item, StoreFullError
 from webapp.errors import ClientError
 from webapp.ratelimit import RateLimiter
@@ -62,9 +61,6 @@ def store_feedback(upload: Upload) -> tuple[Item, bool]:
         return store.add(upload.data, label, predicted, probability, clf.card.version)
     except StoreFullError as exc:
         raise ClientError(503, str(exc)) from None
-    except DatabaseUnavailableError as exc:
-        log.warning("feedback not stored: %s", exc)  # names and driver text for the log only
-        raise ClientError(503, f"feedback cannot be stored now: {exc.public}") from None
 
 
 @bp.post("/api/v1/feedback")

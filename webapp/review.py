@@ -25,7 +25,6 @@ from flask import (
     url_for,
 )
 
-from image_classifier.monitoring.database import DatabaseUnavailableError
 from image_classifier.monitoring.feedback import MAX_ID, STATUSES
 from image_classifier.preprocessing import ImageError, encode_png, load_image
 from webapp.errors import ClientError
@@ -80,19 +79,11 @@ def same_origin_only() -> None:
         raise ClientError(403, "review requests must come from this site's own pages")
 
 
-def _unavailable(exc: DatabaseUnavailableError) -> ClientError:
-    log.warning("review: %s", exc)
-    return ClientError(503, f"feedback unavailable: {exc.public}")
-
-
 @bp.get("/review")
 def review_page():
     store = feedback_store()
-    try:
-        items = store.items("pending", limit=PAGE_SIZE)
-        counts = store.counts()
-    except DatabaseUnavailableError as exc:
-        raise _unavailable(exc) from None
+    items = store.items("pending", limit=PAGE_SIZE)
+    counts = store.counts()
     return render_template("review.html", items=items, counts=counts)
 
 
@@ -100,10 +91,7 @@ def review_page():
 def thumbnail(item_id: int):
     """Re-encoded from the stored image: the browser never gets the uploaded bytes here."""
     store = feedback_store()
-    try:
-        data = store.image(item_id)
-    except DatabaseUnavailableError as exc:
-        raise _unavailable(exc) from None
+    data = store.image(item_id)
     if data is None:
         raise ClientError(404, f"no feedback item {item_id} with an image")
     try:
@@ -122,10 +110,7 @@ def review_form(item_id: int):
 def _decide(item_id: int, decision: str) -> None:
     if decision not in DECISIONS.values():
         raise ClientError(400, "decision must be accept or reject")
-    try:
-        found = feedback_store().review(item_id, decision)
-    except DatabaseUnavailableError as exc:
-        raise _unavailable(exc) from None
+    found = feedback_store().review(item_id, decision)
     if not found:
         raise ClientError(404, f"no feedback item {item_id}")
 
@@ -143,19 +128,13 @@ def list_items():
             raise ValueError
     except ValueError:
         raise ClientError(400, f"after must be a whole number 0..{MAX_ID}, limit 1..1000") from None
-    try:
-        items = feedback_store().items(status, after, limit)
-    except DatabaseUnavailableError as exc:
-        raise _unavailable(exc) from None
+    items = feedback_store().items(status, after, limit)
     return jsonify(items=[item.to_json() for item in items])
 
 
 @bp.get("/api/v1/feedback/<int:item_id>/image")
 def item_image(item_id: int):
-    try:
-        data = feedback_store().image(item_id)
-    except DatabaseUnavailableError as exc:
-        raise _unavailable(exc) from None
+    data = feedback_store().image(item_id)
     if data is None:
         raise ClientError(404, f"no feedback item {item_id}")
     headers = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from image_classifier.monitoring.counts import DriftStore
-from image_classifier.monitoring.database import Database, DatabaseUnavailableError
+from image_classifier.monitoring.database import Database, DatabaseUnavailableError, app_database
 from image_classifier.monitoring.feedback import FeedbackStore
 from image_classifier.params import ServeParams
 
@@ -42,12 +42,8 @@ def journal_dir(db: Database) -> Path:
     return Path(tempfile.gettempdir()) / "image-classifier-drift" / key
 
 
-def database_target(settings: ServeParams) -> str:
-    return os.environ.get("DATABASE_URL") or os.environ.get("DRIFT_DB", settings.drift_db)
-
-
 def open_storage(settings: ServeParams) -> Storage:
-    target = database_target(settings)
+    target = app_database(settings.drift_db)
     if not target:
         return Storage(None, None, None, "no database: DATABASE_URL and serve.drift_db are empty")
     try:

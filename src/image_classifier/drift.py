@@ -3,6 +3,9 @@
     python -m image_classifier.drift [--db var/drift.sqlite | --database-url URL | --url APP]
                                      [--version V]
 
+Without --db, --database-url or --url it reads the database the web app uses: $DATABASE_URL,
+else $DRIFT_DB, else serve.drift_db.
+
 Compares the live distribution of predictions for one model version (default: the exported
 model's) with the same model's predictions on the test split (reports/eval/predictions.csv):
 the population stability index (PSI) of the predicted classes, the PSI of the top-1 confidence
@@ -27,7 +30,11 @@ from pathlib import Path
 from image_classifier import config
 from image_classifier.errors import DataError, MissingFileError
 from image_classifier.monitoring.counts import DriftStore, Profile
-from image_classifier.monitoring.database import Database, DatabaseUnavailableError
+from image_classifier.monitoring.database import (
+    Database,
+    DatabaseUnavailableError,
+    app_database,
+)
 from image_classifier.monitoring.stats import compare, format_report, reference_profile
 from image_classifier.params import ParamsError, load_params
 
@@ -121,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             version = args.version or str(read_model_card(args.model_card).get("version", ""))
             if not version:
                 raise DataError(f"{args.model_card} names no version: give --version")
-            target = args.database_url or str(args.db or params.serve.drift_db)
+            target = app_database(params.serve.drift_db, args.database_url, args.db)
             live = read_profile(target, version)
     except (ParamsError, DataError, MissingFileError, DatabaseUnavailableError) as exc:
         print(f"drift: {exc}", file=sys.stderr)

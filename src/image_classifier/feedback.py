@@ -3,6 +3,9 @@
     python -m image_classifier.feedback export --to data/raw [--database-url URL | --db FILE]
     FEEDBACK_TOKEN=... python -m image_classifier.feedback export --to data/raw --url APP
 
+Without --db, --database-url or --url it reads the database the web app uses: $DATABASE_URL,
+else $DRIFT_DB, else serve.drift_db.
+
 Writes each accepted item as <to>/<label>/feedback-<sha256 prefix>.<format's extension> and
 lists every exported file in <to>/.feedback.csv (hidden: the split stage skips dotfiles, and
 DVC tracks it with the folder). Run it again at any time: a file already there is left as it
@@ -34,7 +37,11 @@ from PIL import Image
 
 from image_classifier import atomic, config
 from image_classifier.errors import DataError, MissingFileError
-from image_classifier.monitoring.database import Database, DatabaseUnavailableError
+from image_classifier.monitoring.database import (
+    Database,
+    DatabaseUnavailableError,
+    app_database,
+)
 from image_classifier.monitoring.feedback import NONE, FeedbackStore, Item
 from image_classifier.params import ParamsError, load_params
 
@@ -233,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             app = AppSource(args.url, token)
             report = export(list(app.items()), app.image, args.to)
         else:
-            target = args.database_url or str(args.db or load_params(args.params).serve.drift_db)
+            given = args.database_url or args.db
+            drift_db = "" if given else load_params(args.params).serve.drift_db
+            target = app_database(drift_db, args.database_url, args.db)
             if "://" not in target and not Path(target).is_file():
                 raise MissingFileError(f"no feedback database at {target}")
             db = Database(target, timeout_s=30.0)

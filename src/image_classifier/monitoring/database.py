@@ -14,6 +14,7 @@ workers and app instances that start together apply each migration once.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,6 +128,17 @@ def safe_name(url: sa.URL) -> str:
     """The URL for logs: no password, also not one given as a query parameter."""
     query = {k: ("***" if "password" in k.lower() else v) for k, v in url.query.items()}
     return url.set(query=query).render_as_string(hide_password=True)
+
+
+def app_database(drift_db: str, url: str | None = None, file: str | Path | None = None) -> str:
+    """Where the web app's database is, found the same way by the app and the CLIs: a URL or
+    file given on the command line, else $DATABASE_URL, else $DRIFT_DB, else serve.drift_db
+    (`drift_db`); '' means none."""
+    if url:
+        return url
+    if file:
+        return str(file)
+    return os.environ.get("DATABASE_URL") or os.environ.get("DRIFT_DB", drift_db)
 
 
 class Database:
