@@ -197,3 +197,23 @@ def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path):
         writer.close()
         drift.close()
         db.close()
+
+
+def test_each_database_has_its_own_drift_journal(tmp_path, monkeypatch):
+    """The folder where ending workers leave counts for the next one: the same for the same
+    database, another for a SQLite file of the same relative name in another folder."""
+    from webapp.storage import journal_dir
+
+    monkeypatch.delenv("DRIFT_JOURNAL", raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    in_a = journal_dir(Database("var/drift.sqlite"))
+    assert in_a == journal_dir(Database(str(tmp_path / "a" / "var" / "drift.sqlite")))
+    monkeypatch.chdir(tmp_path / "b")
+    assert journal_dir(Database("var/drift.sqlite")) != in_a
+    assert journal_dir(Database("postgresql://u@/d1")) != journal_dir(
+        Database("postgresql://u@/d2")
+    )
+    monkeypatch.setenv("DRIFT_JOURNAL", str(tmp_path / "j"))
+    assert journal_dir(Database("var/drift.sqlite")) == tmp_path / "j"

@@ -38,7 +38,11 @@ def journal_dir(db: Database) -> Path:
     machine's temp folder."""
     if os.environ.get("DRIFT_JOURNAL"):
         return Path(os.environ["DRIFT_JOURNAL"])
-    key = hashlib.sha256(db.name.encode()).hexdigest()[:16]
+    name = db.name
+    if db.dialect == "sqlite" and db.url.database:
+        # by the file itself: `var/drift.sqlite` of two checkouts are two databases
+        name = str(Path(db.url.database).resolve())
+    key = hashlib.sha256(name.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / "image-classifier-drift" / key
 
 
