@@ -7,7 +7,6 @@ the closest classes are not an answer (webapp/openapi.yaml).
 
 from __future__ import annotations
 
-import logging
 import math
 
 from flask import Blueprint, current_app, jsonify, request
@@ -20,7 +19,6 @@ from webapp.storage import Storage
 from webapp.uploads import b64_instances, form_uploads
 
 bp = Blueprint("api", __name__)
-log = logging.getLogger(__name__)
 
 TRUE = ("1", "true", "yes")
 

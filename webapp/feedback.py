@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -20,7 +19,6 @@ from webapp.service import ModelState, Upload
 from webapp.uploads import form_uploads
 
 bp = Blueprint("feedback", __name__)
-log = logging.getLogger(__name__)
 
 
 def feedback_store() -> FeedbackStore:

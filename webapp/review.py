@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import logging
 
 from flask import (
     Blueprint,
@@ -31,7 +30,6 @@ from webapp.errors import ClientError
 from webapp.feedback import feedback_store
 
 bp = Blueprint("review", __name__)
-log = logging.getLogger(__name__)
 
 THUMB_SIZE = 128
 PAGE_SIZE = 60
