@@ -1,6 +1,7 @@
 """The audit stage against labels flipped on purpose: precision, recall, and the fix's effect.
 
-    python bench/audit.py [--photos 1000] [--small 1000] [--noise 0.05,0.15] [--epochs 5]
+    python bench/audit.py [--photos 1000] [--small 1000] [--noise 0.05,0.15]
+                          [--digits-noise 0.08] [--epochs 5]
 
 For each dataset and noise rate, in a fresh workspace as bench/scale.py builds it (the
 package's code and pipeline with params.yaml of its own; README "your own images"):
@@ -14,8 +15,12 @@ package's code and pipeline with params.yaml of its own; README "your own images
    accuracy after, on the same test split;
 5. each stage's wall time, the audit's next to train's; for `photos`, the audit's
    cross-validation timed on the features' principal components (the stage's) and on all.
-Datasets: `photos`, ~500x375 photo-like JPEGs at 224 px through a frozen MobileNetV2, and
-`small`, the same generator at a fifth of the size through simple_cnn at 16 px. ImageNet's
+Datasets: `photos`, ~500x375 photo-like JPEGs at 224 px through a frozen MobileNetV2;
+`small`, the same generator at a fifth of the size through simple_cnn at 16 px; and `digits`
+(--digits-noise, 0: skip), the bundled sample with the code's default params (simple_cnn,
+16 px grayscale, `train.epochs: auto`): the from-scratch path as a new user runs it, whose
+audit trains audit.folds networks; and `digits-features`, the same with
+`audit.retrain_up_to: 0`, the logistic regression on the trained model's own features. ImageNet's
 weights cannot be downloaded here, and a random base's features do not tell the classes
 apart: the base is first trained on --pretrain-images photo-like
 images of another seed, 96 px, --pretrain-epochs epochs, and saved as the local weights
@@ -35,8 +40,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from machine import print_header
 from scale import env, make_workspace, run_measured, stage_label
+
+import fork
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +159,11 @@ def audited_paths(repo: Path) -> set[str]:
 
 def one_run(work: Path, name: str, images: int, noise: float, weights: Path | None, args) -> dict:
     photos = work / f"{name}-photos"
-    if not photos.exists():
+    if not photos.exists() and name.startswith("digits"):
+        from image_classifier.sample_data import write_sample
+
+        write_sample(photos)
+    elif not photos.exists():
         write_photos(photos, images, 1.0 if name == "photos" else 0.2)
     settings = argparse.Namespace(
         size=224 if name == "photos" else 16,
@@ -166,6 +178,11 @@ def one_run(work: Path, name: str, images: int, noise: float, weights: Path | No
     if name == "small":  # from scratch: the README's defaults
         own["train"] = {"model": "simple_cnn", "weights": None, "batch_size": 64,
                         "min_steps": 300, "epochs": 30}  # fmt: skip
+    if name.startswith("digits"):  # the code's defaults, which are the bundled sample's settings
+        defaults = fork.params_dict()
+        own = {key: defaults[key] for key in ("image", "train")}
+    if name == "digits-features":  # the audit's alternative: the trained model's features
+        own["audit"] = {"retrain_up_to": 0}
     repo, _ = make_workspace(case, photos, weights, settings, own)
     flipped = flip(repo / "data/raw", noise, seed=7)
     sh(repo, "dvc", "add", "data/raw")
@@ -204,6 +221,9 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1000, help="images in `photos` (0: skip)")
     parser.add_argument("--small", type=int, default=1000, help="images in `small` (0: skip)")
     parser.add_argument("--noise", default="0.05,0.15", help="shares of labels flipped")
+    parser.add_argument(
+        "--digits-noise", default="0.08", help="shares flipped in the bundled digits (0: skip)"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the frozen-base head")
     parser.add_argument("--pretrain-images", type=int, default=6000)
     parser.add_argument("--pretrain-epochs", type=int, default=12)
@@ -220,10 +240,13 @@ def main() -> None:
         elif args.photos:
             weights = work / "mobilenet_v2_base.weights.h5"
             pretrained_weights(weights, args.pretrain_images, args.pretrain_epochs)
-        for name, images in (("photos", args.photos), ("small", args.small)):
-            for noise in rates if images else []:
-                rows.append(one_run(work, name, images, noise, weights, args))
-                print(json.dumps(rows[-1]), flush=True)
+        runs = [(name, images, noise) for name, images in (("photos", args.photos),
+                ("small", args.small)) if images for noise in rates]  # fmt: skip
+        runs += [(name, 1797, float(x)) for x in args.digits_noise.split(",") if float(x)
+                 for name in ("digits", "digits-features")]  # fmt: skip
+        for name, images, noise in runs:
+            rows.append(one_run(work, name, images, noise, weights, args))
+            print(json.dumps(rows[-1]), flush=True)
     print()
     print_header("TensorFlow", "Keras", "LiteRT", "scikit-learn", "cleanlab", "DVC")
     head = ["dataset", "images", "noise", "flipped_seen", "flagged", "precision", "recall",

@@ -55,7 +55,7 @@ def timed(fn, *args):
 
 def audit_file(path: Path, exact_up_to: int) -> dict:
     """The audit's parts on the features in `path` (labels beside it), as the stage runs them."""
-    from image_classifier.audit import NpyRows
+    from image_classifier.data.npy import Rows as NpyRows
 
     rows, y = NpyRows(path), np.load(path.with_suffix(".labels.npy"))
     n = len(y)

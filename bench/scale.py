@@ -42,13 +42,12 @@ from pathlib import Path
 
 import psutil
 
-from image_classifier.timing import stage_peaks, stage_phases
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from machine import print_header
 
 import fork
+from stage_log import stage_peaks, stage_phases
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = {"tutorial": [], "cached": ["--cache"]}  # keras_guide_peer.py's flags

@@ -13,6 +13,7 @@ import pytest
 from cleanlab.outlier import OutOfDistribution
 
 from image_classifier import audit, config, prepare, split
+from image_classifier.data import npy
 from image_classifier.data.relabel import read_relabels
 from image_classifier.data.store import fingerprint, open_split
 from image_classifier.evaluation import label_issues
@@ -71,7 +72,7 @@ def test_principal_components_are_scikit_learns_from_a_file_read_in_chunks(tmp_p
     features, _ = blobs(n_per_class=30)
     features = np.hstack([features, np.full((len(features), 1), 2.0)])  # a constant feature
     np.save(tmp_path / "f.npy", features.astype(np.float16))
-    rows = audit.NpyRows(tmp_path / "f.npy")
+    rows = npy.Rows(tmp_path / "f.npy")
     assert rows.shape == features.shape and np.array_equal(
         rows[5:9], np.load(tmp_path / "f.npy")[5:9]
     )

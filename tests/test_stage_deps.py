@@ -20,9 +20,22 @@ PACKAGE = ROOT / "src" / "image_classifier"
 
 
 def module_file(dotted: str) -> Path | None:
-    """The file of a package module ("data.store" -> src/image_classifier/data/store.py)."""
+    """The file of a package module ("data.store" -> src/image_classifier/data/store.py), or
+    of a subpackage whose __init__.py holds code ("evaluation" ->
+    src/image_classifier/evaluation/__init__.py): importing anything from it runs that code.
+    An __init__.py that is only a docstring changes no stage's result."""
+    if not dotted:
+        return None
     path = PACKAGE.joinpath(*dotted.split(".")).with_suffix(".py")
-    return path if dotted and path.is_file() else None
+    if path.is_file():
+        return path
+    init = PACKAGE.joinpath(*dotted.split("."), "__init__.py")
+    if init.is_file():
+        body = ast.parse(init.read_text(encoding="utf-8")).body
+        if body and ast.get_docstring(ast.Module(body=body, type_ignores=[])) is not None:
+            body = body[1:]
+        return init if body else None
+    return None
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -40,6 +53,8 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 found.add(alias.name.removeprefix("image_classifier."))
+    # Importing data.store runs data/__init__.py first: each parent package counts too.
+    found |= {name.rsplit(".", k)[0] for name in found for k in range(1, name.count(".") + 1)}
     return {name for name in found if module_file(name)}
 
 
@@ -60,7 +75,7 @@ def test_imported_modules_reads_both_import_forms(tmp_path):
 
 
 def stage_deps(module: str) -> set[str]:
-    return {f"src/image_classifier/{m.replace('.', '/')}.py" for m in closure(module)}
+    return {module_file(m).relative_to(ROOT).as_posix() for m in closure(module)}
 
 
 def test_every_stage_lists_exactly_its_import_closure():

@@ -1,11 +1,16 @@
-"""timing.py: phases logged by a stage, read back from a `dvc repro` log by bench/scale.py."""
+"""timing.py: phases logged by a stage, read back from a `dvc repro` log by
+bench/stage_log.py (bench/scale.py's breakdown)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from image_classifier import timing
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import stage_log
 
 
 def test_a_phase_is_logged_and_read_back_under_its_stage(caplog):
@@ -25,7 +30,7 @@ def test_a_phase_is_logged_and_read_back_under_its_stage(caplog):
             "INFO image_classifier.timing: phase outliers 2.50 s",
         ]
     )
-    found = timing.stage_phases(log)
+    found = stage_log.stage_phases(log)
     assert set(found) == {"split", "export", "audit"}
     assert found["split"] == {}
     assert set(found["export"]) == {"convert"} and 0 <= found["export"]["convert"] < 1
@@ -45,7 +50,7 @@ def test_a_stage_logs_its_own_peak_memory_read_back_under_its_stage(caplog):
     del held
     (line,) = [f"INFO image_classifier.timing: {r.getMessage()}" for r in caplog.records]
     log = f"Running stage 'split':\nRunning stage 'audit':\n{line}\n"
-    peaks = timing.stage_peaks(log)
+    peaks = stage_log.stage_peaks(log)
     assert set(peaks) == {"audit"}
     # The kernel batches its RSS counters per thread: equal to within a few hundred pages.
     assert 256 < now - 1 <= peaks["audit"] <= timing.own_peak_mb() + 1

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup, escape
 
 from image_classifier import config
+from image_classifier.evaluation import HEADLINE_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ FILES = (
     config.MODEL_CARD_MD.name,  # the evaluate stage's model card, Hugging Face style
 )
 FIGURES = {"confusion": "eval/confusion.png", "misclassified": "eval/misclassified.png"}
-HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ModelReport:
     def headline(self) -> list[dict[str, Any]]:
         """Rows of (metric, model, linear baseline, majority baseline) for the page's table."""
         rows = []
-        for name in HEADLINE:
+        for name in HEADLINE_METRICS:
             if name not in self.metrics:
                 continue
             rows.append(

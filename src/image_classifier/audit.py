@@ -4,17 +4,21 @@
     python -m image_classifier.audit accept --top 20   # write the 20 worst suggestions into
                                                        # data.relabel, then `dvc repro`
 
-Each train and val image gets out-of-sample class probabilities from a logistic regression
-cross-validated (audit.folds) on the principal components of pooled features (the layer
-before dropout and the softmax).
-For a frozen transfer base on LiteRT these are the pretrained base's, which never learnt the
-given labels: phase 1 of training computed them already and kept them
-(saved_models/features.npy; a training image's as augmented in its first epoch), so the audit
-does not run the base again. Otherwise (simple_cnn, a base phase 1 ran on TensorFlow) they are
-the trained model's, computed here by Keras: simple_cnn learnt its own from the given labels,
-wrong ones included, yet they separate the classes far better than pixels
-(docs/architecture.md, "Audit"). cleanlab finds the label issues and outliers
-(evaluation/label_issues.py); the near-duplicate groups come from the split. Writes
+Each train and val image gets out-of-sample class probabilities, from models that never saw
+its label:
+- from scratch (train.weights: null, up to audit.retrain_up_to images): audit.folds networks
+  trained as train does, each without the image's fold (training/cross_fit.py). The trained
+  model learnt the wrong labels with the right ones, so its own features vouch for them;
+- otherwise: a logistic regression cross-validated (audit.folds) on the principal components
+  of pooled features (the layer before dropout and the softmax). For a frozen transfer base
+  on LiteRT these are the pretrained base's, which never learnt the given labels: phase 1 of
+  training computed them already and kept them (saved_models/features.npy; a training
+  image's as augmented in its first epoch), so the audit does not run the base again. Else
+  (a base phase 1 ran on TensorFlow, or past audit.retrain_up_to) they are the trained
+  model's, computed here by Keras (docs/architecture.md, "Audit").
+cleanlab finds the label issues from the probabilities, and the outliers among the principal
+components of the same features (evaluation/label_issues.py); the near-duplicate groups come
+from the split. Writes
 reports/audit/issues.csv, reports/audit/summary.json (DVC metrics) and reports/audit/gallery.png.
 Not on the path to deploy: the gate does not read it.
 """
@@ -34,6 +38,7 @@ import numpy as np
 
 from image_classifier import atomic, config
 from image_classifier.cli import run_stage, setup_logging
+from image_classifier.data import npy
 from image_classifier.data.manifests import read_manifest
 from image_classifier.data.relabel import format_relabels, read_relabels
 from image_classifier.data.store import (
@@ -47,6 +52,7 @@ from image_classifier.evaluation import label_issues
 from image_classifier.params import Params, ParamsError, load_params
 from image_classifier.preprocessing import channels
 from image_classifier.timing import phase
+from image_classifier.training import cross_fit
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +73,11 @@ def pooled_features(model_path: Path):
     return lambda x: features.predict_on_batch(x)
 
 
-class NpyRows:
-    """The rows of a 2-D .npy file, read when sliced (`rows[i:j]`). Read rather than
-    memory-mapped: a mapped file's pages count in the stage's resident memory once touched, so
-    one pass over 100,000 images' features would hold all of them."""
-
-    def __init__(self, path: Path) -> None:
-        with path.open("rb") as fh:
-            major, _ = np.lib.format.read_magic(fh)
-            header = np.lib.format.read_array_header_1_0
-            if major != 1:
-                header = np.lib.format.read_array_header_2_0
-            self.shape, fortran_order, self.dtype = header(fh)
-            self.offset = fh.tell()
-        if fortran_order or len(self.shape) != 2:
-            raise ValueError(f"{path} is not a 2-D C-ordered array")
-        self.path = path
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        start, stop, _ = rows.indices(self.shape[0])
-        width = self.shape[1]
-        with self.path.open("rb") as fh:
-            fh.seek(self.offset + start * width * self.dtype.itemsize)
-            return np.fromfile(fh, self.dtype, (stop - start) * width).reshape(-1, width)
-
-
-def kept_features(splits: list[SplitPixels]) -> NpyRows | None:
+def kept_features(splits: list[SplitPixels]) -> npy.Rows | None:
     """The features phase 1 of training kept, if they are those of these images in this order."""
     try:
         index = json.loads(config.POOLED_FEATURES_INDEX.read_text(encoding="utf-8"))
-        kept = NpyRows(config.POOLED_FEATURES)
+        kept = npy.Rows(config.POOLED_FEATURES)
     except (OSError, ValueError) as exc:
         log.info("audit: no features kept by the train stage (%s)", exc)
         return None
@@ -113,14 +94,8 @@ def kept_features(splits: list[SplitPixels]) -> NpyRows | None:
     return kept
 
 
-def image_features(params: Params, splits: list[SplitPixels]) -> NpyRows | np.ndarray:
-    """(n, d) features of the splits' images, in order: the ones the train stage kept from a
-    frozen base on LiteRT when they match (read from the file as needed), else the trained
-    model's, computed."""
-    kept = kept_features(splits)
-    if kept is not None:
-        log.info("audit: the frozen base's features from the train stage")
-        return kept
+def model_features(params: Params, splits: list[SplitPixels]) -> np.ndarray:
+    """(n, d) the trained model's features of the splits' images, in order, computed."""
     batch = inference_batch_size(params.image.size, channels(params.image.color_mode))
     run = pooled_features(config.KERAS_MODEL)
     return np.concatenate(
@@ -179,18 +154,34 @@ def run(params: Params) -> dict:
         paths = [p for s in splits for p in s.paths]
         labels = np.concatenate([s.labels for s in splits])
         with phase("features"):
-            features = image_features(params, splits)
+            kept = kept_features(splits)
+            if kept is not None:
+                log.info("audit: the frozen base's features from the train stage")
+            features = kept if kept is not None else model_features(params, splits)
         with phase("principal_components"):
             points = label_issues.principal_components(features)
         summary = {
             "images": len(paths),
             "near_duplicate_groups": len(split_report.get("near_duplicates", [])),
         }
+        # The trained model's own features learnt the given labels, wrong ones too, when it
+        # was trained from scratch (a frozen base's, kept or not, never saw a label).
+        retrain = (
+            kept is None
+            and params.train.weights is None
+            and len(paths) <= params.audit.retrain_up_to
+        )
+        summary["probabilities"] = "networks" if retrain else "features"
         try:
             with phase("out_of_sample_probabilities"):
-                probs = label_issues.out_of_sample_probs(
-                    points, labels, params.audit.folds, params.train.seed
-                )
+                if retrain:
+                    probs = cross_fit.out_of_sample_probs(
+                        params, cross_fit.Pooled(splits), classes, params.audit.folds
+                    )
+                else:
+                    probs = label_issues.out_of_sample_probs(
+                        points, labels, params.audit.folds, params.train.seed
+                    )
         except label_issues.TooSmallError as exc:
             log.warning("audit: too small for cross-validation (%s); the report is empty", exc)
             summary.update(label_issues=0, outliers=0, too_small=str(exc))

@@ -40,7 +40,7 @@ from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
 from image_classifier.data.manifests import read_classes
 from image_classifier.data.store import SplitPixels, inference_batch_size, open_split, seeded_sample
-from image_classifier.evaluation import calibration, metrics, ood
+from image_classifier.evaluation import HEADLINE_METRICS, calibration, metrics, ood
 from image_classifier.litert.classifier import Classifier, ModelCard, Outputs
 from image_classifier.litert.convert import to_tflite
 from image_classifier.litert.quantize import quantize
@@ -50,8 +50,6 @@ from image_classifier.timing import phase
 from image_classifier.training import models
 
 log = logging.getLogger(__name__)
-
-HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "roc_auc_ovr", "n_test")
 
 
 def git_commit() -> str:
@@ -132,7 +130,7 @@ def model_card(
         "params_hash": params.model_hash(),
         "architecture": params.train.model,
         "quantization": params.export.quantization,
-        "metrics": {k: scores[k] for k in HEADLINE_METRICS if k in scores},
+        "metrics": {k: scores[k] for k in (*HEADLINE_METRICS, "n_test") if k in scores},
         "tflite_sha256": model_sha,
         "tflite_md5": dvc_md5,
         "keras_agreement": check,
@@ -173,7 +171,7 @@ def export_summary(mode: str, tflite: bytes, float_model: bytes, scores: dict, c
         "quantization": mode,
         "size_kb": round(len(tflite) / 1024, 1),
         "float32_size_kb": round(len(float_model) / 1024, 1),
-        **{k: scores[k] for k in HEADLINE_METRICS if k in scores},
+        **{k: scores[k] for k in (*HEADLINE_METRICS, "n_test") if k in scores},
         **{f"keras_{k}": v for k, v in check.items()},
     }
 

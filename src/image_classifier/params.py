@@ -381,6 +381,15 @@ class AuditParams(_Section):
         5, "Cross-validation folds for the out-of-sample probabilities of each image.", ge=3
     )
     gallery_size: int = param(16, "Top suspects drawn in reports/audit/gallery.png.", ge=0)
+    retrain_up_to: int = param(
+        20000,
+        "From scratch (train.weights: null), up to this many train and val images: each "
+        "image's probabilities come from one of `folds` networks trained as train does, "
+        "without its fold (about folds x 0.6 x train's time). Above it, or 0: a logistic "
+        "regression on the trained model's features, which learnt the wrong labels too "
+        '(lower recall; docs/benchmarks.md, "Audit").',
+        ge=0,
+    )
 
 
 @dataclass(frozen=True)

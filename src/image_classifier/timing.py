@@ -1,22 +1,21 @@
 """Where a stage's time goes: `with phase("convert"):` logs the seconds the block took; and
 its memory: `log_peak()` logs the process's own peak resident memory as it ends.
 
-bench/scale.py gathers these lines from `dvc repro`'s log into the per-stage breakdown of
-docs/benchmarks.md; what a stage spends outside its phases is interpreter and library
-start-up."""
+bench/stage_log.py reads these lines back from `dvc repro`'s log for bench/scale.py's
+per-stage breakdown in docs/benchmarks.md; what a stage spends outside its phases is
+interpreter and library start-up."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# The log line's first word: bench/scale.py finds the phases by it.
+# The log line's first word: bench/stage_log.py finds the lines by it.
 MARK = "phase"
 PEAK_MARK = "peak_rss"
 
@@ -28,19 +27,6 @@ def phase(name: str) -> Iterator[None]:
         yield
     finally:
         log.info("%s %s %.2f s", MARK, name, time.perf_counter() - start)
-
-
-def stage_phases(log_text: str) -> dict[str, dict[str, float]]:
-    """Each stage's phases, in seconds, from a `dvc repro` log (DVC's "Running stage" lines
-    say whose they are)."""
-    out: dict[str, dict[str, float]] = {}
-    stage = None
-    for line in log_text.splitlines():
-        if started := re.match(r"Running stage '([^']+)'", line):
-            stage = out.setdefault(started.group(1), {})
-        elif stage is not None and (found := re.search(rf"{MARK} (\S+) ([\d.]+) s$", line)):
-            stage[found.group(1)] = stage.get(found.group(1), 0.0) + float(found.group(2))
-    return out
 
 
 def own_peak_mb() -> float | None:
@@ -59,15 +45,3 @@ def log_peak() -> None:
     peak = own_peak_mb()
     if peak is not None:
         log.info("%s %.1f MB", PEAK_MARK, peak)
-
-
-def stage_peaks(log_text: str) -> dict[str, float]:
-    """Each stage process's own peak memory in MB, from a `dvc repro` log."""
-    out: dict[str, float] = {}
-    stage = None
-    for line in log_text.splitlines():
-        if started := re.match(r"Running stage '([^']+)'", line):
-            stage = started.group(1)
-        elif stage is not None and (found := re.search(rf"{PEAK_MARK} ([\d.]+) MB$", line)):
-            out[stage] = float(found.group(1))
-    return out

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from image_classifier import config
+from image_classifier.data import npy
 from image_classifier.data.manifests import Row, read_manifest
 from image_classifier.preprocessing import PREPROCESSING_VERSION
 
 # The .npy header is padded to a fixed size so the final image count can be written in place
 # after decoding (unreadable files are dropped), without copying the pixel data.
 HEADER_BYTES = 128
-_MAGIC = b"\x93NUMPY\x01\x00"
 
 
 class StoreError(ValueError):
@@ -39,12 +38,8 @@ class StoreError(ValueError):
 
 
 def npy_header(shape: Sequence[int]) -> bytes:
-    """A version-1.0 .npy header for a C-ordered uint8 array, padded to HEADER_BYTES."""
-    body = repr({"descr": "|u1", "fortran_order": False, "shape": tuple(shape)}).encode("latin1")
-    pad = HEADER_BYTES - len(_MAGIC) - 2 - len(body) - 1
-    if pad < 0:
-        raise ValueError(f"shape {shape} does not fit a {HEADER_BYTES}-byte header")
-    return _MAGIC + struct.pack("<H", HEADER_BYTES - len(_MAGIC) - 2) + body + b" " * pad + b"\n"
+    """The .npy header of a store of this shape, HEADER_BYTES long."""
+    return npy.header(shape, np.uint8, HEADER_BYTES)
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ class SplitPixels:
         self.record_bytes = int(np.prod(meta.record_shape))
         self._fd = os.open(self.path, os.O_RDONLY)
         expected = HEADER_BYTES + len(self.rows) * self.record_bytes
-        if os.fstat(self._fd).st_size != expected or os.pread(self._fd, 6, 0) != _MAGIC[:6]:
+        if os.fstat(self._fd).st_size != expected or os.pread(self._fd, 6, 0) != npy.MAGIC[:6]:
             os.close(self._fd)
             raise StoreError(
                 f"{self.path} does not hold {len(self.rows)} images of {meta.record_shape}: "

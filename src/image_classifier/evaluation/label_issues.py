@@ -57,7 +57,7 @@ class Issue:
 def principal_components(rows, components: int = PCA_COMPONENTS, chunk: int = 4096) -> np.ndarray:
     """(n, c) float32: the first `components` principal components of the standardised rows
     (what StandardScaler then PCA give, up to each component's sign). `rows` is a 2-D array or
-    anything that slices like one (audit.NpyRows, a file's rows): it is read `chunk` rows at a
+    anything that slices like one (data/npy.Rows, a file's rows): it is read `chunk` rows at a
     time, twice, so memory holds the components and a d x d matrix, not all the rows. No label
     is read: components from every image leave the probabilities out of sample."""
     n, d = rows.shape
@@ -83,11 +83,9 @@ def principal_components(rows, components: int = PCA_COMPONENTS, chunk: int = 40
     return out
 
 
-def out_of_sample_probs(
-    points: np.ndarray, labels: np.ndarray, folds: int, seed: int
-) -> np.ndarray:
-    """(n, classes) probabilities, each from a model that never saw that image's label, fitted
-    on `points` (the principal components of the features)."""
+def cross_validation(labels: np.ndarray, folds: int, seed: int) -> StratifiedKFold:
+    """Stratified, seeded folds for these labels: `folds`, or fewer when the smallest class
+    has fewer images. Raises TooSmallError when it has fewer than MIN_FOLDS."""
     counts = np.bincount(labels)
     smallest = int(counts[counts > 0].min()) if len(counts) else 0
     if len(counts) < 2 or smallest < MIN_FOLDS:
@@ -95,8 +93,23 @@ def out_of_sample_probs(
             f"{smallest} image(s) in the smallest class: cross-validation needs at least "
             f"{MIN_FOLDS}"
         )
-    folds = min(folds, smallest)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
+
+
+def fold_of(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """(n,) each image's fold in cross_validation's split."""
+    out = np.zeros(len(labels), dtype=np.int64)
+    for k, (_, held) in enumerate(cross_validation(labels, folds, seed).split(labels, labels)):
+        out[held] = k
+    return out
+
+
+def out_of_sample_probs(
+    points: np.ndarray, labels: np.ndarray, folds: int, seed: int
+) -> np.ndarray:
+    """(n, classes) probabilities, each from a model that never saw that image's label, fitted
+    on `points` (the principal components of the features)."""
+    cv = cross_validation(labels, folds, seed)
     model = LogisticRegression(C=0.1, max_iter=500)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -129,11 +129,16 @@ def training_budget(
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """scikit-learn's "balanced" weights: n / (classes * count), so each class's total loss
+    """scikit-learn's "balanced" weights, n / (classes * count), so each class's total loss
     weighs the same; a class with no training image gets weight 0 (it never appears)."""
-    counts = np.bincount(labels, minlength=n_classes)
-    n = counts.sum()
-    return {c: float(n / (n_classes * k)) if k else 0.0 for c, k in enumerate(counts)}
+    # Imported here: only train.class_weight: balanced needs scikit-learn in this stage.
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    out = dict.fromkeys(range(n_classes), 0.0)
+    out.update((int(c), float(w)) for c, w in zip(present, weights, strict=True))
+    return out
 
 
 def compile_model(

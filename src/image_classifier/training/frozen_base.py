@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from image_classifier.data import npy
 from image_classifier.litert.classifier import invoke_batch
 from image_classifier.litert.convert import to_tflite
 from image_classifier.params import TrainParams
@@ -110,10 +111,8 @@ class FeatureFile:
 
     def open(self, dim: int) -> None:
         shape = (self.n_train + self.n_val, dim)
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16))}
-        header |= {"fortran_order": False, "shape": shape}
         with self.path.open("wb") as f:
-            np.lib.format.write_array_header_1_0(f, header)
+            f.write(npy.header(shape, np.float16))
             self._offset = f.tell()
             self._row_bytes = dim * 2
             f.truncate(self._offset + shape[0] * self._row_bytes)
