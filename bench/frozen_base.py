@@ -13,7 +13,7 @@ to --size) then go through the features model in batches of --batch-size:
 - TensorFlow, direct call under tf.function: model(x, training=False), as a train step runs it.
 Each runs one warm-up batch, then --repeats timed passes; the table gives the median pass
 (and the slowest and fastest) and the largest feature difference from TensorFlow's.
-LiteRTFeatures hands LiteRT a few images per call (litert/classifier.py, invoke_batch); a
+LiteRTFeatures hands LiteRT a few images per call (litert/runner.py, invoke_batch); a
 second table runs the same features model on a fresh LiteRT interpreter for each of --calls
 images per call: the median pass's images/s and how much the process's resident memory grew
 with that interpreter (its tensor arena).

@@ -10,17 +10,16 @@ features (export.serving_model); this module turns them into calibrated probabil
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from image_classifier import config
 from image_classifier.evaluation import ood
 from image_classifier.evaluation.calibration import softmax
+from image_classifier.litert.runner import Runner, invoke_batch
 from image_classifier.preprocessing import (
     MAX_PIXELS,
     PREPROCESSING_VERSION,
@@ -28,17 +27,6 @@ from image_classifier.preprocessing import (
     channels,
     decode_pixels,
 )
-
-# XNNPACK runs a network faster a few images per call than in large batches (a call's
-# activations stay in the CPU's caches), and its tensor arena grows with the batch: each call
-# gets about this many input values, so more images as they shrink
-# (bench/litert_batch.py; docs/benchmarks.md, "LiteRT batch size").
-INVOKE_VALUES = 4 * 224 * 224 * 3
-
-
-def invoke_batch(size: int, channels: int) -> int:
-    """Images per LiteRT call: 4 at 224 px RGB, up to 256 for thumbnails."""
-    return int(min(256, max(1, INVOKE_VALUES // (size * size * channels))))
 
 
 class ModelLoadError(RuntimeError):
@@ -127,7 +115,7 @@ class Outputs:
 
 
 class Classifier:
-    """A LiteRT interpreter plus its model card. Thread-safe: one invoke at a time."""
+    """The exported model (a Runner) plus its model card and detector. Thread-safe."""
 
     def __init__(
         self,
@@ -139,32 +127,13 @@ class Classifier:
     ) -> None:
         self.card = card
         self.detector = detector
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise ModelLoadError(f"{model} not found: run `dvc repro` (or `dvc pull`) first")
         # LiteRT sizes its tensor arena for the largest batch it has run and keeps it: a web
         # worker that once ran one large explain batch would hold that memory for good.
         self.max_batch = max_batch or invoke_batch(card.image_size, channels(card.color_mode))
-        kwargs: dict[str, Any] = {"num_threads": num_threads}
-        if isinstance(model, bytes):
-            kwargs["model_content"] = model
-        else:
-            if not Path(model).is_file():
-                raise ModelLoadError(f"{model} not found: run `dvc repro` (or `dvc pull`) first")
-            kwargs["model_path"] = str(model)
-        self._interpreter = Interpreter(**kwargs)
-        inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
-        self._input, self._output = inp["index"], out["index"]
-        # A full-integer (int8) model takes and returns int8; (scale, zero point) of 0 = float.
-        self._in_type, self._in_q = inp["dtype"], inp["quantization"]
-        self._out_q = out["quantization"]
-        # uint8 pixels in: their int8 input for each of the 256 values, computed once by the
-        # float path (exact: preprocessing's float32 output holds the same whole numbers).
-        self._pixel_table = self._quantize(np.arange(256, dtype=np.float32))
-        # Export's int8 input is the pixel minus 128 (scale 1, zero point -128: quantize.py),
-        # which is the top bit flipped: cheaper than the table lookup, and tested equal to it.
-        self._flip_top_bit = self._in_type == np.int8 and self._in_q == (1.0, -128)
-        self._batch = 0
-        self._lock = threading.Lock()
-        width = int(self._interpreter.get_output_details()[0]["shape"][-1])
+        self.runner = Runner(model, num_threads, self.max_batch)
+        width = self.runner.width
         if width <= len(card.classes) + card.early_width:
             raise ModelLoadError(
                 f"model outputs {width} values an image: not the {len(card.classes)} logits of "
@@ -207,48 +176,8 @@ class Classifier:
         return Outputs(probs, logits, features, early, scores, known)
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
-        """The model's float32 output rows (logits, features, early statistics); in chunks
-        of at most max_batch images, so memory does not grow with the request."""
-        step = self.max_batch
-        if len(batch) > step:
-            return np.concatenate(
-                [self._invoke(batch[i : i + step]) for i in range(0, len(batch), step)]
-            )
-        return self._invoke(batch)
-
-    def _to_input(self, batch: np.ndarray) -> np.ndarray:
-        if not self._in_q[0]:
-            return np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.dtype == np.uint8:
-            if self._flip_top_bit:
-                return (batch ^ np.uint8(0x80)).view(np.int8)
-            return self._pixel_table[batch]
-        return self._quantize(np.asarray(batch, dtype=np.float32))
-
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        scale, zero = self._in_q
-        if not scale:
-            return x
-        info = np.iinfo(self._in_type)
-        q = np.clip(np.rint(x / scale) + zero, info.min, info.max)
-        return np.ascontiguousarray(q.astype(self._in_type))
-
-    def _from_output(self, out: np.ndarray) -> np.ndarray:
-        scale, zero = self._out_q
-        if not scale:
-            return out.copy()
-        return (out.astype(np.float32) - zero) * np.float32(scale)
-
-    def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        batch = self._to_input(batch)
-        with self._lock:
-            if batch.shape[0] != self._batch:
-                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
-                self._interpreter.allocate_tensors()
-                self._batch = batch.shape[0]
-            self._interpreter.set_tensor(self._input, batch)
-            self._interpreter.invoke()
-            return self._from_output(self._interpreter.get_tensor(self._output))
+        """The model's float32 output rows (logits, features, early statistics)."""
+        return self.runner(batch)
 
     def top_k(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
         order = np.argsort(-probs, kind="stable")[: min(k, len(probs))]

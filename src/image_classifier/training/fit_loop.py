@@ -1,4 +1,5 @@
-"""The fit loop of the train stage: budget, callbacks, the two phases of transfer learning.
+"""The fit loop of the train stage: budget, learning rate, the two phases of transfer learning
+(callbacks.py holds the callbacks).
 
 Pure of file I/O: `fit` takes pixel sources and returns a model; the stage shell (train.py)
 opens the store and writes saved_models/.
@@ -21,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 
 from image_classifier import timing
 from image_classifier.data.store import inference_batch_size, seeded_sample
 from image_classifier.params import Params, ParamsError, TrainParams
 from image_classifier.training import distribute, frozen_base, lr_find
+from image_classifier.training.callbacks import KeepBest, callbacks, record_best
 from image_classifier.training.input_pipeline import (
     ArraySource,
     PixelSource,
@@ -128,6 +129,16 @@ def training_budget(
     return Budget(batch, steps, per_call, params.epochs, min(min_epochs, params.epochs))
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What the phases of one fit share."""
+
+    policy: str  # Keras' dtype policy: float32, or mixed_float16 (train.mixed_precision)
+    strategy: tf.distribute.Strategy
+    budget: Budget
+    weights: dict[int, float] | None  # class weights (train.class_weight)
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     """scikit-learn's "balanced" weights, n / (classes * count), so each class's total loss
     weighs the same; a class with no training image gets weight 0 (it never appears)."""
@@ -150,87 +161,6 @@ def compile_model(
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
     )
-
-
-class KeepBest(keras.callbacks.Callback):
-    """The weights and logs of the epoch with the lowest validation loss, across both phases,
-    among the epochs from `start` on.
-
-    Keras' EarlyStopping(restore_best_weights=True) forgets its best at every fit() call, so
-    phase 2 could end on weights worse than phase 1's best; this one keeps them all along."""
-
-    def __init__(self, start: int = 0) -> None:
-        super().__init__()
-        self.start = start
-        self.best = math.inf
-        self.epoch = -1  # counted over both phases: dvclive's step
-        self.best_epoch = -1
-        self.best_logs: dict[str, float] = {}
-        self.best_weights: list[np.ndarray] | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch += 1
-        loss = (logs or {}).get("val_loss", math.inf)
-        # Before `start`, an epoch is kept only until a later one is: if every later
-        # validation loss is NaN (a diverged fit), the best early epoch is still saved.
-        early = self.best_epoch < self.start
-        if loss < self.best or (early and self.epoch >= self.start and math.isfinite(loss)):
-            self.best, self.best_epoch = float(loss), self.epoch
-            self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
-            self.best_weights = self.model.get_weights()
-
-    def restore(self) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-    def adopt(self, model: keras.Model) -> None:
-        """Phase 1 fitted a head sharing its layers with `model` (frozen_base.py): restore
-        the best head, and keep the best as `model`'s weights for phase 2 to compare with."""
-        self.restore()
-        self.set_model(model)
-        if self.best_weights is not None:
-            self.best_weights = model.get_weights()
-
-
-class PlateauAfter(keras.callbacks.ReduceLROnPlateau):
-    """ReduceLROnPlateau from epoch `start` on: by default (train.plateau_from: min_steps) the
-    end of the minimum budget. On a small validation split the loss is noisy from the first
-    epochs, and cuts then leave most of the budget at a tiny rate (docs/benchmarks.md,
-    "Small data from scratch", has the table that chose this)."""
-
-    def __init__(self, start: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.start = start
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch >= self.start:
-            super().on_epoch_end(epoch, logs)
-            return
-        self._reset()  # no plateau counted yet
-        if logs is not None:
-            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
-
-
-def callbacks(
-    params: TrainParams, keep: KeepBest, min_epochs: int, live: Live | None
-) -> list[keras.callbacks.Callback]:
-    out: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=params.early_stopping_patience,
-            start_from_epoch=min_epochs,
-        ),
-        PlateauAfter(
-            min_epochs if params.plateau_from == "min_steps" else 0,
-            monitor="val_loss",
-            factor=params.reduce_lr_factor,
-            patience=params.reduce_lr_patience,
-        ),
-        keep,  # after PlateauAfter, which adds the learning rate to the logs
-    ]
-    if live is not None:
-        out.append(DVCLiveCallback(live=live))
-    return out
 
 
 def initial_model(params: Params, classes: Sequence[str], policy: str) -> keras.Model:
@@ -274,62 +204,19 @@ def fit(
     strategy = distribute.make_strategy(tp.distribute)
     per_call = distribute.max_steps_per_call(strategy, STEPS_PER_EXECUTION)
     budget = training_budget(len(train), tp, per_call)
-    log.info(
-        "batch %d, %d steps an epoch, up to %d epochs (%s; early stopping from epoch %d)",
-        budget.batch_size,
-        budget.steps_per_epoch,
-        budget.epochs,
-        "train.epochs: auto, at least train.min_steps steps"
-        if tp.epochs == "auto"
-        else "train.epochs",
-        budget.min_epochs,
-    )
+    log_budget(budget, tp)
     weights = class_weights(train.labels, len(classes)) if tp.class_weight == "balanced" else None
+    setup = Setup(policy, strategy, budget, weights)
     keras.mixed_precision.set_global_policy(policy)
     try:
-        rate = tp.learning_rate
-        if rate == "auto" and tp.weights is not None:
-            # A pretrained base's head is a linear model on fixed features: one rate serves.
-            rate = lr_find.PRETRAINED_HEAD_RATE
-            log.info(
-                "learning rate %g for the head of %s (train.learning_rate: auto)", rate, tp.model
-            )
-        alone = tp.distribute != "none"
-        found = None
-        if rate == "auto" and alone:
-            # Each worker of a distributed run tests a copy of its own, outside the strategy:
-            # the same seed gives them all the same rate.
-            probe = initial_model(params, classes, policy)
-            compile_model(probe, lr_find.START, tp.optimizer, 1)
-            found = find_learning_rate(probe, tp, train, budget, weights)
-            seed_everything(tp.seed, tp.op_determinism)  # the fit as a fixed rate would run it
-        with strategy.scope():
-            model = initial_model(params, classes, policy)
-            start_rate = lr_find.START if rate == "auto" else rate
-            compile_model(model, start_rate, tp.optimizer, budget.steps_per_execution)
-        if rate == "auto":
-            found = found or find_learning_rate(model, tp, train, budget, weights)
-            rate = found.learning_rate
-            model.optimizer.learning_rate = rate
-            record_range_test(live, found)
+        model, rate = compiled_model(params, classes, setup, train, live)
         base = find_base(model)
         on_litert = frozen_base.runs_on_litert(tp, model, policy)
-        train_ds, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
-        val_ds = inference_dataset(
-            val, inference_batch_size(params.image.size, params.image.channels)
-        )
+        fit_args = keras_fit_args(params, (train, val), setup)
         # The best epoch is taken from the last epoch of the minimum budget on: before it,
         # a small validation split's loss can be lowest for a network that has learnt little.
         keep = KeepBest(
             start=max(budget.min_epochs - 1, 0) if tp.plateau_from == "min_steps" else 0
-        )
-        fit_args = dict(
-            x=train_ds,
-            steps_per_epoch=budget.steps_per_epoch,
-            validation_data=val_ds,
-            shuffle=False,  # the dataset shuffles indices itself, with the seed
-            class_weight=weights,
-            verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
         )
         phase_one = dict(
             epochs=budget.epochs, callbacks=callbacks(tp, keep, budget.min_epochs, live)
@@ -345,20 +232,7 @@ def fit(
                 done = len(model.fit(**phase_one, **fit_args).epoch)
         if fine_tunes(tp, base):
             predict = None  # phase 2 changes the base that LiteRT runs
-            keep.restore()  # phase 2 starts from phase 1's best head
-            with strategy.scope():
-                set_trainable(base, tp.fine_tune_layers)
-                compile_model(
-                    model, tp.fine_tune_learning_rate, tp.optimizer, budget.steps_per_execution
-                )
-            log.info("fine-tuning the top %s layers of %s", tp.fine_tune_layers, base.name)
-            with timing.phase("fine_tune"):
-                model.fit(
-                    initial_epoch=done,
-                    epochs=done + tp.fine_tune_epochs,
-                    callbacks=callbacks(tp, keep, 0, live),
-                    **fit_args,
-                )
+            fine_tune(model, base, tp, setup, keep, (done, fit_args), live)
         keep.restore()
         if live is not None:
             record_best(live, keep)
@@ -367,6 +241,95 @@ def fit(
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return with_dtype_policy(model, "float32") if policy != "float32" else model
+
+
+def log_budget(budget: Budget, tp: TrainParams) -> None:
+    log.info(
+        "batch %d, %d steps an epoch, up to %d epochs (%s; early stopping from epoch %d)",
+        budget.batch_size,
+        budget.steps_per_epoch,
+        budget.epochs,
+        "train.epochs: auto, at least train.min_steps steps"
+        if tp.epochs == "auto"
+        else "train.epochs",
+        budget.min_epochs,
+    )
+
+
+def compiled_model(
+    params: Params, classes: Sequence[str], setup: Setup, train: PixelSource, live: Live | None
+) -> tuple[keras.Model, float]:
+    """The model built (or loaded) in the strategy's scope and compiled at its learning rate:
+    train.learning_rate, or for `auto` the range test's (a pretrained base's head: one rate
+    that serves)."""
+    tp, policy, budget, weights = params.train, setup.policy, setup.budget, setup.weights
+    rate = tp.learning_rate
+    if rate == "auto" and tp.weights is not None:
+        # A pretrained base's head is a linear model on fixed features: one rate serves.
+        rate = lr_find.PRETRAINED_HEAD_RATE
+        log.info("learning rate %g for the head of %s (train.learning_rate: auto)", rate, tp.model)
+    found = None
+    if rate == "auto" and tp.distribute != "none":
+        # Each worker of a distributed run tests a copy of its own, outside the strategy:
+        # the same seed gives them all the same rate.
+        probe = initial_model(params, classes, policy)
+        compile_model(probe, lr_find.START, tp.optimizer, 1)
+        found = find_learning_rate(probe, tp, train, budget, weights)
+        seed_everything(tp.seed, tp.op_determinism)  # the fit as a fixed rate would run it
+    with setup.strategy.scope():
+        model = initial_model(params, classes, policy)
+        start_rate = lr_find.START if rate == "auto" else rate
+        compile_model(model, start_rate, tp.optimizer, budget.steps_per_execution)
+    if rate == "auto":
+        found = found or find_learning_rate(model, tp, train, budget, weights)
+        rate = found.learning_rate
+        model.optimizer.learning_rate = rate
+        record_range_test(live, found)
+    return model, rate
+
+
+def keras_fit_args(params: Params, data: tuple[PixelSource, PixelSource], setup: Setup) -> dict:
+    """What each Keras fit() call takes besides its epochs and callbacks."""
+    train, val = data
+    tp = params.train
+    train_ds, _ = training_dataset(train, setup.budget.batch_size, tp.seed, tp.augment)
+    val_ds = inference_dataset(val, inference_batch_size(params.image.size, params.image.channels))
+    return dict(
+        x=train_ds,
+        steps_per_epoch=setup.budget.steps_per_epoch,
+        validation_data=val_ds,
+        shuffle=False,  # the dataset shuffles indices itself, with the seed
+        class_weight=setup.weights,
+        verbose=2,  # one line per epoch: readable in `dvc repro` logs and CI
+    )
+
+
+def fine_tune(
+    model: keras.Model,
+    base: keras.Model,
+    tp: TrainParams,
+    setup: Setup,
+    keep: KeepBest,
+    after: tuple[int, dict],
+    live: Live | None,
+) -> None:
+    """Phase 2: from phase 1's best head, the top train.fine_tune_layers layers of the base
+    unfrozen, train.fine_tune_epochs more epochs at train.fine_tune_learning_rate, after
+    phase 1's `done` epochs, with Keras' `fit_args`."""
+    done, fit_args = after
+    keep.restore()
+    with setup.strategy.scope():
+        set_trainable(base, tp.fine_tune_layers)
+        steps = setup.budget.steps_per_execution
+        compile_model(model, tp.fine_tune_learning_rate, tp.optimizer, steps)
+    log.info("fine-tuning the top %s layers of %s", tp.fine_tune_layers, base.name)
+    with timing.phase("fine_tune"):
+        model.fit(
+            initial_epoch=done,
+            epochs=done + tp.fine_tune_epochs,
+            callbacks=callbacks(tp, keep, 0, live),
+            **fit_args,
+        )
 
 
 def fit_head_on_litert(
@@ -416,16 +379,6 @@ def fit_head_on_litert(
         return frozen_base.probabilities(inference_batches(source, batch), run, head)
 
     return epochs, predict
-
-
-def record_best(live: Live, keep: KeepBest) -> None:
-    """reports/train/metrics.json (what `dvc metrics show` prints) describes the saved
-    weights: the best epoch's values, not the last epoch's."""
-    for name, value in keep.best_logs.items():
-        # dvclive's Keras callback files val_* under eval/ and the rest under train/.
-        group, key = ("eval", name[4:]) if name.startswith("val_") else ("train", name)
-        live.summary.setdefault(group, {})[key] = value
-    live.summary["best_step"] = keep.best_epoch
 
 
 def find_learning_rate(

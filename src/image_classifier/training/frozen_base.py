@@ -27,11 +27,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 from image_classifier.data import npy
-from image_classifier.litert.classifier import invoke_batch
 from image_classifier.litert.convert import to_tflite
+from image_classifier.litert.runner import Runner
 from image_classifier.params import TrainParams
 from image_classifier.training.models import find_base
 
@@ -62,33 +61,13 @@ def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return features, keras.Model(inputs, x, name="head")
 
 
-class LiteRTFeatures:
-    """The features model on LiteRT, on every core: float32 pixels -> pooled features."""
+class LiteRTFeatures(Runner):
+    """The features model converted to LiteRT, on every core: float32 pixels -> (n, dim)
+    pooled features, a few images per call (Runner)."""
 
     def __init__(self, features: keras.Model, threads: int | None = None) -> None:
-        threads = threads or os.cpu_count() or 1
-        self._interpreter = Interpreter(model_content=to_tflite(features), num_threads=threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
-        self.dim = int(self._interpreter.get_output_details()[0]["shape"][-1])
-        self._batch = 0
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """(n, size, size, channels) float32 pixels -> (n, dim) features, a few images per
-        LiteRT call whatever n is (invoke_batch)."""
-        step = invoke_batch(pixels.shape[1], pixels.shape[-1])
-        return np.concatenate(
-            [self._invoke(pixels[i : i + step]) for i in range(0, len(pixels), step)]
-        )
-
-    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
-        if len(pixels) != self._batch:
-            self._interpreter.resize_tensor_input(self._input, list(pixels.shape))
-            self._interpreter.allocate_tensors()
-            self._batch = len(pixels)
-        self._interpreter.set_tensor(self._input, np.ascontiguousarray(pixels, np.float32))
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
+        super().__init__(to_tflite(features), threads or os.cpu_count() or 1)
+        self.dim = self.width
 
 
 class FeatureFile:
