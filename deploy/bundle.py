@@ -6,7 +6,7 @@ DVC keeps the model out of git, so a plain `git push heroku` would ship a web ap
 The deploy workflow instead pulls (or rebuilds) the model with DVC, runs this script, and pushes
 OUT_DIR as a one-commit repository to Heroku. Along with the model go its detector's
 statistics (ood.npz, for "none of these"), the example images the page offers, and the
-evaluation reports and model card the model page shows; no data, tests or pipeline code do.
+evaluation reports and model card the model page shows; no data, tests or image generators do.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from webapp.model_report import FILES as REPORT_FILES  # noqa: E402
 
 FILES = ["Procfile", "requirements.txt", ".python-version", "params.yaml"]
 TREES = ["webapp", "src/image_classifier"]
+# The image generators of the sample, evaluate's far-OOD sets, the tests and the benchmarks:
+# the web app never draws an image (.dockerignore leaves them out of the image too).
+GENERATORS = ["src/image_classifier/synthetic.py", "src/image_classifier/synthetic_sets.py"]
 MODEL = [
     "saved_models/model.tflite",
     "saved_models/model.json",
@@ -40,7 +43,7 @@ def bundle(out: Path, root: Path = ROOT) -> list[str]:
         raise SystemExit(f"missing {missing}: run `dvc pull` or `dvc repro` first")
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *(Path(g).name for g in GENERATORS))
     for name in FILES + MODEL + REPORTS:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, out / name)

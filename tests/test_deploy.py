@@ -193,6 +193,11 @@ def test_docker_image_carries_what_the_bundle_carries():
     for tree in bundle.MODEL_TREES:
         assert f"!{tree}/" in ignore, tree
         assert tree in copied, tree
+    # What the bundle leaves out of the package, the image leaves out too (a later
+    # .dockerignore line wins over the `!src/image_classifier/` before it).
+    let_in = ignore.index("!src/image_classifier/")
+    for name in bundle.GENERATORS:
+        assert name in ignore[let_in:], name
 
 
 def test_actions_pinned_permissions_minimal_no_secrets_echoed():
@@ -293,6 +298,8 @@ def test_bundle_carries_the_model_and_runs_alone(model_dir, reports_dir, tmp_pat
     examples = json.loads((model_dir / "model.json").read_text())["examples"]
     assert {f"saved_models/{e['file']}" for e in examples} <= set(files)
     assert not any(f.startswith(("data/", "tests/")) for f in files)
+    assert not set(bundle.GENERATORS) & set(files)  # and the app runs without them, below
+    assert "src/image_classifier/evaluation/ood_sets.py" in files  # only the generators go
     assert not any(f.startswith("reports/") and f[8:] not in bundle.REPORT_FILES for f in files)
     code = (
         "import sys; from webapp import create_app; c = create_app().test_client(); "
