@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000 \
     WEB_CONCURRENCY=2 \
     MALLOC_ARENA_MAX=2 \
-    DRIFT_DB=/var/lib/image-classifier/drift.sqlite
+    DRIFT_DB=/var/lib/image-classifier/app.sqlite
 
 # /app stays root-owned (read-only to the app). Drift counts and feedback go to PostgreSQL when
 # DATABASE_URL is given at run time (docker run -e DATABASE_URL, or a Kubernetes Secret), else

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from image_classifier import config
 from image_classifier.monitoring.database import DatabaseUnavailableError
 from image_classifier.params import Params, load_params
-from webapp import api, feedback, observability, ops, pages, review, security
+from webapp import api, feedback_routes, observability, ops, pages, review, security
 from webapp.errors import ClientError
 from webapp.model_report import load_report
 from webapp.ratelimit import RateLimiter
@@ -74,7 +74,7 @@ def create_app(model_dir: str | Path | None = None, params_file: str | Path | No
     app.extensions["storage"] = storage
     app.extensions["drift_store"] = storage.drift
     app.extensions["feedback_limiter"] = RateLimiter(params.serve.feedback_per_minute)
-    for blueprint in (pages.bp, api.bp, ops.bp, feedback.bp, review.bp):
+    for blueprint in (pages.bp, api.bp, ops.bp, feedback_routes.bp, review.bp):
         app.register_blueprint(blueprint)
     spec = yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8"))
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(spec))

@@ -22,10 +22,10 @@ from flask import (
     url_for,
 )
 
-from image_classifier.monitoring.feedback import MAX_ID, STATUSES
+from image_classifier.monitoring.feedback_store import MAX_ID, STATUSES
 from image_classifier.preprocessing import ImageError, encode_png, load_image
 from webapp.errors import ClientError
-from webapp.feedback import feedback_store
+from webapp.feedback_routes import feedback_store
 
 bp = Blueprint("review", __name__)
 

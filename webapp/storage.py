@@ -1,7 +1,7 @@
 """The app's database and the two stores on it: drift counts and feedback.
 
 DATABASE_URL (PostgreSQL; Heroku Postgres sets it) wins; otherwise a SQLite file at $DRIFT_DB or
-serve.drift_db; with neither, nothing is kept. A database that cannot be reached at start does
+serve.database; with neither, nothing is kept. A database that cannot be reached at start does
 not stop the app: it serves predictions, keeps drift counts in memory and retries; the drift
 and feedback routes answer 503 with the reason until the database answers.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from image_classifier.monitoring.counts import DriftStore
 from image_classifier.monitoring.database import Database, DatabaseUnavailableError, app_database
-from image_classifier.monitoring.feedback import FeedbackStore
+from image_classifier.monitoring.feedback_store import FeedbackStore
 from image_classifier.params import ServeParams
 
 log = logging.getLogger(__name__)
@@ -40,16 +40,16 @@ def journal_dir(db: Database) -> Path:
         return Path(os.environ["DRIFT_JOURNAL"])
     name = db.name
     if db.dialect == "sqlite" and db.url.database:
-        # by the file itself: `var/drift.sqlite` of two checkouts are two databases
+        # by the file itself: `var/app.sqlite` of two checkouts are two databases
         name = str(Path(db.url.database).resolve())
     key = hashlib.sha256(name.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / "image-classifier-drift" / key
 
 
 def open_storage(settings: ServeParams) -> Storage:
-    target = app_database(settings.drift_db)
+    target = app_database(settings.database)
     if not target:
-        return Storage(None, None, None, "no database: DATABASE_URL and serve.drift_db are empty")
+        return Storage(None, None, None, "no database: DATABASE_URL and serve.database are empty")
     try:
         db = Database(target, settings.db_timeout_s)
     except ValueError as exc:  # a malformed DATABASE_URL: say so, and serve without it

@@ -1,10 +1,10 @@
 """Has what the web app sees drifted away from the test split?
 
-    python -m image_classifier.drift [--db var/drift.sqlite | --database-url URL | --url APP]
+    python -m image_classifier.drift [--db var/app.sqlite | --database-url URL | --url APP]
                                      [--version V]
 
 Without --db, --database-url or --url it reads the database the web app uses: $DATABASE_URL,
-else $DRIFT_DB, else serve.drift_db.
+else $DRIFT_DB, else serve.database.
 
 Compares the live distribution of predictions for one model version (default: the exported
 model's) with the same model's predictions on the test split (reports/eval/predictions.csv):
@@ -62,7 +62,7 @@ def read_profile(target: str, version: str) -> Profile:
     """From the app's database: a DATABASE_URL, or a SQLite file (which must exist)."""
     if "://" not in target and not Path(target).is_file():
         raise MissingFileError(
-            f"no drift database at {target} (serve.drift_db: the web app writes it)"
+            f"no drift database at {target} (serve.database: the web app writes it)"
         )
     db = Database(target, timeout_s=10.0)
     try:
@@ -100,7 +100,7 @@ def design_unknown_rate(model_card: Path) -> float | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.drift", description=__doc__)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--db", type=Path, help="the web app's SQLite file (serve.drift_db)")
+    source.add_argument("--db", type=Path, help="the web app's SQLite file (serve.database)")
     source.add_argument(
         "--database-url", help="the web app's PostgreSQL database (its DATABASE_URL)"
     )
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             version = args.version or str(read_model_card(args.model_card).get("version", ""))
             if not version:
                 raise DataError(f"{args.model_card} names no version: give --version")
-            target = app_database(params.serve.drift_db, args.database_url, args.db)
+            target = app_database(params.serve.database, args.database_url, args.db)
             live = read_profile(target, version)
     except (ParamsError, DataError, MissingFileError, DatabaseUnavailableError) as exc:
         print(f"drift: {exc}", file=sys.stderr)

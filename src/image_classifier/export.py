@@ -138,7 +138,7 @@ def model_card(
     }
 
 
-def agreement(keras_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
+def max_abs_difference(keras_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
     return float(np.max(np.abs(keras_probs - tflite_probs), initial=0.0))
 
 
@@ -146,7 +146,7 @@ def check_export(keras_probs: np.ndarray, lite_probs: np.ndarray, ep: ExportPara
     """The exported model's agreement with the Keras model; StageError when it is not enough."""
     same_top1 = keras_probs.argmax(axis=1) == lite_probs.argmax(axis=1)
     check = {
-        "max_prob_diff": agreement(keras_probs, lite_probs),
+        "max_prob_diff": max_abs_difference(keras_probs, lite_probs),
         "top1_agreement": round(float(same_top1.mean()) if len(same_top1) else 1.0, 6),
         "n_images": len(same_top1),
     }

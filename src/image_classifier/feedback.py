@@ -4,7 +4,7 @@
     FEEDBACK_TOKEN=... python -m image_classifier.feedback export --to data/raw --url APP
 
 Without --db, --database-url or --url it reads the database the web app uses: $DATABASE_URL,
-else $DRIFT_DB, else serve.drift_db.
+else $DRIFT_DB, else serve.database.
 
 Writes each accepted item as <to>/<label>/feedback-<sha256 prefix>.<format's extension> and
 lists every exported file in <to>/.feedback.csv (hidden: the split stage skips dotfiles, and
@@ -42,7 +42,7 @@ from image_classifier.monitoring.database import (
     DatabaseUnavailableError,
     app_database,
 )
-from image_classifier.monitoring.feedback import NONE, FeedbackStore, Item
+from image_classifier.monitoring.feedback_store import NONE, FeedbackStore, Item
 from image_classifier.params import ParamsError, load_params
 
 MANIFEST = ".feedback.csv"
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = commands.add_parser("export", help="write accepted feedback as class folders")
     cmd.add_argument("--to", type=Path, required=True, help="the image folder, e.g. data/raw")
     source = cmd.add_mutually_exclusive_group()
-    source.add_argument("--db", type=Path, help="the web app's SQLite file (serve.drift_db)")
+    source.add_argument("--db", type=Path, help="the web app's SQLite file (serve.database)")
     source.add_argument("--database-url", help="the web app's PostgreSQL (its DATABASE_URL)")
     source.add_argument("--url", help="a running web app; the token is read from FEEDBACK_TOKEN")
     cmd.add_argument("--params", type=Path, default=config.PARAMS_FILE)
@@ -241,8 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = export(list(app.items()), app.image, args.to)
         else:
             given = args.database_url or args.db
-            drift_db = "" if given else load_params(args.params).serve.drift_db
-            target = app_database(drift_db, args.database_url, args.db)
+            database = "" if given else load_params(args.params).serve.database
+            target = app_database(database, args.database_url, args.db)
             if "://" not in target and not Path(target).is_file():
                 raise MissingFileError(f"no feedback database at {target}")
             db = Database(target, timeout_s=30.0)

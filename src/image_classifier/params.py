@@ -480,8 +480,8 @@ class ServeParams(_Section):
     model_name: str = param(
         "image-classifier", "The name in the TF Serving / KServe path /v1/models/<name>:predict."
     )
-    drift_db: str = param(
-        "var/drift.sqlite",
+    database: str = param(
+        "var/app.sqlite",
         "SQLite file for the drift counts and feedback when DATABASE_URL is unset (env DRIFT_DB "
         "overrides it; empty: neither is kept).",
     )

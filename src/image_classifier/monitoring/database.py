@@ -130,15 +130,15 @@ def safe_name(url: sa.URL) -> str:
     return url.set(query=query).render_as_string(hide_password=True)
 
 
-def app_database(drift_db: str, url: str | None = None, file: str | Path | None = None) -> str:
+def app_database(database: str, url: str | None = None, file: str | Path | None = None) -> str:
     """Where the web app's database is, found the same way by the app and the CLIs: a URL or
-    file given on the command line, else $DATABASE_URL, else $DRIFT_DB, else serve.drift_db
-    (`drift_db`); '' means none."""
+    file given on the command line, else $DATABASE_URL, else $DRIFT_DB, else serve.database
+    (`database`); '' means none."""
     if url:
         return url
     if file:
         return str(file)
-    return os.environ.get("DATABASE_URL") or os.environ.get("DRIFT_DB", drift_db)
+    return os.environ.get("DATABASE_URL") or os.environ.get("DRIFT_DB", database)
 
 
 class Database:

@@ -2,7 +2,7 @@
 
 Off unless serve.feedback is true. The server runs the model on the image itself (so the
 stored prediction is the model's, and a hostile file gets the same 4xx as an upload) and
-stores the image for review (webapp/review.py); what is kept: monitoring/feedback.py.
+stores the image for review (webapp/review.py); what is kept: monitoring/feedback_store.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import binascii
 
 from flask import Blueprint, current_app, jsonify, request
 
-from image_classifier.monitoring.feedback import NONE, FeedbackStore, Item, StoreFullError
+from image_classifier.monitoring.feedback_store import NONE, FeedbackStore, Item, StoreFullError
 from webapp.errors import ClientError
 from webapp.ratelimit import RateLimiter
 from webapp.service import ModelState, Upload

@@ -1,6 +1,6 @@
 """Print this pod's TF_CONFIG for a multi-worker training Job.
 
-    python -m image_classifier.distribute
+    python -m image_classifier.tf_config
 
 deploy/k8s/training/train-job.yaml runs it in each pod of a Kubernetes Indexed Job before the
 train stage; training/distribute.py is what train.distribute does with that TF_CONFIG. Imports
@@ -23,7 +23,7 @@ def indexed_job_tf_config(index: int, workers: int, job: str, service: str, port
 
 
 def main() -> None:
-    """`python -m image_classifier.distribute`: print this pod's TF_CONFIG, from the Indexed
+    """`python -m image_classifier.tf_config`: print this pod's TF_CONFIG, from the Indexed
     Job's JOB_COMPLETION_INDEX and TRAIN_WORKERS, TRAIN_JOB, TRAIN_SERVICE, TRAIN_PORT."""
     env = os.environ
     print(
