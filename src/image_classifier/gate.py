@@ -180,7 +180,8 @@ def read_working(path: Path) -> str | None:
 
 
 class BaselineError(RuntimeError):
-    """The baseline revision cannot be read: the drop check must not be skipped silently."""
+    """A metrics file or the baseline revision cannot be read: the gate fails, and the drop
+    check is never skipped silently."""
 
 
 def check_rev(rev: str) -> None:
@@ -219,6 +220,19 @@ def metrics_at_rev(rev: str, path: Path) -> dict | None:
     check_rev(rev)
     text = file_at_rev(rev, path)
     return json.loads(text) if text is not None else None
+
+
+def reports_in(metrics: Path, name: str) -> Reports:
+    """A metrics.json in the working tree and the classes evaluate wrote beside it."""
+    try:
+        found = json.loads(metrics.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"{metrics} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BaselineError(f"{metrics} is not a metrics.json evaluate wrote ({exc})") from None
+    if not isinstance(found, dict):
+        raise BaselineError(f"{metrics} is not a metrics.json evaluate wrote (not a mapping)")
+    return Reports(found, read_classes(read_working, eval_dir_of(metrics)), name)
 
 
 def reports_at_rev(rev: str, metrics: Path) -> Reports | None:
@@ -266,26 +280,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.metrics.is_file():
         print(f"FAIL: {args.metrics} not found: run `dvc repro` (or `dvc pull`) first")
         return 1
-    current = Reports(
-        json.loads(args.metrics.read_text(encoding="utf-8")),
-        read_classes(read_working, eval_dir_of(args.metrics)),
-        str(eval_dir_of(args.metrics)),
-    )
     baseline, why_none = None, NO_BASELINE
-    if args.baseline:
-        baseline = Reports(
-            json.loads(args.baseline.read_text(encoding="utf-8")),
-            read_classes(read_working, eval_dir_of(args.baseline)),
-            str(args.baseline),
-        )
-    elif args.baseline_rev:
-        try:
+    try:
+        current = reports_in(args.metrics, str(eval_dir_of(args.metrics)))
+        if args.baseline:
+            baseline = reports_in(args.baseline, str(args.baseline))
+        elif args.baseline_rev:
             baseline = reports_at_rev(args.baseline_rev, args.metrics)
-        except BaselineError as exc:
-            print(f"FAIL: {exc}")
-            print("quality gate FAILED: not deploying")
-            return 1
-        why_none = f"revision {args.baseline_rev} has no {args.metrics} (the first model)"
+            why_none = f"revision {args.baseline_rev} has no {args.metrics} (the first model)"
+    except BaselineError as exc:
+        print(f"FAIL: {exc}")
+        print("quality gate FAILED: not deploying")
+        return 1
     verdict = judge(current, baseline, params.gate, params.evaluate.baseline_margin, why_none)
     print("\n".join(verdict.lines))
     print("quality gate passed" if verdict.passed else "quality gate FAILED: not deploying")

@@ -131,8 +131,17 @@ def pack(source: Path, dest: Path, per_shard: int = 1000, prefix: str = "part") 
             ", ".join(folders[:5]) + (", ..." if len(folders) > 5 else ""),
             " ".join(str(dest / f) for f in folders[:5]) + (" ..." if len(folders) > 5 else ""),
         )
-    for target, shard_files in zip(targets, plan, strict=True):
-        write_shard(target, shard_files, source)
+    written: list[Path] = []
+    try:
+        for target, shard_files in zip(targets, plan, strict=True):
+            write_shard(target, shard_files, source)
+            written.append(target)
+    except BaseException:
+        # All or nothing: a partial set would be tracked by `dvc add` as the whole, and the
+        # same command could not run again (its first shard would exist).
+        for target in written:
+            target.unlink(missing_ok=True)
+        raise
     log.info("packed %d files into %d shards in %s", len(files), len(targets), dest)
     if problem is not None:
         log.warning("%s", problem[1])

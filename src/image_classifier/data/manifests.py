@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from image_classifier import atomic, config
-from image_classifier.errors import MissingFileError
+from image_classifier.errors import DataError, MissingFileError
 
 
 class Row(NamedTuple):
@@ -39,12 +39,20 @@ def write_manifest(path: Path, rows: Iterable[Row]) -> None:
 def read_manifest(path: Path) -> list[Row]:
     if not path.is_file():
         raise MissingFileError(f"{path} not found: run the split stage first (dvc repro)")
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != FIELDS:
-            raise ValueError(f"{path}: expected columns {FIELDS}, found {reader.fieldnames}")
-        # One string per class, not per row: 100,000 rows hold ten labels.
-        return [Row(row["path"], sys.intern(row["label"]), row["sha256"]) for row in reader]
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != FIELDS:
+                raise DataError(
+                    f"{path}: expected columns {FIELDS}, found {reader.fieldnames}: re-run the "
+                    "split stage (dvc repro -f -s split)"
+                )
+            # One string per class, not per row: 100,000 rows hold ten labels.
+            return [Row(row["path"], sys.intern(row["label"]), row["sha256"]) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(
+            f"{path} is damaged ({exc}): re-run the split stage (dvc repro -f -s split)"
+        ) from None
 
 
 def read_classes(path: Path = config.CLASSES_FILE) -> list[str]:

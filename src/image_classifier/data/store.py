@@ -79,7 +79,14 @@ def read_meta(directory: Path = config.PREPARED_DIR) -> StoreMeta:
     path = directory / "meta.json"
     if not path.is_file():
         raise StoreError(f"{path} not found: run the prepare stage first (dvc repro)")
-    return StoreMeta.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return StoreMeta.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # ValueError covers a JSONDecodeError; the others, a mapping without prepare's keys.
+        raise StoreError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}): re-run the prepare stage "
+            "(dvc repro -f -s prepare)"
+        ) from None
 
 
 class SplitPixels:
@@ -95,7 +102,12 @@ class SplitPixels:
             raise StoreError(f"{self.path}: labels {unknown} are not among {list(meta.classes)}")
         self.labels = np.array([index[r.label] for r in self.rows], dtype=np.int64)
         self.record_bytes = int(np.prod(meta.record_shape))
-        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.path} not found: re-run the prepare stage (dvc repro -f -s prepare)"
+            ) from None
         expected = HEADER_BYTES + len(self.rows) * self.record_bytes
         if os.fstat(self._fd).st_size != expected or os.pread(self._fd, 6, 0) != npy.MAGIC[:6]:
             os.close(self._fd)
