@@ -92,3 +92,21 @@ def copy_project(repo: Path, overrides: dict) -> Path:
     sh(repo, "git", "config", "user.email", "test@example.com")
     sh(repo, "git", "config", "user.name", "test")
     return repo
+
+
+def chance(scores: dict, metric: str, n_classes: int) -> float:
+    """What guessing scores on `metric` on a run's own test split: the majority baseline that
+    evaluate wrote beside the metric in metrics.json, or a uniform guess's 1/n_classes when
+    that is more."""
+    return max(float(scores[f"baseline_majority_{metric}"]), 1 / n_classes)
+
+
+def assert_learnt(scores: dict, n_classes: int, share: float, metric: str = "accuracy") -> None:
+    """The network's `metric` is above chance (`chance`) by at least `share` of the headroom
+    chance leaves: 0.5 asks halfway from chance to perfect."""
+    level = chance(scores, metric, n_classes)
+    needed = level + share * (1 - level)
+    assert scores[metric] >= needed - 1e-9, (
+        f"{metric} {scores[metric]:.4f} is not above chance {level:.4f} by {share:.0%} of the "
+        f"headroom (needs {needed:.4f}): {scores}"
+    )

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_prepare import messy_tree
 
 from image_classifier import config, pack, prepare, split
 from image_classifier.data import archives
@@ -20,6 +19,7 @@ from image_classifier.errors import DataError
 from image_classifier.params import parse_params
 
 from conftest import pattern, png
+from helpers import messy_tree
 
 
 def by_hash(scan):

@@ -131,7 +131,7 @@ def test_batch_prediction_job_gives_each_pod_its_shard():
 def test_training_job_builds_each_workers_tf_config():
     """The Indexed Job's pods find each other through the headless Service, and the TF_CONFIG
     each computes names every pod, with itself at its own index."""
-    from image_classifier import distribute
+    from image_classifier import tf_config
     from image_classifier.training.distribute import is_chief
 
     docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/training/train-job.yaml").read_text()))
@@ -149,11 +149,11 @@ def test_training_job_builds_each_workers_tf_config():
     assert env["TRAIN_JOB"] == job["metadata"]["name"]
     assert int(env["TRAIN_PORT"]) == service["spec"]["ports"][0]["port"]
     script = container["args"][0]
-    assert 'TF_CONFIG="$(python -m image_classifier.distribute)"' in script
+    assert 'TF_CONFIG="$(python -m image_classifier.tf_config)"' in script
     for index in range(workers):
         environ = {**env, "JOB_COMPLETION_INDEX": str(index)}
         result = subprocess.run(
-            [sys.executable, "-m", "image_classifier.distribute"],
+            [sys.executable, "-m", "image_classifier.tf_config"],
             env={**os.environ, **environ, "PYTHONPATH": str(ROOT / "src")},
             capture_output=True,
             text=True,
@@ -168,7 +168,7 @@ def test_training_job_builds_each_workers_tf_config():
         assert config["cluster"] == {"worker": hosts}
         assert is_chief(result.stdout) == (index == 0)
     with pytest.raises(ValueError, match=r"not in 0\.\.1"):
-        distribute.indexed_job_tf_config(2, 2, "j", "s", 1)
+        tf_config.indexed_job_tf_config(2, 2, "j", "s", 1)
 
 
 def test_docker_image_carries_what_the_bundle_carries():
@@ -254,9 +254,9 @@ def test_kubernetes_manifests():
     assert {"requests", "limits"} <= set(container["resources"])
     # The root filesystem is read-only: the drift database lives on a mounted volume.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    drift_db = next(e["value"] for e in container["env"] if e["name"] == "DRIFT_DB")
+    database = next(e["value"] for e in container["env"] if e["name"] == "DRIFT_DB")
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert str(Path(drift_db).parent) in mounts
+    assert str(Path(database).parent) in mounts
     # Secrets come from Kubernetes Secrets, never from a value in the manifest.
     env = {e["name"]: e for e in container["env"]}
     for name in ("DATABASE_URL", "FEEDBACK_TOKEN"):
@@ -407,7 +407,7 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, r
     writable DRIFT_DB)."""
     import requests
 
-    from test_webapp_server import free_port
+    from helpers import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="ro-deploy-", dir="/tmp"))
     try:
@@ -482,7 +482,7 @@ def test_bundle_boots_as_an_unprivileged_user_in_a_read_only_folder(model_dir, r
             proc.wait(timeout=30)
         text = log.read_text()
         said = re.search(r"database unavailable at start \(sqlite:///(\S+): (.+?)\)", text)
-        assert said and said.group(1).endswith("var/drift.sqlite"), text
+        assert said and said.group(1).endswith("var/app.sqlite"), text
         assert "Permission denied" in said.group(2) or "readonly" in said.group(2), text
         assert "Traceback" not in text
         assert not (slug / "var").exists()

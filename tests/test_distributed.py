@@ -18,8 +18,8 @@ from image_classifier import evaluate, export, prepare, sample_data, split
 from image_classifier.params import parse_params
 from image_classifier.training import distribute
 
-from fork import params_dict
-from test_webapp_server import free_port
+from fork import assert_learnt, params_dict
+from helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -124,5 +124,5 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
         scores = evaluate.run(params)
     summary = json.loads((chief / "reports/export.json").read_text())
     assert summary["keras_max_prob_diff"] <= 1e-4
-    # Two epochs (40 steps) of the digits: well above chance (0.1), far from done (0.99).
-    assert scores["accuracy"] > 0.3
+    # Two epochs (40 steps) of the digits: far from done (0.99), well above chance.
+    assert_learnt(scores, 10, 0.3)

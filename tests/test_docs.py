@@ -36,7 +36,7 @@ GENERATED = {
     "reports/test_probabilities.npz",
     "reports/model_card.md",  # stage evaluate
     "models/base",  # the model you continue from (train.init_from), made by the docs' commands
-    "var/drift.sqlite",  # the web app's drift counts and feedback (serve.drift_db)
+    "var/app.sqlite",  # the web app's drift counts and feedback (serve.database)
     "data/raw/.feedback.csv",  # feedback export's manifest
 }
 # Where a generated path may be named: the pipeline definition and the code.

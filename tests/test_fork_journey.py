@@ -23,8 +23,8 @@ import yaml
 from image_classifier import synthetic
 from image_classifier.synthetic import Spec
 
-from fork import DVC_CONFIG, ROOT, set_params, sh, write_params
-from test_webapp_server import procfile_server
+from fork import DVC_CONFIG, ROOT, assert_learnt, set_params, sh, write_params
+from helpers import procfile_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,12 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 PHOTOS = Spec((100, 100, 100), seed=7, scale=0.5)  # 300 photo-like JPEGs, about 250 px wide
 TOKEN = "journey-token"
 # Shorter training than the defaults, to fit a test run; everything else as a user sets it.
-QUICK = {"train": {"epochs": 8, "min_steps": 0, "early_stopping_patience": 3}}
+# Three audit folds, not five: this journey is about CI and deploy (the audit's own tests:
+# tests/test_cross_fit.py, tests/test_audit.py).
+QUICK = {
+    "train": {"epochs": 8, "min_steps": 0, "early_stopping_patience": 3},
+    "audit": {"folds": 3},
+}
 
 
 def readme_commands(containing: str) -> list[str]:
@@ -167,6 +172,8 @@ def test_a_fork_runs_its_own_images_through_ci_and_deploy(tmp_path, postgres):
     run_lines(fork, share, {"s3://my-bucket/image-classifier": str(remote)})
     classes = json.loads((fork / "saved_models/model.json").read_text())["classes"]
     assert classes == PHOTOS.classes
+    scores = json.loads((fork / "reports/metrics.json").read_text())
+    assert_learnt(scores, len(classes), 0.5)
 
     # GitHub Actions, on the push: a fresh clone runs the workflows' steps.
     ci = clone(origin, tmp_path / "ci")

@@ -12,7 +12,7 @@ from image_classifier.params import parse_params
 from image_classifier.training import fit_loop, frozen_base, models
 from image_classifier.training.input_pipeline import inference_batches
 
-from test_training_schedule import CLASSES, colours
+from helpers import CLASSES, colours
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,13 @@ def _fit(weights, runtime, features_file):
     return model, np.load(features_file)
 
 
+# The runtimes' features differ by float32 rounding (1e-6 of their size), which eight epochs
+# of training grow: the two models' probabilities on these 30 unseen images differed by at
+# most 4.8e-5 at train.seed 42 (this test's) and 1.4e-4 over seeds 0-4, with the same top-1
+# class everywhere (the closest top two 9e-3 apart). About twice the largest.
+ROUNDING_AFTER_TRAINING = 3e-4
+
+
 def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights_file, tmp_path):
     on_tf, none_kept = _fit(weights_file, "tensorflow", tmp_path / "tf.npy")
     on_litert, kept = _fit(weights_file, "litert", tmp_path / "litert.npy")
@@ -137,8 +144,12 @@ def test_phase_one_on_litert_trains_as_on_tensorflow_and_is_reproducible(weights
         assert (model.predict(seen, verbose=0).argmax(1) == TRAIN.labels).mean() >= 0.9
     unseen = colours(10, 32, 2).x.astype(np.float32)
     lite, tf_probs = on_litert.predict(unseen, verbose=0), on_tf.predict(unseen, verbose=0)
-    assert (lite.argmax(1) == tf_probs.argmax(1)).mean() >= 0.95
-    assert np.abs(lite - tf_probs).max() < 0.05
+    np.testing.assert_allclose(lite, tf_probs, rtol=0, atol=ROUNDING_AFTER_TRAINING)
+    # The same class for every image but one whose top two are too close to tell apart.
+    top = np.sort(tf_probs, axis=1)
+    decided = top[:, -1] - top[:, -2] > 2 * ROUNDING_AFTER_TRAINING
+    assert decided.sum() >= len(unseen) - 1
+    np.testing.assert_array_equal(lite.argmax(1)[decided], tf_probs.argmax(1)[decided])
 
 
 def test_fit_accuracy_on_litert_equals_keras(weights_file):

@@ -12,7 +12,7 @@ from image_classifier.training.input_pipeline import (
     training_dataset,
 )
 
-from test_training_schedule import colours
+from helpers import colours
 
 SOURCE = colours(7, 24, 0)  # 21 images: batches of 8 cross an epoch's end
 

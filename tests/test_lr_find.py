@@ -12,7 +12,7 @@ from dvclive import Live
 from image_classifier.params import parse_params
 from image_classifier.training import fit_loop, lr_find
 
-from test_training_schedule import CLASSES, colours
+from helpers import CLASSES, colours
 
 
 def test_smoothing_is_bias_corrected():

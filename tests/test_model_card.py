@@ -5,86 +5,12 @@ model-index of the same values."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
-import yaml
 
 from image_classifier.evaluation import model_card
 
-# The sections whose numbers are metrics, and what each column of their tables shows: the
-# row's metrics.json key (in backticks in the first cell) put into the column's template.
-METRIC_SECTIONS = ("Metrics (test split)", "Calibration", "Out-of-distribution behaviour")
-COLUMNS = {
-    "model": "{}",
-    "linear baseline": "baseline_linear_{}",
-    "majority baseline": "baseline_majority_{}",
-    "before calibration": "{}_uncalibrated",
-    "after calibration": "{}",
-    "value": "{}",
-    "detector": "{}",
-    "maximum softmax baseline": "{}_msp",
-}
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.])")
-CODE = re.compile(r"`[^`]*`")
-
-
-def split_card(text: str) -> tuple[dict, dict[str, list[str]]]:
-    """(front matter, {section title: its lines})."""
-    assert text.startswith("---\n")
-    front, body = text[4:].split("\n---\n", 1)
-    sections: dict[str, list[str]] = {}
-    title = None
-    for line in body.splitlines():
-        if line.startswith("## "):
-            title = line[3:].strip()
-            sections[title] = []
-        elif title is not None:
-            sections[title].append(line)
-    return yaml.safe_load(front), sections
-
-
-def check_shown(text: str, expected) -> None:
-    """A cell shows `expected`: whole numbers exactly, others rounded to four places."""
-    if expected is None:
-        assert text == "–", f"{text!r} shown for a value metrics.json does not have"
-        return
-    if isinstance(expected, int):
-        assert text == str(expected), (text, expected)
-        return
-    assert re.fullmatch(r"-?\d+\.\d{4}", text), text
-    assert float(text) == round(float(expected), 4), (text, expected)
-
-
-def check_card(text: str, scores: dict, sets: dict) -> int:
-    """Every number of the metric sections against metrics.json (`scores`) or ood.json's
-    `sets`; returns how many it checked. The model-index's values are metrics.json's exactly."""
-    front, sections = split_card(text)
-    for entry in front["model-index"][0]["results"][0]["metrics"]:
-        assert entry["value"] == scores[entry["type"]], entry
-    checked = 0
-    for title in METRIC_SECTIONS:
-        header = None
-        for line in sections[title]:
-            if not line.startswith("|"):
-                header = None
-                assert not NUMBER.search(CODE.sub("", line)), f"{title}: a number in {line!r}"
-                continue
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            if header is None:
-                header = cells
-                continue
-            key = cells[0].strip("`")
-            for column, text in zip(header[1:], cells[1:], strict=True):
-                if cells[0].startswith("`"):  # a metrics.json key
-                    name = COLUMNS[column].format(key)
-                    check_shown(text, scores.get(name))
-                else:  # a set of ood.json
-                    check_shown(text, sets[key].get(column.strip("`")))
-                checked += 1
-    return checked
+from helpers import check_card, split_card
 
 
 def test_every_number_in_the_card_is_metrics_json(reports_dir):

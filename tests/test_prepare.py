@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from image_classifier import config, prepare, split
 from image_classifier.cli import StageError
@@ -24,32 +23,11 @@ from image_classifier.data.store_writer import DecodeSettings, decode_rows
 from image_classifier.errors import DataError
 from image_classifier.params import parse_params
 from image_classifier.preprocessing import load_image
-from image_classifier.synthetic import Spec, write_dataset
 
-from conftest import png
+from helpers import messy_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = parse_params({"image": {"size": 48, "color_mode": "rgb"}})
-
-
-def messy_tree(raw: Path) -> None:
-    """Mixed formats and modes, a 2000x1500 JPEG (draft decoding), EXIF rotation, 16-bit,
-    CMYK, palette GIF, and a JPEG whose pixel data is cut off (its header is fine)."""
-    write_dataset(raw, Spec((14, 14, 14), seed=3, fmt="mixed", scale=0.3), workers=1)
-    first = raw / "c00_circle"
-    big = Image.new("RGB", (2000, 1500), (30, 140, 200))
-    big.paste((250, 250, 0), (400, 300, 1200, 900))
-    (first / "big.jpg").write_bytes(png(big, "JPEG", quality=90))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees on display
-    (first / "rotated.jpg").write_bytes(png(big.resize((400, 300)), "JPEG", exif=exif))
-    sixteen = Image.fromarray(np.linspace(0, 65535, 60 * 40, dtype=np.uint16).reshape(40, 60))
-    (first / "sixteen.png").write_bytes(png(sixteen))
-    cmyk = Image.new("RGB", (50, 70), (200, 30, 90)).convert("CMYK")
-    (first / "cmyk.jpg").write_bytes(png(cmyk, "JPEG"))
-    (first / "palette.gif").write_bytes(png(big.resize((80, 60)).convert("P"), "GIF"))
-    truncated = png(big, "JPEG", quality=95)
-    (raw / "c01_square" / "truncated.jpg").write_bytes(truncated[: len(truncated) // 3])
 
 
 @pytest.fixture

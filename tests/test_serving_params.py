@@ -21,7 +21,7 @@ from image_classifier import config, drift, gate
 from image_classifier import feedback as feedback_cli
 from image_classifier.monitoring.counts import DriftStore
 from image_classifier.monitoring.database import Database
-from image_classifier.monitoring.feedback import FeedbackStore
+from image_classifier.monitoring.feedback_store import FeedbackStore
 from image_classifier.params import ParamsError, TrainParams, load_params, parse_params
 from webapp import create_app
 
@@ -43,7 +43,7 @@ def absent_files_params(folder: Path, **sections: dict) -> Path:
             "fine_tune_layers": 20,
             "init_from": BASE,
         },
-        "serve": {"drift_db": str(folder / "app.sqlite")},
+        "serve": {"database": str(folder / "app.sqlite")},
         **sections,
     }
     path = folder / "params.yaml"
@@ -87,7 +87,7 @@ def test_drift_reads_its_params(params_file, tmp_path, capsys):
         writer = csv.writer(fh)
         writer.writerow(["path", "actual", "predicted", "confidence"])
         writer.writerows((f"{i}.png", "a", "ab"[i % 2], 0.9) for i in range(40))
-    store = DriftStore(Database(str(tmp_path / "app.sqlite")))  # serve.drift_db
+    store = DriftStore(Database(str(tmp_path / "app.sqlite")))  # serve.database
     store.record("v1", [("a", 0.9)] * 150 + [("b", 0.9)] * 150)
     store.close()
     args = ["--params", str(params_file), "--reference", str(reference), "--version", "v1"]
@@ -96,7 +96,7 @@ def test_drift_reads_its_params(params_file, tmp_path, capsys):
 
 
 def test_feedback_export_reads_its_params(params_file, tmp_path, capsys):
-    db = Database(str(tmp_path / "app.sqlite"))  # serve.drift_db
+    db = Database(str(tmp_path / "app.sqlite"))  # serve.database
     store = FeedbackStore(db, max_items=10, retention_days=30)
     item, _ = store.add(png(pattern(1, 1)), "dog", "cat", 0.7, "v1")
     store.review(item.id, "accepted")

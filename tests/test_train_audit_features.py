@@ -26,7 +26,7 @@ from image_classifier.training import frozen_base
 
 from conftest import png
 from fork import params_dict
-from test_training_schedule import HUES
+from helpers import HUES
 
 PER_CLASS = 16
 SIZE = 32

@@ -70,7 +70,7 @@ def test_tflite_agrees_with_keras(trained):
     x = pixels(4, offset=100)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
     lite = Classifier(export.to_tflite(export.serving_model(trained)), card).predict(x)
-    assert export.agreement(trained.predict(x, verbose=0), lite) <= 1e-4
+    assert export.max_abs_difference(trained.predict(x, verbose=0), lite) <= 1e-4
 
 
 def test_init_from_checks_classes(trained, tmp_path):
@@ -139,7 +139,7 @@ def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
     x = pixels(3, offset=90)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
     lite = Classifier(export.to_tflite(export.serving_model(model)), card).predict(x)
-    assert export.agreement(model.predict(x, verbose=0), lite) <= 1e-4
+    assert export.max_abs_difference(model.predict(x, verbose=0), lite) <= 1e-4
 
 
 def test_bounded_batches_give_the_same_probabilities(trained):
@@ -152,21 +152,38 @@ def test_bounded_batches_give_the_same_probabilities(trained):
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["float16", "dynamic", "int8"])
+# Per mode: (the largest probability difference from the Keras model, the least top-1
+# agreement) on the 15 images below. Measured on this module's model trained at seeds 42 (the
+# one here) and 0-3, on these images and on 120 others: at most 6.9e-7 for float32 (none),
+# 2.1e-4 for float16, 7.9e-3 for dynamic and 0.14 for int8 (seed 42's; 0.007-0.054 at the
+# others), with the same top-1 class everywhere but one int8 image of 120 whose Keras
+# probabilities were 1.8e-3 apart. The bounds leave about 3x the largest difference (int8:
+# 1.75x, its largest being this very model's); int8 may flip one near tie of the 15.
+QUANTIZED_AGREEMENT = {
+    "none": (2e-6, 1.0),
+    "float16": (6e-4, 1.0),
+    "dynamic": (2.5e-2, 1.0),
+    "int8": (0.25, 14 / 15),
+}
+
+
+@pytest.mark.parametrize("mode", list(QUANTIZED_AGREEMENT))
 def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     """Every quantization mode gives a model LiteRT runs through the same Classifier (int8
     takes and returns int8 tensors, which Classifier converts), smaller than float32, whose
-    top-1 classes match the Keras model's."""
+    probabilities are the Keras model's as closely as that mode's precision allows."""
     x_cal = pixels(6, offset=200)
     float_model = export.to_tflite(export.serving_model(trained))
     model = quantize.quantize(float_model, mode, [x_cal[:8], x_cal[8:]])
-    assert len(model) < len(float_model)
+    assert len(model) < len(float_model) or mode == "none"
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
     if mode == "int8":
-        assert clf._in_type == np.int8 and clf._in_q == (1.0, -128)
+        assert clf.runner.input_type == np.int8 and clf.runner.input_quantization == (1.0, -128)
         # Every pixel value: the uint8 shortcut gives what quantizing the float gives.
         every = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
-        np.testing.assert_array_equal(clf._to_input(every), clf._to_input(every.astype(np.float32)))
+        np.testing.assert_array_equal(
+            clf.runner.to_input(every), clf.runner.to_input(every.astype(np.float32))
+        )
     x = pixels(5, offset=300)
     lite = clf.predict(x)
     # The web app hands over uint8 pixels (Classifier.preprocess): the same input exactly.
@@ -176,7 +193,9 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     np.testing.assert_allclose(lite.sum(axis=1), 1.0, atol=1e-5)
     assert "roc_auc_ovr" in metrics.compute_metrics(np.repeat(np.arange(3), 5), lite, 2)
     check = export.check_export(keras_probs, lite, ExportParams(quantization=mode))
-    assert check["top1_agreement"] >= 0.9
+    largest_diff, least_agreement = QUANTIZED_AGREEMENT[mode]
+    assert check["max_prob_diff"] <= largest_diff, check
+    assert check["top1_agreement"] >= least_agreement - 1e-6, check
     assert check["n_images"] == len(x)
 
 
@@ -185,8 +204,8 @@ def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
     dark = np.minimum(pixels(6, offset=200), 100.0)
     model = quantize.quantize(export.to_tflite(export.serving_model(trained)), "int8", [dark])
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
-    assert clf._in_q == (1.0, -128)
-    white = clf._to_input(np.full((1, 12, 12, 1), 255.0, np.float32))
+    assert clf.runner.input_quantization == (1.0, -128)
+    white = clf.runner.to_input(np.full((1, 12, 12, 1), 255.0, np.float32))
     assert white.max() == 127  # 255 - 128: not clipped at 100
 
 

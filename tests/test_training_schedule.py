@@ -13,16 +13,7 @@ from image_classifier.params import ParamsError, TrainParams, parse_params
 from image_classifier.training import fit_loop, lr_find, models
 from image_classifier.training.input_pipeline import ArraySource
 
-CLASSES = ["red", "green", "blue"]
-HUES = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], np.float32)
-
-
-def colours(n_per_class: int, size: int, seed: int) -> ArraySource:
-    """Noisy images whose class is their colour."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(3), n_per_class)
-    x = np.clip(HUES[y][:, None, None, :] + rng.normal(0, 40, (len(y), size, size, 3)), 0, 255)
-    return ArraySource(x.astype(np.uint8), y)
+from helpers import CLASSES, colours
 
 
 @pytest.mark.parametrize(
@@ -87,8 +78,9 @@ def test_a_number_of_epochs_is_what_runs_whatever_the_minimum_budget(caplog):
 
 
 def test_balanced_class_weights():
+    # scikit-learn's n / (classes * count), over the classes train holds; none for the third.
     weights = fit_loop.class_weights(np.array([0] * 8 + [1] * 2), 3)
-    assert weights == {0: 10 / (3 * 8), 1: 10 / (3 * 2), 2: 0.0}
+    assert weights == {0: 10 / (2 * 8), 1: 10 / (2 * 2), 2: 0.0}
 
 
 def test_class_weight_balanced_reaches_keras_fit(monkeypatch):
@@ -211,6 +203,53 @@ def last_weights(monkeypatch):
     few images both phases' validation losses are ln 3 to float rounding, and KeepBest would
     pick one by noise."""
     monkeypatch.setattr(fit_loop.KeepBest, "restore", lambda self: None)
+
+
+def scripted_val_losses(monkeypatch, losses: list[float]) -> list[dict[str, list]]:
+    """KeepBest is shown `losses` as the validation losses of the epochs of both phases, in
+    order (the real ones are ln 3 to float rounding here, so which is lowest would be noise);
+    its choosing and restoring are its own. Returns, per epoch, the weights of each layer of
+    the model being fitted (phase 1 on LiteRT fits the head alone) as the epoch ended them."""
+    ended: list[dict[str, list]] = []
+    on_epoch_end = fit_loop.KeepBest.on_epoch_end
+
+    def scripted(self, epoch, logs=None):
+        on_epoch_end(self, epoch, {**(logs or {}), "val_loss": losses[self.epoch + 1]})
+        ended.append({la.name: la.get_weights() for la in self.model.layers if la.weights})
+
+    monkeypatch.setattr(fit_loop.KeepBest, "on_epoch_end", scripted)
+    return ended
+
+
+@pytest.mark.parametrize(
+    ("losses", "best"),
+    [
+        # Phase 1's first epoch: phase 2 never does better, so the model ends on phase 1's
+        # head and the base as loaded, not on phase 2's last (or best) epoch.
+        ([0.5, 0.9, 0.7, 0.8], 0),
+        # Phase 2's first epoch, not its last.
+        ([0.9, 0.5, 0.3, 0.8], 2),
+    ],
+)
+def test_the_model_keeps_the_best_epoch_of_both_phases(weights_file, monkeypatch, losses, best):
+    path, reference = weights_file
+    ended = scripted_val_losses(monkeypatch, losses)
+    params = _transfer(weights=str(path), epochs=2, fine_tune_epochs=2, fine_tune_layers=3)
+    model = fit_loop.fit(params, colours(8, 32, 0), colours(2, 32, 1), CLASSES)
+    assert len(ended) == len(losses)
+    kept = ended[best]
+    base = models.find_base(model)
+    assert ("probabilities" in kept) and ((base.name in kept) is (best >= 2))
+    for name, weights in kept.items():
+        got = model.get_layer(name).get_weights()
+        assert len(got) == len(weights), name
+        assert all(np.array_equal(a, b) for a, b in zip(got, weights, strict=True)), name
+    if best < 2:  # phase 2's changes to the base are undone too
+        assert not any(_layer_changes(model, reference).values())
+    # ... and they are not what the last epoch ended with.
+    last = ended[-1]["probabilities"]
+    got = model.get_layer("probabilities").get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(got, last, strict=True))
 
 
 def test_phase_two_fine_tunes_only_the_top_layers_at_its_own_rate(

@@ -66,7 +66,7 @@ def test_drift_explains_its_inputs_and_shows_a_bug(tmp_path, monkeypatch, capsys
 def test_feedback_export_explains_its_inputs_and_shows_a_bug(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FEEDBACK_TOKEN", raising=False)
     out = str(tmp_path / "raw")
-    (tmp_path / "params.yaml").write_text("serve:\n  drift_db: ''\n")
+    (tmp_path / "params.yaml").write_text("serve:\n  database: ''\n")
     assert feedback_cli.main(["export", "--to", out, "--url", "https://example.org"]) == 2
     assert "FEEDBACK_TOKEN" in capsys.readouterr().err
     db = ["--db", str(tmp_path / "x.sqlite"), "--params", str(tmp_path / "params.yaml")]

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import pattern, png
-from test_webapp_server import procfile_server
+from helpers import procfile_server
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,20 @@ def test_two_app_instances_on_one_database_report_the_sum(model_dir, postgres, t
     assert read_profile(database, version).total == 47
 
 
+def wait_until(condition, what: str, within: float = 60.0) -> None:
+    """Poll until `condition()` holds. The deadline only ends a run that would hang; what
+    is observed, not how long it took, decides the test."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {within} s"
+        time.sleep(0.1)
+
+
+# Predictions served at each step of the outage: enough that every worker gets some and
+# its write of their counts is tried, few enough for a slow machine.
+DURING = 40
+
+
 def test_database_restart_under_load_fails_no_prediction_and_loses_no_count(
     model_dir, postgres, tmp_path
 ):
@@ -63,36 +77,49 @@ def test_database_restart_under_load_fails_no_prediction_and_loses_no_count(
     log = tmp_path / "server.log"
     with procfile_server(model_dir, log, WEB_CONCURRENCY="2", DATABASE_URL=database) as (url, _):
         statuses: Counter[int] = Counter()
+        counting = threading.Lock()
         stop = threading.Event()
 
         def load() -> None:
             n = 0
             while not stop.is_set():
-                statuses[predict(url, n)] += 1
+                status = predict(url, n)
+                with counting:
+                    statuses[status] += 1
                 n += 1
+
+        def served() -> int:
+            with counting:
+                return sum(statuses.values())
 
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(2)
-        before = drift_total(url)
-        assert before > 0  # counted before the outage
-        postgres.stop()
         try:
-            time.sleep(3)  # predictions go on; the workers' counts wait in memory
-            down = requests.get(f"{url}/api/v1/drift", timeout=30)
-            assert down.status_code == 503 and "drift counts unavailable" in down.text
+            wait_until(lambda: drift_total(url) > 0, "counts written before the outage")
+            postgres.stop()  # returns once the server is down
+            try:
+                down = requests.get(f"{url}/api/v1/drift", timeout=30)
+                assert down.status_code == 503 and "drift counts unavailable" in down.text
+                # Predictions go on while the workers' counts wait in memory: until DURING
+                # more were answered and each worker's write has failed (it says so once).
+                at_stop = served()
+                wait_until(lambda: served() >= at_stop + DURING, "predictions during the outage")
+                wait_until(
+                    lambda: log.read_text().count("drift counts kept in memory, not saved") >= 2,
+                    "both workers keeping their counts in memory",
+                )
+            finally:
+                postgres.start()
+            at_start = served()
+            wait_until(lambda: served() >= at_start + DURING, "predictions after the outage")
         finally:
-            postgres.start()
-        time.sleep(2)
-        stop.set()
-        for t in threads:
-            t.join()
-        served = statuses[200]
+            stop.set()
+            for t in threads:
+                t.join()
         assert set(statuses) == {200}, statuses  # not one prediction failed
         # Every prediction is counted once the retry timers have written what waited.
-        assert wait_for_total(url, served, within=30) == served
-    assert "drift counts kept in memory, not saved" in log.read_text()
+        assert wait_for_total(url, served(), within=30) == served()
 
 
 def test_database_down_at_start_serves_and_recovers_when_it_comes_up(model_dir, postgres, tmp_path):

@@ -35,7 +35,7 @@ def base_url(model_dir, tmp_path_factory):
     params = folder / "params.yaml"
     params.write_text(
         f"serve:\n  feedback: true\n  feedback_per_minute: 100000\n"
-        f"  drift_db: {folder / 'app.sqlite'}\n"
+        f"  database: {folder / 'app.sqlite'}\n"
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEEDBACK_TOKEN", TOKEN)
@@ -102,7 +102,7 @@ def test_known_and_unknown_answers_match_the_document(model_dir, tmp_path, monke
         card["ood"]["threshold"] = threshold
         (folder / "model" / "model.json").write_text(json.dumps(card))
         params = folder / "params.yaml"
-        params.write_text(f"serve:\n  feedback: true\n  drift_db: {folder / 'app.sqlite'}\n")
+        params.write_text(f"serve:\n  feedback: true\n  database: {folder / 'app.sqlite'}\n")
         client = create_app(model_dir=folder / "model", params_file=params).test_client()
         form = {"image": [(io.BytesIO(data), name) for name, data in images]}
         res = client.post("/api/v1/predict?explain=true", data=form)
