@@ -70,7 +70,8 @@ class PlateauAfter(keras.callbacks.ReduceLROnPlateau):
             return
         self._reset()  # no plateau counted yet
         if logs is not None:
-            logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
 
 
 def callbacks(

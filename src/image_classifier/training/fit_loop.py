@@ -394,7 +394,8 @@ def find_learning_rate(
     would, and runs the train step traced here: on small data, tracing a second model's
     would be most of the test's cost."""
     model.optimizer.build(model.trainable_variables)
-    saved = [(v, np.array(v)) for v in (*model.variables, *model.optimizer.variables)]
+    variables = (*model.variables, *model.optimizer.variables)
+    saved = [(v, keras.ops.convert_to_numpy(v)) for v in variables]
     batches, _ = training_dataset(train, budget.batch_size, tp.seed, tp.augment)
 
     def restore() -> None:
