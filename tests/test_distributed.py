@@ -124,5 +124,6 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
         scores = evaluate.run(params)
     summary = json.loads((chief / "reports/export.json").read_text())
     assert summary["keras_max_prob_diff"] <= 1e-4
-    # Two epochs (40 steps) of the digits: far from done (0.99), well above chance.
+    # Two epochs (40 steps) of the digits: far from done (0.99), well above the majority
+    # guess metrics.json holds beside it (0.65 against 0.10, measured); a third of the way.
     assert_learnt(scores, 10, 0.3)
