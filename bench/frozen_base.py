@@ -8,7 +8,8 @@ batch of photo-like images (image_classifier.synthetic) so activations are well 
 trained network, freezes the base, and cuts the model at the pooling as phase 1 does
 (frozen_base.split_at_pooling). The same --images float32 pixels (photo-like renders resized
 to --size) then go through the features model in batches of --batch-size:
-- LiteRT: frozen_base.LiteRTFeatures, what phase 1 runs without a GPU (XNNPACK, every core);
+- LiteRT: frozen_base.LiteRTFeatures, what phase 1 runs without a GPU (the served graph,
+  cut at its pooled features: training/served_graph.py; XNNPACK, every core);
 - TensorFlow, model.predict: Keras' compiled predict loop;
 - TensorFlow, direct call under tf.function: model(x, training=False), as a train step runs it.
 Each runs one warm-up batch, then --repeats timed passes; the table gives the median pass
@@ -47,13 +48,13 @@ def photos(count: int, size: int):
     return np.stack([distinct[i % len(distinct)] for i in range(count)])
 
 
-def build_features(size: int, calibration):
-    """The train stage's MobileNetV2 model, BatchNormalization calibrated, base frozen, cut at
-    the pooling: the features model phase 1 runs."""
+def build_model(size: int, calibration):
+    """The train stage's MobileNetV2 model, BatchNormalization calibrated, base frozen: the
+    model whose base phase 1 runs."""
     import keras
 
     from image_classifier.params import parse_params
-    from image_classifier.training import frozen_base, models
+    from image_classifier.training import models
 
     keras.utils.set_random_seed(0)
     raw = {"image": {"size": size, "color_mode": "rgb"}}
@@ -66,8 +67,7 @@ def build_features(size: int, calibration):
             layer.momentum = 0.0  # moving statistics := this batch's
     model(calibration, training=True)
     base.trainable = False  # phase 1: frozen, BatchNormalization in inference mode
-    features, _ = frozen_base.split_at_pooling(model)
-    return features
+    return model
 
 
 def timed_passes(run, x, batch: int, repeats: int) -> tuple[list[float], object]:
@@ -131,8 +131,9 @@ def main() -> None:
     from image_classifier.training import frozen_base
 
     x = photos(args.images, args.size)
-    features = build_features(args.size, x[: min(len(x), 32)])
-    litert = frozen_base.LiteRTFeatures(features)
+    model = build_model(args.size, x[: min(len(x), 32)])
+    features, _ = frozen_base.split_at_pooling(model)
+    litert = frozen_base.LiteRTFeatures(model)
     call = tf.function(lambda b: features(b, training=False))
     runs = {
         "LiteRT (XNNPACK), LiteRTFeatures": litert,

@@ -111,7 +111,7 @@ from image_classifier.litert import quantize
 from image_classifier.litert.classifier import Classifier, ModelCard
 from image_classifier.params import parse_params
 from image_classifier.preprocessing import PREPROCESSING_VERSION
-from image_classifier.training import models
+from image_classifier.training import models, served_graph
 
 arch, mode, out, pixels = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 raw = {"image": {"size": 224, "color_mode": "rgb"}, "train": {"model": arch, "weights": None}}
@@ -129,11 +129,11 @@ for layer in model.layers + models.find_base(model).layers:
 model(x, training=True)
 model.save(out / "model.keras")
 np.save(pixels, x.astype(np.uint8))  # whole numbers: the same images for another export
-float_model = export.to_tflite(export.serving_model(model))
+float_model = served_graph.convert(model)
 tflite = quantize.quantize(float_model, mode, [x[:32], x[32:]])
 # Calibrated and given a detector as the export stage does, on these images (no other split).
 card = ModelCard(
-    tuple(classes), 224, "rgb", PREPROCESSING_VERSION, early_width=export.early_width(model)
+    tuple(classes), 224, "rgb", PREPROCESSING_VERSION, early_width=served_graph.early_width(model)
 )
 lite = Classifier(tflite, card).run(x)
 temperature = calibration.fit_temperature(lite.logits, labels)

@@ -95,7 +95,7 @@ def model_dir(tmp_path_factory) -> Path:
     from image_classifier.litert.classifier import Classifier, ModelCard
     from image_classifier.params import parse_params
     from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
-    from image_classifier.training import fit_loop
+    from image_classifier.training import fit_loop, served_graph
     from image_classifier.training.input_pipeline import ArraySource
 
     params = parse_params(
@@ -105,7 +105,7 @@ def model_dir(tmp_path_factory) -> Path:
     x = np.stack([np.asarray(pattern(k, i))[..., None] for k in (0, 2, 1) for i in range(8)])
     data = ArraySource(x, np.repeat(np.arange(3), 8))
     model = fit_loop.fit(params, data, data, classes)
-    tflite = export.to_tflite(export.serving_model(model))
+    tflite = served_graph.convert(model)
     card = ModelCard(tuple(classes), 12, "grayscale", PREPROCESSING_VERSION)
     x = data.x.astype(np.float32)
     raw = Classifier(tflite, card).run(x)

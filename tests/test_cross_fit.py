@@ -57,7 +57,7 @@ def test_no_network_sees_the_images_it_predicts(monkeypatch):
         def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
             return np.full((len(batch), 3), float(self.k), dtype=np.float32)
 
-    def fake_fit(params, train, val, classes, live=None, keep_features=None):
+    def fake_fit(params, train, val, classes, live=None, kept=None):
         assert params.train.init_from is None and params.train.distribute == "none"
         seen.append((train.read(np.arange(len(train)))[:, 0, 0, 0].tolist(),
                      val.read(np.arange(len(val)))[:, 0, 0, 0].tolist()))  # fmt: skip

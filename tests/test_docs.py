@@ -28,6 +28,8 @@ GENERATED = {
     "saved_models/trained_on.csv",
     "saved_models/features.npy",
     "saved_models/features.json",
+    "saved_models/served_graph.tflite",
+    "saved_models/served_graph.json",
     "saved_models/model.tflite",  # stage export
     "saved_models/model.json",
     "saved_models/example.png",

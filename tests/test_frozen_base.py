@@ -1,6 +1,7 @@
 """Phase 1 with the frozen base on LiteRT (frozen_base.py): the same features as TensorFlow,
 chosen only where it applies, and a model that trains as it does on TensorFlow."""
 
+import os
 import warnings
 
 import keras
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from image_classifier.litert.convert import to_tflite
+from image_classifier.litert.runner import Runner
 from image_classifier.params import parse_params
 from image_classifier.training import fit_loop, frozen_base, models
 from image_classifier.training.input_pipeline import inference_batches
@@ -57,8 +60,10 @@ def test_litert_features_equal_tensorflows_and_the_head_completes_the_model(weig
     x = colours(4, 32, 1).x.astype(np.float32)
     expected = features.predict(x, verbose=0)
     assert np.abs(expected).mean() > 0.01  # features that could disagree
-    got = frozen_base.LiteRTFeatures(features)(x)
+    got = frozen_base.LiteRTFeatures(model)(x)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # The served graph cut at the features is a conversion of the model up to the pooling.
+    np.testing.assert_array_equal(got, Runner(to_tflite(features), os.cpu_count() or 1)(x))
     # The head holds the model's own layers after the pooling: together they are the model.
     np.testing.assert_allclose(head.predict(expected, verbose=0), model.predict(x, verbose=0))
     assert head.get_layer("probabilities") is model.get_layer("probabilities")
@@ -105,7 +110,7 @@ def _fit(weights, runtime, features_file):
     """The fitted model, and the features phase 1 kept (train.py's FeatureFile)."""
     keep = frozen_base.FeatureFile(features_file, len(TRAIN), len(TRAIN))
     params = _params(weights, frozen_base_runtime=runtime)
-    model = fit_loop.fit(params, TRAIN, TRAIN, CLASSES, keep_features=keep)
+    model = fit_loop.fit(params, TRAIN, TRAIN, CLASSES, kept=frozen_base.Kept(keep))
     keep.close()
     return model, np.load(features_file)
 
@@ -157,8 +162,8 @@ def test_fit_accuracy_on_litert_equals_keras(weights_file):
     with the same result."""
     params = _params(weights_file)
     model = _model(params)
-    features, head = frozen_base.split_at_pooling(model)
-    run = frozen_base.LiteRTFeatures(features)
+    _, head = frozen_base.split_at_pooling(model)
+    run = frozen_base.LiteRTFeatures(model)
     expected = model.predict(TRAIN.x.astype(np.float32), verbose=0)
     got = frozen_base.probabilities(inference_batches(TRAIN, 8), run, head)
     np.testing.assert_allclose(got, expected, atol=1e-4)

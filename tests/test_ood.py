@@ -16,7 +16,7 @@ from image_classifier.evaluation import calibration, ood, ood_sets
 from image_classifier.litert.classifier import Classifier, ModelCard, ModelLoadError, Outputs
 from image_classifier.params import ImageParams, OodParams, TrainParams
 from image_classifier.preprocessing import PREPROCESSING_VERSION
-from image_classifier.training import models
+from image_classifier.training import models, served_graph
 
 
 def two_clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +116,7 @@ def test_serving_model_returns_the_logits_then_the_pooled_features():
     )
     model = keras.Model(inputs, out)
     x = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 1)).astype(np.float32)
-    served = export.serving_model(model).predict(x, verbose=0)
+    served = served_graph.serving_model(model).predict(x, verbose=0)
     assert served.shape == (5, 3 + 4)
     np.testing.assert_allclose(
         calibration.softmax(served[:, :3]), model.predict(x, verbose=0), atol=1e-6
@@ -133,7 +133,7 @@ def test_a_pretrained_base_also_serves_its_early_blocks_statistics(tmp_path):
     keras.utils.clear_session()  # names start again, as in export's own process
     model = keras.models.load_model(tmp_path / "model.keras")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
-    served = export.serving_model(model).predict(x, verbose=0)
+    served = served_graph.serving_model(model).predict(x, verbose=0)
     base = models.find_base(model)
     names = models.EARLY_LAYERS["mobilenet_v2"]
     early = keras.Model(base.input, [base.get_layer(name).output for name in names])
@@ -142,7 +142,7 @@ def test_a_pretrained_base_also_serves_its_early_blocks_statistics(tmp_path):
     mean_sq = np.concatenate([(m**2).mean(axis=(1, 2)) for m in maps], axis=1)
     std = np.concatenate([m.std(axis=(1, 2)) for m in maps], axis=1)
     width = 2 * mean.shape[1]
-    assert served.shape == (4, 3 + 1280 + width) and export.early_width(model) == width
+    assert served.shape == (4, 3 + 1280 + width) and served_graph.early_width(model) == width
     np.testing.assert_allclose(
         calibration.softmax(served[:, :3]), model.predict(x, verbose=0), atol=1e-5
     )
@@ -151,7 +151,7 @@ def test_a_pretrained_base_also_serves_its_early_blocks_statistics(tmp_path):
     np.testing.assert_allclose(ood.early_statistics(stats), np.c_[mean, std], rtol=1e-3, atol=1e-4)
     # LiteRT splits its output row where model.json's widths say
     card = ModelCard(("a", "b", "c"), 32, "rgb", PREPROCESSING_VERSION, early_width=width)
-    lite = Classifier(export.to_tflite(export.serving_model(model)), card).run(x)
+    lite = Classifier(served_graph.convert(model), card).run(x)
     assert lite.features.shape == (4, 1280) and lite.early.shape == (4, width)
     np.testing.assert_allclose(lite.early, stats, rtol=1e-4, atol=1e-5)
 

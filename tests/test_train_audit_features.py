@@ -3,7 +3,10 @@ path (a pretrained base whose phase 1 runs on LiteRT): train writes the base's f
 train and val image in store order, with an index naming the store; the audit takes them as
 they are, without running a model, and its report follows the file's rows.
 (tests/test_audit.py checks the audit on a features file it writes itself; tests/
-test_frozen_base.py the features phase 1 computes; here the real train stage writes it.)"""
+test_frozen_base.py the features phase 1 computes; here the real train stage writes it.)
+
+The other hand-off on that path: train keeps the served graph it converted for phase 1, and
+export writes the trained head into it instead of converting the model a second time."""
 
 from __future__ import annotations
 
@@ -18,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_classifier import audit, config, prepare, split, train
+from image_classifier import audit, config, export, prepare, split, train
 from image_classifier.data.store import fingerprint, open_split
 from image_classifier.evaluation import label_issues
 from image_classifier.params import Params, parse_params
-from image_classifier.training import frozen_base
+from image_classifier.training import frozen_base, models, served_graph
 
 from conftest import png
 from fork import params_dict
@@ -180,3 +183,53 @@ def test_the_audit_report_follows_the_files_rows(trained, tmp_path, monkeypatch)
     assert [(r["path"], r["given_label"], r["suggested_label"]) for r in issues] == [
         (paths[planted], classes[0], classes[wrong])
     ]
+
+
+def no_conversion(*_args, **_kwargs):
+    raise AssertionError("export converted the model again")
+
+
+def test_export_completes_the_graph_train_converted_byte_for_byte(trained, monkeypatch):
+    """Train keeps its conversion with the digest of the weights it holds; export writes the
+    trained head into it without converting, and the file is the one a conversion of the
+    trained model gives, byte for byte."""
+    root, _ = trained
+    monkeypatch.chdir(root)
+    model = keras.models.load_model(config.KERAS_MODEL)
+    digest = served_graph.weights_digest(model)
+    assert json.loads(config.SERVED_GRAPH_INDEX.read_text()) == {"weights_sha256": digest}
+    converted = served_graph.convert(model)
+    monkeypatch.setattr(served_graph, "convert", no_conversion)
+    assert export.float_tflite(model) == converted
+
+
+def test_export_converts_a_model_whose_base_is_not_the_one_train_converted(
+    trained, tmp_path, monkeypatch
+):
+    """A base changed after phase 1 (as fine-tuning changes it), or a kept file without the
+    marks: export converts the model itself."""
+    root, _ = trained
+    monkeypatch.chdir(root)
+    converted = []
+    monkeypatch.setattr(served_graph, "convert", lambda m: converted.append(m) or b"converted")
+    model = keras.models.load_model(config.KERAS_MODEL)
+    monkeypatch.setattr(config, "SERVED_GRAPH", tmp_path / "no_marks.tflite")
+    config.SERVED_GRAPH.write_bytes(b"a flatbuffer without the marks")
+    assert export.float_tflite(model) == b"converted" and converted == [model]
+    monkeypatch.undo()
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(served_graph, "convert", lambda m: converted.append(m) or b"converted")
+    kernel = models.find_base(model).weights[0]
+    kernel.assign(kernel + 1e-3)
+    assert export.float_tflite(model) == b"converted" and converted[-1] is model
+
+
+def test_train_keeps_no_graph_for_a_base_changed_after_phase_one(trained, tmp_path, monkeypatch):
+    root, _ = trained
+    model = keras.models.load_model(root / config.KERAS_MODEL)
+    monkeypatch.chdir(tmp_path)
+    config.MODELS_DIR.mkdir()
+    kept = frozen_base.Kept(graph=b"converted before phase 2", weights_sha256="0" * 64)
+    train.save_served_graph(model, kept)
+    assert config.SERVED_GRAPH.read_bytes() == b""
+    assert json.loads(config.SERVED_GRAPH_INDEX.read_text()) == {"weights_sha256": None}

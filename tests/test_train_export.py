@@ -11,7 +11,7 @@ from image_classifier.evaluation import metrics
 from image_classifier.litert import quantize
 from image_classifier.litert.classifier import Classifier, ModelCard
 from image_classifier.params import ExportParams, ParamsError, parse_params
-from image_classifier.training import fit_loop
+from image_classifier.training import fit_loop, served_graph
 from image_classifier.training.input_pipeline import ArraySource
 
 from conftest import pattern
@@ -69,7 +69,7 @@ def test_mirrored_strategy_trains_on_this_machine():
 def test_tflite_agrees_with_keras(trained):
     x = pixels(4, offset=100)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
-    lite = Classifier(export.to_tflite(export.serving_model(trained)), card).predict(x)
+    lite = Classifier(served_graph.convert(trained), card).predict(x)
     assert export.max_abs_difference(trained.predict(x, verbose=0), lite) <= 1e-4
 
 
@@ -138,7 +138,7 @@ def test_mixed_precision_trains_and_exports_as_float32(monkeypatch):
     assert keras.mixed_precision.global_policy().name == "float32"
     x = pixels(3, offset=90)
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
-    lite = Classifier(export.to_tflite(export.serving_model(model)), card).predict(x)
+    lite = Classifier(served_graph.convert(model), card).predict(x)
     assert export.max_abs_difference(model.predict(x, verbose=0), lite) <= 1e-4
 
 
@@ -146,7 +146,7 @@ def test_bounded_batches_give_the_same_probabilities(trained):
     """The web app runs LiteRT in chunks of at most SERVE_MAX_BATCH images (bounded memory)."""
     x = pixels(3, offset=120)  # 9 images
     card = ModelCard(tuple(CLASSES), 12, "grayscale", 1)
-    tflite = export.to_tflite(export.serving_model(trained))
+    tflite = served_graph.convert(trained)
     whole = Classifier(tflite, card).predict(x)
     chunked = Classifier(tflite, card, max_batch=4).predict(x)
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
@@ -173,7 +173,7 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
     takes and returns int8 tensors, which Classifier converts), smaller than float32, whose
     probabilities are the Keras model's as closely as that mode's precision allows."""
     x_cal = pixels(6, offset=200)
-    float_model = export.to_tflite(export.serving_model(trained))
+    float_model = served_graph.convert(trained)
     model = quantize.quantize(float_model, mode, [x_cal[:8], x_cal[8:]])
     assert len(model) < len(float_model) or mode == "none"
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
@@ -202,7 +202,7 @@ def test_quantized_exports_run_and_agree_with_keras(trained, mode):
 def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
     """Dark calibration images (at most 100) must not make brighter pixels clip."""
     dark = np.minimum(pixels(6, offset=200), 100.0)
-    model = quantize.quantize(export.to_tflite(export.serving_model(trained)), "int8", [dark])
+    model = quantize.quantize(served_graph.convert(trained), "int8", [dark])
     clf = Classifier(model, ModelCard(tuple(CLASSES), 12, "grayscale", 1))
     assert clf.runner.input_quantization == (1.0, -128)
     white = clf.runner.to_input(np.full((1, 12, 12, 1), 255.0, np.float32))
@@ -211,7 +211,7 @@ def test_int8_input_covers_every_pixel_value_whatever_the_calibration(trained):
 
 def test_int8_needs_calibration_images(trained):
     with pytest.raises(ValueError, match="calibration"):
-        quantize.quantize(export.to_tflite(export.serving_model(trained)), "int8", [])
+        quantize.quantize(served_graph.convert(trained), "int8", [])
 
 
 def test_the_quantizers_output_is_logged_when_it_fails(trained, monkeypatch, caplog):
@@ -224,7 +224,7 @@ def test_the_quantizers_output_is_logged_when_it_fails(trained, monkeypatch, cap
         raise RuntimeError("quantization failed")
 
     monkeypatch.setattr(quantize.quantizer.Quantizer, "quantize", failing)
-    float_model = export.to_tflite(export.serving_model(trained))
+    float_model = served_graph.convert(trained)
     with caplog.at_level("ERROR"), pytest.raises(RuntimeError, match="quantization failed"):
         quantize.quantize(float_model, "dynamic")
     assert "layer 7: no kernel for this op" in caplog.text

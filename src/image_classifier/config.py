@@ -31,6 +31,11 @@ TRAINED_ON_FILE = MODELS_DIR / "trained_on.csv"
 # and which images they are (store.fingerprint).
 POOLED_FEATURES = MODELS_DIR / "features.npy"
 POOLED_FEATURES_INDEX = MODELS_DIR / "features.json"
+# The served graph phase 1 converted with a marked head (training/served_graph.py), and the
+# digest of the weights it holds: export writes the trained head into it instead of converting
+# again. Empty (and null) when phase 1 did not run on LiteRT, or phase 2 changed the base.
+SERVED_GRAPH = MODELS_DIR / "served_graph.tflite"
+SERVED_GRAPH_INDEX = MODELS_DIR / "served_graph.json"
 
 REPORTS_DIR = Path("reports")
 SPLIT_REPORT = REPORTS_DIR / "split.json"

@@ -15,8 +15,11 @@ the whole test split: its metrics go into model.json and reports/export.json, an
 probabilities into reports/test_probabilities.npz, which the evaluate stage scores.
 
 The served model returns, per image, its logits followed by its pooled features
-(serving_model). On the written model's own output: a temperature is fitted on the validation
-split (evaluation/calibration.py); the out-of-distribution detector (ood.method) keeps
+(training/served_graph.py). A frozen base that phase 1 ran on LiteRT was converted there
+already: export writes the trained head into that file instead of converting again.
+
+On the written model's own output: a temperature is fitted on the validation split
+(evaluation/calibration.py); the out-of-distribution detector (ood.method) keeps
 statistics of a seeded sample of training images' features (saved_models/ood.npz), and its
 threshold accepts ood.accept of the validation images (evaluation/ood.py).
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -34,7 +38,6 @@ from datetime import UTC, datetime
 
 import keras
 import numpy as np
-from keras import layers
 
 from image_classifier import atomic, config
 from image_classifier.cli import StageError, run_stage
@@ -42,12 +45,11 @@ from image_classifier.data.manifests import read_classes
 from image_classifier.data.store import SplitPixels, inference_batch_size, open_split, seeded_sample
 from image_classifier.evaluation import HEADLINE_METRICS, calibration, metrics, ood
 from image_classifier.litert.classifier import Classifier, ModelCard, Outputs
-from image_classifier.litert.convert import to_tflite
 from image_classifier.litert.quantize import quantize
 from image_classifier.params import ExportParams, OodParams, Params
 from image_classifier.preprocessing import PREPROCESSING_VERSION, encode_png
 from image_classifier.timing import phase
-from image_classifier.training import models
+from image_classifier.training import served_graph
 
 log = logging.getLogger(__name__)
 
@@ -63,51 +65,23 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
-def serving_model(model: keras.Model) -> keras.Model:
-    """The trained network as it is served: one output row per image, the logits (the
-    `probabilities` layer without its softmax), the pooled features that layer reads and,
-    for a base with early activations (models.EARLY_LAYERS), their per-channel means then
-    the means of their squares. One output, so nothing depends on the order a converter gives
-    several; the base runs once for all of them."""
-    dense = model.get_layer("probabilities")
-    logits = layers.Dense(dense.units, name="logits", dtype="float32")
-    early = models.early_layers(model)
-    if not early:
-        parts = [logits(dense.input), dense.input]
-    else:
-        # Replays the transfer model's chain (models.transfer_model) with a base that also
-        # returns the early activations.
-        base = models.find_base(model)
-        maps = [base.get_layer(name).output for name in early]
-        both = keras.Model(base.inputs, [base.outputs[0], *maps], name="base_and_early")
-        x = inputs = keras.Input(model.inputs[0].shape[1:], name="image")
-        for layer in model.layers[1:]:
-            if layer is base:
-                x, *maps = both(x)
-            elif layer is dense:
-                break
-            else:
-                x = layer(x)
-        # Named: a loaded model's layers keep their names, and Keras' automatic names for new
-        # layers start again from the same ones.
-        means, mean_squares = [], []
-        for i, m in enumerate(maps):
-            squares = layers.Multiply(name=f"early_{i}_squares", dtype="float32")([m, m])
-            pool = layers.GlobalAveragePooling2D(name=f"early_{i}_mean", dtype="float32")
-            pool_squares = layers.GlobalAveragePooling2D(name=f"early_{i}_mean_sq", dtype="float32")
-            means.append(pool(m))
-            mean_squares.append(pool_squares(squares))
-        parts = [logits(x), x, *means, *mean_squares]
-    out = layers.Concatenate(name="logits_and_features", dtype="float32")(parts)
-    logits.set_weights(dense.get_weights())
-    return keras.Model(inputs if early else model.inputs, out, name=f"{model.name}_served")
-
-
-def early_width(model: keras.Model) -> int:
-    """Values per image of the early statistics in serving_model's output (0: none)."""
-    base = models.find_base(model)
-    early = models.early_layers(model)
-    return sum(2 * int(base.get_layer(name).output.shape[-1]) for name in early)
+def float_tflite(model: keras.Model) -> bytes:
+    """The served graph as float32 LiteRT: train's conversion with the trained head written
+    in (served_graph.with_head), when the rest of its weights are this model's, checked by
+    their digest; else a conversion of its own (a base trained whole or fine-tuned, or a
+    train run that kept none)."""
+    try:
+        kept = json.loads(config.SERVED_GRAPH_INDEX.read_text(encoding="utf-8"))
+        digest = kept.get("weights_sha256") if isinstance(kept, dict) else None
+    except (FileNotFoundError, json.JSONDecodeError):
+        digest = None
+    if digest is not None and digest == served_graph.weights_digest(model):
+        patched = served_graph.with_head(config.SERVED_GRAPH.read_bytes(), model)
+        if patched is not None:
+            log.info("served graph: train's conversion, with the trained head written in")
+            return patched
+        log.warning("%s holds no marked head; converting again", config.SERVED_GRAPH)
+    return served_graph.convert(model)
 
 
 def model_card(
@@ -307,12 +281,16 @@ def run(params: Params) -> dict:
     with phase("load_keras_model"):
         model = keras.models.load_model(config.KERAS_MODEL)
     with phase("convert"):
-        float_model = to_tflite(serving_model(model))
+        float_model = float_tflite(model)
         mode = params.export.quantization
         tflite = quantize(float_model, mode, calibration_batches(params) if mode == "int8" else ())
     size, mode_name = params.image.size, params.image.color_mode
     card_stub = ModelCard(
-        tuple(classes), size, mode_name, PREPROCESSING_VERSION, early_width=early_width(model)
+        tuple(classes),
+        size,
+        mode_name,
+        PREPROCESSING_VERSION,
+        early_width=served_graph.early_width(model),
     )
     clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
     op, seed = params.ood, params.train.seed

@@ -22,7 +22,7 @@ from image_classifier.data.manifests import Row, read_manifest, write_manifest
 from image_classifier.data.store import fingerprint, open_split
 from image_classifier.params import Params
 from image_classifier.timing import phase
-from image_classifier.training import distribute, frozen_base
+from image_classifier.training import distribute, frozen_base, served_graph
 from image_classifier.training.fit_loop import fit
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,16 @@ def save_model(model: keras.Model, classes: Sequence[str], rows: Sequence[Row]) 
     write_manifest(config.TRAINED_ON_FILE, rows)
 
 
+def save_served_graph(model: keras.Model, keep: frozen_base.Kept) -> None:
+    """Phase 1's conversion for export, while the model still holds the base it converted
+    (phase 2 changes it: then export converts the fine-tuned model)."""
+    digest = keep.weights_sha256
+    if digest is not None and served_graph.weights_digest(model) != digest:
+        digest = None
+    atomic.write_bytes(config.SERVED_GRAPH, keep.graph if digest else b"")
+    atomic.write_json(config.SERVED_GRAPH_INDEX, {"weights_sha256": digest})
+
+
 def run(params: Params) -> None:
     # Before any work, so a missing file costs no training; loading params does not check
     # them, since serving reads the same params.yaml on hosts that do not ship them.
@@ -59,13 +69,13 @@ def run(params: Params) -> None:
         log.info(
             "training %s on %d images, validating on %d", params.train.model, len(train), len(val)
         )
-        features = None
+        keep = frozen_base.Kept()
         if scratch is None:
             tmp = stack.enter_context(atomic.atomic_path(config.POOLED_FEATURES))
-            features = frozen_base.FeatureFile(tmp, len(train), len(val))
-            stack.callback(features.close)  # runs before the rename above
+            keep.features = frozen_base.FeatureFile(tmp, len(train), len(val))
+            stack.callback(keep.features.close)  # runs before the rename above
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-            model = fit(params, train, val, classes, live, features)
+            model = fit(params, train, val, classes, live, keep)
         if scratch is not None:
             model.save(scratch / "model.keras")  # every worker takes part in saving
             log.info("not the chief worker: outputs discarded")
@@ -77,6 +87,7 @@ def run(params: Params) -> None:
     atomic.write_json(config.POOLED_FEATURES_INDEX, kept)
     with phase("save"):
         save_model(model, classes, rows)
+        save_served_graph(model, keep)
     log.info("wrote %s", config.KERAS_MODEL)
 
 

@@ -2,7 +2,7 @@
 
 Every score is higher for inputs more like the training data, and is computed from what the
 exported model already returns: its logits, its pooled features and, for a pretrained base,
-early activations' statistics (export.serving_model).
+early activations' statistics (served_graph.serving_model).
 
 - `msp`: the maximum softmax probability (Hendrycks & Gimpel, 2017), the baseline;
 - `energy`: logsumexp of the logits (Liu et al., 2020);
@@ -50,7 +50,7 @@ def resolve(method: str, early_width: int) -> str:
 
 def early_statistics(early: np.ndarray) -> np.ndarray:
     """(n, 2c) float64: per channel the mean then the standard deviation, from the served
-    means and means of squares (export.serving_model)."""
+    means and means of squares (served_graph.serving_model)."""
     e = np.asarray(early, dtype=np.float64)
     c = e.shape[1] // 2
     mean = e[:, :c]

@@ -3,7 +3,7 @@
 Everything downstream of the pipeline (predict CLI, web app) loads the files export writes:
 saved_models/model.tflite, saved_models/model.json and, for "none of these",
 saved_models/ood.npz. The model returns one row per image, its logits followed by its pooled
-features (export.serving_model); this module turns them into calibrated probabilities
+features (served_graph.serving_model); this module turns them into calibrated probabilities
 (model.json's temperature) and an out-of-distribution score (evaluation/ood.py).
 """
 

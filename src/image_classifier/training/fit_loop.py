@@ -26,7 +26,7 @@ from dvclive import Live
 from image_classifier import timing
 from image_classifier.data.store import inference_batch_size, seeded_sample
 from image_classifier.params import Params, ParamsError, TrainParams
-from image_classifier.training import distribute, frozen_base, lr_find
+from image_classifier.training import distribute, frozen_base, lr_find, served_graph
 from image_classifier.training.callbacks import KeepBest, callbacks, record_best
 from image_classifier.training.input_pipeline import (
     ArraySource,
@@ -189,11 +189,12 @@ def fit(
     val: PixelSource,
     classes: Sequence[str],
     live: Live | None = None,
-    keep_features: frozen_base.FeatureFile | None = None,
+    kept: frozen_base.Kept | None = None,
 ) -> keras.Model:
     """Build (or load), compile and fit; returns a float32 model with its best validation
     weights (a mixed-precision run is converted back, so evaluate and export see no change).
-    When phase 1 runs the base on LiteRT, `keep_features` receives the features it computes.
+    When phase 1 runs the base on LiteRT, `kept` receives the features it computes and the graph it
+    converted.
 
     Transfer learning runs as the Keras guide does it: phase 1 trains the new head on the
     frozen base at train.learning_rate; phase 2 unfreezes the top train.fine_tune_layers
@@ -224,7 +225,7 @@ def fit(
         predict = None  # how fit_accuracy runs the model: Keras, unless phase 1 ran on LiteRT
         if on_litert:
             done, predict = fit_head_on_litert(
-                model, params, rate, budget, (train, val), phase_one, weights, keep_features
+                model, params, rate, budget, (train, val), phase_one, weights, kept
             )
             keep.adopt(model)
         else:
@@ -340,7 +341,7 @@ def fit_head_on_litert(
     data: tuple[PixelSource, PixelSource],
     phase: dict,
     class_weight: dict[int, float] | None,
-    keep: frozen_base.FeatureFile | None,
+    kept: frozen_base.Kept | None,
 ) -> tuple[int, Callable[[PixelSource], np.ndarray]]:
     """Phase 1 with the frozen base on LiteRT (frozen_base.py): the (train, val) batches fit()
     would read, as features, fit the model's own head with phase 1's epochs and callbacks.
@@ -348,23 +349,25 @@ def fit_head_on_litert(
     PixelSource the same way: base on LiteRT, head in Keras."""
     tp = params.train
     train, val = data
-    features, head = frozen_base.split_at_pooling(model)
+    _, head = frozen_base.split_at_pooling(model)
     with timing.phase("convert_base"):
-        run = frozen_base.LiteRTFeatures(features)
+        run = frozen_base.LiteRTFeatures(model)
+    kept = kept or frozen_base.Kept()
+    kept.graph, kept.weights_sha256 = run.graph, served_graph.weights_digest(model)
     log.info("phase 1: the frozen base runs on LiteRT (train.frozen_base_runtime)")
     compile_model(head, rate, tp.optimizer, budget.steps_per_execution)
     batch = inference_batch_size(params.image.size, params.image.channels)
     with timing.phase("val_features"):
         val_features = frozen_base.features_of(inference_batches(val, batch), run)
-    if keep is not None:
-        keep.open(run.dim)
-        keep.set_val(val_features[0])
+    if kept.features is not None:
+        kept.features.open(run.dim)
+        kept.features.set_val(val_features[0])
 
     batches = training_batches(train, budget.batch_size, tp.seed, tp.augment)
     with timing.phase("fit_head_on_train_features"), contextlib.closing(batches):
         epochs = frozen_base.fit_head(
             head,
-            frozen_base.feature_batches(batches, run, keep),
+            frozen_base.feature_batches(batches, run, kept.features),
             steps_per_epoch=budget.steps_per_epoch,
             epochs=phase["epochs"],
             validation_data=val_features,

@@ -20,6 +20,7 @@ The features equal TensorFlow's to float rounding (tests/test_frozen_base.py); p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,9 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from image_classifier.data import npy
-from image_classifier.litert.convert import to_tflite
 from image_classifier.litert.runner import Runner
 from image_classifier.params import TrainParams
+from image_classifier.training import served_graph
 from image_classifier.training.models import find_base
 
 
@@ -62,11 +63,14 @@ def split_at_pooling(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 
 class LiteRTFeatures(Runner):
-    """The features model converted to LiteRT, on every core: float32 pixels -> (n, dim)
-    pooled features, a few images per call (Runner)."""
+    """The model's frozen base on LiteRT, on every core: float32 pixels -> (n, dim) pooled
+    features, a few images per call (Runner). The served graph is converted once with a
+    marked head (served_graph.convert_marked) and kept in `graph` for export; this runs
+    its copy cut at the features."""
 
-    def __init__(self, features: keras.Model, threads: int | None = None) -> None:
-        super().__init__(to_tflite(features), threads or os.cpu_count() or 1)
+    def __init__(self, model: keras.Model, threads: int | None = None) -> None:
+        self.graph = served_graph.convert_marked(model)
+        super().__init__(served_graph.features_only(self.graph), threads or os.cpu_count() or 1)
         self.dim = self.width
 
 
@@ -128,6 +132,17 @@ class FeatureFile:
             self._fd = None
         if not complete:
             np.save(self.path, np.zeros((0, 0), dtype=np.float16))
+
+
+@dataclasses.dataclass
+class Kept:
+    """What phase 1 on LiteRT leaves to later stages: every train and val image's features
+    (the audit) and the served graph it converted, with the digest of the weights it holds
+    (export writes the trained head into it instead of converting again)."""
+
+    features: FeatureFile | None = None
+    graph: bytes = b""
+    weights_sha256: str | None = None
 
 
 def feature_batches(
