@@ -17,7 +17,11 @@ throughput at --concurrency (requests/s over --seconds), both sent by ApacheBenc
 is installed (apt-get install apache2-utils), else by this script's threads (which cost more
 CPU on the same cores and add their own time to the latency); under that load, every worker's
 peak resident memory, the peak of master plus workers (what a dyno's memory quota counts),
-and each CPU's idle seconds (PIN_WORKERS=0 in the environment turns our pinning off).
+and each CPU's idle seconds (PIN_WORKERS=0 in the environment turns our pinning off), and
+the server's CPU milliseconds a request under that load. Before any server runs, the served
+model's own LiteRT call on the upload's pixels is timed in this process (median wall and CPU
+ms, one image a call on --threads threads, as a worker calls it), with decoding and resizing
+the upload: the report gives our CPU a request as a multiple of the model's own.
 --no-malloc-arena-max starts ours without the Procfile's MALLOC_ARENA_MAX=2.
 --make ARCH exports a model at 224 px RGB into a temp folder instead (random weights whose
 BatchNormalization statistics are set from photo-like images, so activations are well scaled
@@ -625,6 +629,40 @@ def measure(proc: subprocess.Popen, port: int, body: bytes, args) -> dict:
     }
 
 
+def model_alone(model_dir: Path, image: bytes, threads: int, repeats: int = 300) -> dict:
+    """The served model's own cost for this upload, in this process, before any server runs:
+    the median wall and CPU milliseconds of one LiteRT call on its pixels (Runner, `threads`
+    threads, one image a call, as a worker runs it), and of decoding and resizing the upload
+    (preprocessing.decode_pixels, the app's function)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from image_classifier.litert.runner import Runner
+    from image_classifier.preprocessing import decode_pixels
+
+    card = json.loads((model_dir / "model.json").read_text())
+    size, mode = card["input"]["size"], card["input"]["color_mode"]
+    pixels = decode_pixels(image, size, mode)[None].astype("float32")
+    runner = Runner(model_dir / "model.tflite", threads, max_batch=1)
+
+    def timed(work) -> tuple[float, float]:
+        for _ in range(20):
+            work()
+        walls, cpus = [], []
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            work()
+            cpus.append(time.process_time() - cpu)
+            walls.append(time.perf_counter() - wall)
+        return 1000 * statistics.median(walls), 1000 * statistics.median(cpus)
+
+    invoke_ms, invoke_cpu_ms = timed(lambda: runner(pixels))
+    decode_ms, _ = timed(lambda: decode_pixels(image, size, mode))
+    return {
+        "invoke_ms": round(invoke_ms, 3),
+        "invoke_cpu_ms": round(invoke_cpu_ms, 3),
+        "decode_ms": round(decode_ms, 3),
+    }
+
+
 def explain(proc: subprocess.Popen, port: int, image: bytes, n: int) -> dict:
     files = 4  # serve.max_explain_files
     body = multipart(image, files)
@@ -797,6 +835,7 @@ def main() -> None:
             "requests": args.requests,
             "peers": {},
             "databases": {},
+            "model_alone": model_alone(model_dir, image, args.threads),
         }
         postgres_url = args.database_url or ""
         if "postgresql" in kinds and not postgres_url:
@@ -894,6 +933,7 @@ ROWS = [
     ("p95 ms, concurrency 1", "p95_ms"),
     ("p99 ms, concurrency 1", "p99_ms"),
     ("requests/s, concurrency {concurrency}", "rps"),
+    ("server CPU ms a request, loaded", "server_cpu_ms_per_request"),
     ("worker peak RSS MB", "worker_peak_rss_mb"),
     ("master + workers peak RSS MB", "total_peak_rss_mb"),
 ]
@@ -910,7 +950,7 @@ def report_baseline(r: dict) -> None:
         f"{b['tflite_kb']['old']} KiB"
     )
     extra = [("load average before", "load_1min_before"), ("other processes' CPU s", "other_cpu_s")]
-    rows = [*ROWS[:4], ("server CPU ms a request, loaded", "server_cpu_ms_per_request"), *ROWS[4:]]
+    rows = ROWS
     cols = [f"{side} {i + 1}" for i in range(len(rounds)) for side in ("new", "old")]
     print(
         f"{'':<30}"
@@ -972,6 +1012,17 @@ def report(r: dict) -> None:
         for n, x in zip(names, [r["ours"], *peers.values()], strict=True)
     )
     print(f"CPU idle s under load, per CPU (whole machine, load client included): {idle}")
+    alone = r["model_alone"]
+    per_request = r["ours"]["server_cpu_ms_per_request"]
+    print(
+        f"the model alone on this upload's pixels ({r['litert_threads']} LiteRT thread(s), one "
+        f"image a call, median): invoke {alone['invoke_ms']} ms, CPU {alone['invoke_cpu_ms']} "
+        f"ms; decoding and resizing the upload {alone['decode_ms']} ms"
+    )
+    print(
+        f"ours under load: server CPU {per_request} ms a request = "
+        f"{per_request / alone['invoke_cpu_ms']:.2f}x the model's own invoke CPU"
+    )
     print(
         f"load client: {r['ours']['load_client']}; our gunicorn master "
         f"{r['ours']['master_rss_mb']} MB; "
