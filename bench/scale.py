@@ -22,6 +22,13 @@
    tutorial (image_dataset_from_directory -> prefetch, no cache), `cached` the same with
    .cache() before prefetch (every decoded image kept as float32).
 5. Measures decode throughput (prepare's decoder) on 1 core and on all cores.
+6. The floor, from rates measured in this run on its own data and every core: the split's
+   scan (content and perceptual hashes, header) of --decode-sample photos, the decoder's rate
+   above, and LiteRT's forward pass of the trained base as phase 1 runs it (train's own
+   conversion, saved_models/served_graph.tflite, cut at the features) on --forward-sample
+   stored images: every photo scanned and decoded once, and a forward pass for each training
+   image every epoch and each validation and test image once. The whole `dvc repro` is
+   printed against it (for a frozen base that phase 1 ran on LiteRT; else no floor).
 Prints one table, headed by the machine; --json FILE also saves the figures, and
 `--compare SMALL.json LARGE.json` prints two saved runs side by side with the ratios.
 """
@@ -323,6 +330,68 @@ def decode_throughput(repo: Path, size: int, limit: int) -> dict[int, float]:
     return out
 
 
+def scan_throughput(repo: Path, limit: int) -> float:
+    """Images/s of the split's scan (content hash, header, perceptual hash: scan.check_file)
+    on the first `limit` photos, on every core."""
+    sys.path.insert(0, str(repo / "src"))
+    from image_classifier.data.parallel import default_workers, ordered_map
+    from image_classifier.data.scan import _check_job, list_candidates
+    from image_classifier.preprocessing import MAX_PIXELS
+
+    _, candidates, _ = list_candidates(repo / "data/raw")
+    jobs = [(path, MAX_PIXELS, True) for path, _ in candidates[:limit]]
+    start = time.perf_counter()
+    for _ in ordered_map(_check_job, jobs, workers=default_workers(), chunksize=64, progress=False):
+        pass
+    return len(jobs) / (time.perf_counter() - start)
+
+
+def forward_throughput(repo: Path, size: int, limit: int) -> float:
+    """Images/s of LiteRT running the trained model's frozen base as phase 1 runs it (the
+    served graph train converted, cut at the features; every core), on the first `limit`
+    stored training images in batches of 32, after one warm-up batch."""
+    sys.path.insert(0, str(repo / "src"))
+    from image_classifier.data.store import open_split
+    from image_classifier.litert.runner import Runner
+    from image_classifier.training import served_graph
+
+    graph = (repo / "saved_models/served_graph.tflite").read_bytes()
+    run = Runner(served_graph.features_only(graph), os.cpu_count() or 1)
+    cwd = Path.cwd()
+    os.chdir(repo)
+    try:
+        with open_split("train", size, "rgb") as train:
+            x = train.read(list(range(min(limit, len(train))))).astype("float32")
+    finally:
+        os.chdir(cwd)
+    run(x[:32])
+    start = time.perf_counter()
+    for i in range(0, len(x), 32):
+        run(x[i : i + 32])
+    return len(x) / (time.perf_counter() - start)
+
+
+def floor(r: dict) -> dict:
+    """The seconds this machine needs at least for the run's work, from the rates measured in
+    the same run: every photo scanned, every photo decoded, and the base's forward passes for
+    every training image each epoch, and the validation and test images once."""
+    totals = r["split_totals"]
+    photos = sum(totals.values())
+    passes = totals["train"] * r["epochs"] + totals["val"] + totals["test"]
+    decode = max(r["decode_images_per_s"].values())
+    parts = {
+        "scan_s": photos / r["scan_images_per_s"],
+        "decode_s": photos / decode,
+        "forward_s": passes / r["forward_images_per_s"],
+    }
+    return {
+        **{k: round(v, 1) for k, v in parts.items()},
+        "total_s": round(sum(parts.values()), 1),
+        "forward_passes": passes,
+        "photos": photos,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
@@ -344,7 +413,8 @@ def main() -> None:
         metavar=("SMALL.json", "LARGE.json"),
         help="print two runs' --json figures side by side, with the ratios, and exit",
     )
-    parser.add_argument("--decode-sample", type=int, default=2000)
+    parser.add_argument("--decode-sample", type=int, default=2000, help="also the scan's")
+    parser.add_argument("--forward-sample", type=int, default=512)
     parser.add_argument(
         "--shards", type=int, metavar="N", help="data/raw as zip shards of N photos each"
     )
@@ -424,6 +494,14 @@ def main() -> None:
         print("decode throughput ...", flush=True)
         rates = decode_throughput(repo, args.size, args.decode_sample)
         results["decode_images_per_s"] = {str(k): round(v) for k, v in rates.items()}
+        if (repo / "saved_models/served_graph.tflite").stat().st_size:
+            print("scan and forward throughput (the floor) ...", flush=True)
+            results["scan_images_per_s"] = round(scan_throughput(repo, args.decode_sample))
+            rate = forward_throughput(repo, args.size, args.forward_sample)
+            results["forward_images_per_s"] = round(rate, 1)
+            split = json.loads((repo / "reports/split.json").read_text())
+            results["split_totals"] = split["totals"]
+            results["floor"] = floor(results)
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -459,6 +537,7 @@ def report(r: dict) -> None:
     for name, p in r["peers"].items():
         print(
             f"  vs {name}: repro / peer time {ours['repro_s'] / p['wall_s']:.2f}, "
+            f"repro / peer fit alone {ours['repro_s'] / p['fit_s']:.2f}, "
             f"largest stage / peer memory {largest / p['peak_rss_mb']:.2f}, "
             f"peer fit alone {p['fit_s']:.1f} s, peer val accuracy {p['val_accuracy']:.3f}"
         )
@@ -493,6 +572,15 @@ def report(r: dict) -> None:
         f"  decode, images/s: 1 worker {rates['1']}, {most} workers {rates[most]} "
         f"({rates[most] / rates['1']:.2f}x)"
     )
+    if "floor" in r:
+        f = r["floor"]
+        print(
+            f"  floor: scan {f['photos']} photos at {r['scan_images_per_s']}/s {f['scan_s']} s"
+            f" + decode them at {rates[most]}/s {f['decode_s']} s + {f['forward_passes']} "
+            f"forward passes (train x epochs, val, test) at {r['forward_images_per_s']}/s "
+            f"{f['forward_s']} s = {f['total_s']} s; dvc repro {ours['repro_s']} s = "
+            f"{ours['repro_s'] / f['total_s']:.2f}x the floor"
+        )
 
 
 def compare(small: dict, large: dict) -> None:
