@@ -110,8 +110,8 @@ def test_the_stage_trains_networks_from_scratch_up_to_retrain_up_to(
     """The stages as `dvc repro` runs them, on class folders of dark and bright images with
     four files in the wrong folder: from scratch, the audit trains audit.folds networks and
     flags those files among the images it sees; past audit.retrain_up_to it takes the trained
-    network's own features instead (summary `probabilities`). The networks' path through
-    `dvc repro` itself: tests/test_fork_journey.py."""
+    network's own features instead (summary `probabilities`). The end-to-end tests set
+    audit.retrain_up_to: 0 for time: this is where the default path runs whole."""
     from image_classifier import audit, prepare, split, train
 
     rng = np.random.default_rng(0)

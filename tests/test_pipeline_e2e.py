@@ -32,7 +32,7 @@ TINY = {
     "evaluate": {"gallery_size": 4},
     # The audit on the trained network's features, not audit.folds networks of its own: they
     # would add a quarter to each of this file's repros, for DVC's mechanics. The networks'
-    # path runs through `dvc repro` in test_fork_journey.py.
+    # path, stage and all: test_cross_fit.py.
     "audit": {"retrain_up_to": 0},
 }
 
@@ -530,7 +530,8 @@ def test_queued_experiments_run_two_at_a_time(repo):
 
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "before the queue", "--allow-empty")
-    sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
+    # A grid over a parameter only evaluate reads: the queue's mechanics, not two trainings.
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "evaluate.gallery_size=2,3")
     # The queue's workers outlive `dvc queue start`: they must not hold a pipe we wait on.
     env = fork_env()
     with (repo / "queue.log").open("w") as log:
@@ -555,12 +556,12 @@ def test_queued_experiments_run_two_at_a_time(repo):
         for exp in row.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
-                lr = data.get("params", {}).get("params.yaml", {}).get("data", {})
-                lr = lr.get("train", {}).get("learning_rate")
+                size = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                size = size.get("evaluate", {}).get("gallery_size")
                 scores = data.get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
-                if lr in (0.002, 0.004):
-                    found[lr] = scores
-    assert set(found) == {0.002, 0.004}, json.dumps(rows)[:3000]
+                if size in (2, 3):
+                    found[size] = scores
+    assert set(found) == {2, 3}, json.dumps(rows)[:3000]
     for scores in found.values():
         assert "baseline_linear_accuracy" in scores
-        assert_learnt(scores, 3, 0.5)  # 1.0 at either rate, measured
+        assert_learnt(scores, 3, 0.5)  # the repository's model, 1.0
