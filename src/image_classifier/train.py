@@ -43,13 +43,13 @@ def save_model(model: keras.Model, classes: Sequence[str], rows: Sequence[Row]) 
     write_manifest(config.TRAINED_ON_FILE, rows)
 
 
-def save_served_graph(model: keras.Model, kept: frozen_base.Kept) -> None:
+def save_served_graph(model: keras.Model, keep: frozen_base.Kept) -> None:
     """Phase 1's conversion for export, while the model still holds the base it converted
     (phase 2 changes it: then export converts the fine-tuned model)."""
-    digest = kept.weights_sha256
+    digest = keep.weights_sha256
     if digest is not None and served_graph.weights_digest(model) != digest:
         digest = None
-    atomic.write_bytes(config.SERVED_GRAPH, kept.graph if digest else b"")
+    atomic.write_bytes(config.SERVED_GRAPH, keep.graph if digest else b"")
     atomic.write_json(config.SERVED_GRAPH_INDEX, {"weights_sha256": digest})
 
 
@@ -69,13 +69,13 @@ def run(params: Params) -> None:
         log.info(
             "training %s on %d images, validating on %d", params.train.model, len(train), len(val)
         )
-        kept = frozen_base.Kept()
+        keep = frozen_base.Kept()
         if scratch is None:
             tmp = stack.enter_context(atomic.atomic_path(config.POOLED_FEATURES))
-            kept.features = frozen_base.FeatureFile(tmp, len(train), len(val))
-            stack.callback(kept.features.close)  # runs before the rename above
+            keep.features = frozen_base.FeatureFile(tmp, len(train), len(val))
+            stack.callback(keep.features.close)  # runs before the rename above
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-            model = fit(params, train, val, classes, live, kept)
+            model = fit(params, train, val, classes, live, keep)
         if scratch is not None:
             model.save(scratch / "model.keras")  # every worker takes part in saving
             log.info("not the chief worker: outputs discarded")
@@ -87,7 +87,7 @@ def run(params: Params) -> None:
     atomic.write_json(config.POOLED_FEATURES_INDEX, kept)
     with phase("save"):
         save_model(model, classes, rows)
-        save_served_graph(model, kept)
+        save_served_graph(model, keep)
     log.info("wrote %s", config.KERAS_MODEL)
 
 

@@ -3,9 +3,8 @@
 While the base is frozen and in inference mode, phase 1 only ever runs it forwards: the
 gradient stops at the pooled features, and LiteRT (XNNPACK) runs a network forwards several
 times faster than TensorFlow's CPU kernels (bench/frozen_base.py; docs/benchmarks.md), fed by
-the same augmented batches. So the served graph is converted once (served_graph.py; export
-completes that file with the trained head), every training batch goes through its copy cut at
-the pooled features on LiteRT, and Keras fits the head
+the same augmented batches. So the input scaling and base, up to the pooling,
+are converted once; every training batch goes through them on LiteRT; and Keras fits the head
 (dropout, softmax) on the features. The head's layers are the model's own, so the model ends
 with the trained head, and data order, augmentation and callbacks are unchanged. Validation
 images are not augmented, so their features are computed once, not every epoch. Pixels
