@@ -31,8 +31,11 @@ $(UV):
 # `sync` makes .venv the lock exactly, removing what it does not list (GPU=1: tensorflow-cpu),
 # and checks every file against the lock's hashes. The project comes in the same step (stdin),
 # so a test running meanwhile never sees it uninstalled; -b builds it with the locked setuptools.
+# --compile-bytecode does what pip does by default and uv does not: without it, wherever
+# PYTHONDONTWRITEBYTECODE is set (CI machines, containers), every process compiles
+# TensorFlow's and DVC's sources again at import (docs/benchmarks.md, "Installing").
 $(VENV)/.installed: requirements-dev.txt requirements-gpu.txt pyproject.toml | $(UV)
-	echo "-e ." | $(UV) pip sync -q --python $(BIN)/python -b $(LOCK) $(LOCK) -
+	echo "-e ." | $(UV) pip sync -q --compile-bytecode --python $(BIN)/python -b $(LOCK) $(LOCK) -
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv (pipeline, serving, tests); GPU=1 for CUDA TensorFlow
