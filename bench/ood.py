@@ -444,6 +444,23 @@ def prototypes(run: Run, per_set: int, ood_seed: int) -> list[dict]:
             z.append({k: (v - s["val"].mean()) / s["val"].std() for k, v in s.items()})
         name = "mahalanobis and mahalanobis_early, the lower (each standardised on val)"
         scores[name] = {k: np.minimum(z[0][k], z[1][k]) for k in z[0]}
+        # The early statistics and the model's own confidence, one verdict: each score as the
+        # share of val scores at or below it, the lower kept (a wrong answer tends to have a
+        # low maximum softmax; the early statistics do not see it).
+        op = dataclasses.replace(run.params.ood, method="mahalanobis_early")
+        d = fit_detector(op, run.train, run.train_y, run.val, run.clf.card.temperature)
+        t = run.clf.card.temperature
+        pairs = {
+            k: (d.score(o.logits, o.features, t, o.early), o.probabilities.max(axis=1))
+            for k, o in outputs.items()
+        }
+        ranked = [np.sort(pairs["val"][i]) for i in (0, 1)]
+
+        def share(i: int, v: np.ndarray) -> np.ndarray:
+            return np.searchsorted(ranked[i], v, side="right") / len(ranked[i])
+
+        name = "mahalanobis_early and maximum softmax, the lower share of val below"
+        scores[name] = {k: np.minimum(share(0, e), share(1, m)) for k, (e, m) in pairs.items()}
     rows = []
     for name, s in scores.items():
         threshold = ood.threshold_for(s["val"], run.params.ood.accept)
