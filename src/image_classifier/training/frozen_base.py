@@ -3,9 +3,11 @@
 While the base is frozen and in inference mode, phase 1 only ever runs it forwards: the
 gradient stops at the pooled features, and LiteRT (XNNPACK) runs a network forwards several
 times faster than TensorFlow's CPU kernels (bench/frozen_base.py; docs/benchmarks.md), fed by
-the same augmented batches. So the input scaling and base, up to the pooling,
-are converted once; every training batch goes through them on LiteRT; and Keras fits the head
-(dropout, softmax) on the features. The head's layers are the model's own, so the model ends
+the same augmented batches. So the served graph (served_graph.serving_model) is converted once,
+with marks in place of the head's weights; every training batch goes through its copy cut at
+the pooled features (served_graph.features_only) on LiteRT; Keras fits the head (dropout,
+softmax) on the features; and export writes the trained head over the marks instead of
+converting again (export.float_tflite). The head's layers are the model's own, so the model ends
 with the trained head, and data order, augmentation and callbacks are unchanged. Validation
 images are not augmented, so their features are computed once, not every epoch. Pixels
 reach LiteRT as numpy batches read in the training loop's own thread
