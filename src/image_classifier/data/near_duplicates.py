@@ -16,7 +16,7 @@ docs/benchmarks.md compares the second tests that were tried).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -99,19 +99,22 @@ def detail_correlation(a: bytes, b: bytes) -> float:
     return float(x @ y) / norm if norm else 0.0
 
 
-def close_pairs(hashes: Sequence[int | None], max_bits: int) -> Iterator[tuple[int, int]]:
-    """Index pairs (i < j) whose hashes differ in at most max_bits bits (None: no hash).
+def close_pairs(hashes: Sequence[int | None], max_bits: int) -> list[tuple[int, int]]:
+    """Index pairs (i < j) whose hashes differ in at most max_bits bits (None: no hash), each
+    once, in order.
 
     Pigeonhole: split the 64 bits into max_bits + 1 bands; two hashes within max_bits agree
     exactly on at least one band, so only images sharing a band value are compared. Near
-    linear for varied images; a pair may be yielded more than once."""
+    linear for varied images; look-alikes share bands, and their comparisons grow with the
+    square of their number, so they stay in numpy: only the close pairs reach Python."""
     known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
     if len(known) < 2:
-        return
+        return []
     values = np.array([hashes[i] for i in known], dtype=np.uint64)
     bands = max_bits + 1
     # Exactly `bands` non-empty bands covering the 64 bits (widths differ by at most one).
     edges = [64 * b // bands for b in range(bands + 1)]
+    found = [np.empty((0, 2), dtype=np.int64)]
     for lo, hi in itertools.pairwise(edges):
         key = (values >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
         order = np.argsort(key, kind="stable")
@@ -120,31 +123,47 @@ def close_pairs(hashes: Sequence[int | None], max_bits: int) -> Iterator[tuple[i
         for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
             members = order[start : start + size]
             block = values[members]
-            close = np.bitwise_count(block[:, None] ^ block[None, :]) <= max_bits
-            ii, jj = np.nonzero(np.triu(close, 1))
-            for i, j in zip(known[members[ii]], known[members[jj]], strict=True):
-                yield int(min(i, j)), int(max(i, j))
+            ii, jj = np.nonzero(np.bitwise_count(block[:, None] ^ block[None, :]) <= max_bits)
+            upper = ii < jj
+            a, b = known[members[ii[upper]]], known[members[jj[upper]]]
+            found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+    return [(i, j) for i, j in np.unique(np.concatenate(found), axis=0).tolist()]
+
+
+# Candidate pairs whose detail bands are correlated at a time (memory: two float64 rows each).
+CONFIRM_BATCH = 65536
 
 
 def confirmed(
     pairs: Iterable[tuple[int, int]],
     details: Sequence[bytes | None],
     min_correlation: float = MIN_DETAIL_CORRELATION,
-) -> Iterator[tuple[int, int]]:
-    """The candidate pairs whose detail bands correlate at least min_correlation, each once."""
-    seen: set[tuple[int, int]] = set()
-    for pair in pairs:
-        if pair in seen:
-            continue
-        seen.add(pair)
-        a, b = details[pair[0]], details[pair[1]]
-        if a is not None and b is not None and detail_correlation(a, b) >= min_correlation:
-            yield pair
+) -> list[tuple[int, int]]:
+    """The candidate pairs whose detail bands correlate at least min_correlation, each once,
+    in order. Each correlation is detail_correlation's, bit for bit: the sums are of whole
+    numbers, exact in float64 in any order."""
+    unique = np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+    width = next((len(d) for d in details if d is not None), 0)
+    if not len(unique) or not width:
+        return []
+    have = np.array([d is not None for d in details])
+    rows = np.frombuffer(b"".join(d or bytes(width) for d in details), dtype=np.int8)
+    rows = rows.reshape(len(details), width)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    kept = []
+    for at in range(0, len(unique), CONFIRM_BATCH):
+        a, b = unique[at : at + CONFIRM_BATCH].T
+        dots = np.einsum("ij,ij->i", rows[a], rows[b], dtype=np.float64)
+        norm = norms[a] * norms[b]
+        corr = np.divide(dots, norm, out=np.zeros_like(dots), where=norm > 0)
+        ok = have[a] & have[b] & (corr >= min_correlation)
+        kept.append(unique[at : at + CONFIRM_BATCH][ok])
+    return [(i, j) for i, j in np.concatenate(kept).tolist()]
 
 
 def near_duplicate_pairs(
     fingerprints: Sequence[Fingerprint | None], max_bits: int
-) -> Iterator[tuple[int, int]]:
+) -> list[tuple[int, int]]:
     """Index pairs (i < j) within max_bits of pHash, confirmed by their detail bands."""
     hashes = [None if f is None else f.phash for f in fingerprints]
     details = [None if f is None else f.detail for f in fingerprints]
