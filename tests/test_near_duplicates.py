@@ -109,3 +109,19 @@ def test_close_pairs_matches_brute_force():
             and distance(hashes[i], hashes[j]) <= bits
         }
         assert set(nd.close_pairs(hashes, bits)) == expected
+
+
+def test_confirmed_correlates_as_detail_correlation_bit_for_bit():
+    """confirmed() computes every pair's correlation at once; each must be
+    detail_correlation's exactly, or a pair sitting on the threshold would flip."""
+    rng = np.random.default_rng(1)
+    details = [rng.integers(-127, 128, 192, dtype=np.int8).tobytes() for _ in range(30)]
+    pairs = list(itertools.combinations(range(30), 2))
+    for i, j in pairs[::7]:
+        exact = nd.detail_correlation(details[i], details[j])
+        kept = nd.confirmed(pairs, details, min_correlation=exact)
+        assert (i, j) in kept
+        assert all(nd.detail_correlation(details[a], details[b]) >= exact for a, b in kept)
+        assert len(kept) == sum(
+            nd.detail_correlation(details[a], details[b]) >= exact for a, b in pairs
+        )
