@@ -19,15 +19,18 @@ The exported model (LiteRT) runs the val split, the test split, export's seeded 
 sample (ood.fit_images) and --per-set images of each far-OOD set (evaluation/ood_sets.py).
 Every method (msp, the maximum-softmax baseline; energy; knn with k 1, 5 and 10; mahalanobis)
 is fitted on that same training sample by export's own fit_detector, its threshold set on val
-at ood.accept, and scored by evaluation/ood.py. One table per dataset: AUROC (test against all
-far-OOD images pooled), FPR at 95 % TPR, the shares of far-OOD and of test images rejected,
-accuracy on the accepted test images and on all, the share rejected of each set, and which of
-issue 36's targets hold. Then the calibration table: the temperature export fitted on val,
-test ECE (15 bins) and log loss before and after it, and how many top-1 answers changed.
+at ood.accept and ood.confidence, and scored by evaluation/ood.py. One table per dataset:
+AUROC (test against all far-OOD images pooled), FPR at 95 % TPR, the shares of far-OOD and of
+test images rejected, accuracy on the accepted test images and on all, the share rejected of
+each set, and which of issue 36's targets hold. Then the calibration table: the temperature
+export fitted on val, test ECE (15 bins) and log loss before and after it, and how many top-1
+answers changed.
 --prototypes adds scores that are not in src/, on the same images and thresholds: Mahalanobis
 on the raw features (ood.py's normalises them), on principal components, relative to a global
 Gaussian, ViM, and (MobileNetV2) Mahalanobis on the averaged output of earlier blocks,
-computed by the Keras model, alone and combined with the served features' score.
+computed by the Keras model, alone and combined with the served features' score; SIRC
+(the maximum softmax with export's score); and export's score with the threshold at exactly
+ood.accept of the val images (ood.confidence null).
 --quick: a smoke run (about 6 minutes): fewer photos, a shorter pretraining and fewer far-OOD
 images; its photo model is too weak for its figures to mean much.
 """
@@ -191,19 +194,19 @@ def run_model(repo: Path, per_set: int, ood_seed: int) -> Run:
 
 def measure(run: Run) -> dict:
     """Every method's figures and the calibration's, on the exported model's outputs."""
-    from image_classifier.evaluation import calibration
+    from image_classifier.evaluation import calibration, ood
     from image_classifier.export import fit_detector
 
-    temperature, card = run.clf.card.temperature, run.clf.card
+    temperature, card, op = run.clf.card.temperature, run.clf.card, run.params.ood
     test = run.test
     correct = test.probabilities.argmax(axis=1) == run.test_y
     rows = []
     for method, k in METHODS:
         if method == "mahalanobis_early" and not test.early.shape[1]:
             continue
-        op = dataclasses.replace(run.params.ood, method=method, k=k)
+        method_op = dataclasses.replace(op, method=method, k=k)
         # export's own fit: statistics from the training sample, threshold on val
-        detector = fit_detector(op, run.train, run.train_y, run.val, temperature)
+        detector = fit_detector(method_op, run.train, run.train_y, run.val, temperature)
         inside = detector.score(test.logits, test.features, temperature, test.early)
         per = {
             s: detector.score(o.logits, o.features, temperature, o.early)
@@ -240,6 +243,7 @@ def measure(run: Run) -> dict:
         "early": int(test.early.shape[1]),
         "classes": len(card.classes),
         "export_method": card.ood.get("method"),
+        "val_rejected": ood.rejected_count(len(run.val_y), op.accept, op.confidence),
         "methods": rows,
         "calibration": calib,
         "measure_s": run.seconds,
@@ -425,7 +429,7 @@ def layer_scores(run: Run, per_set: int, ood_seed: int) -> dict:
 
 
 def prototypes(run: Run, per_set: int, ood_seed: int) -> list[dict]:
-    """Rows as measure()'s for the prototype scores, thresholds on val at ood.accept."""
+    """Rows as measure()'s for the prototype scores, thresholds on val as export's."""
     from image_classifier.evaluation import ood
     from image_classifier.export import fit_detector
 
@@ -461,12 +465,40 @@ def prototypes(run: Run, per_set: int, ood_seed: int) -> list[dict]:
 
         name = "mahalanobis_early and maximum softmax, the lower share of val below"
         scores[name] = {k: np.minimum(share(0, e), share(1, m)) for k, (e, m) in pairs.items()}
+    # Export's own score, and SIRC (Xia & Bouganis, 2022): the maximum softmax, lowered where
+    # export's score is low. Its log, -(log(1 - msp) + softplus(-b (score - a))), with a and b
+    # the paper's (mean - 3 sd, 1 / sd of the training sample's scores), keeps apart
+    # probabilities that round to 1 in float32.
+    t, op = run.clf.card.temperature, run.params.ood
+    method = run.clf.card.ood["method"]
+    d = fit_detector(dataclasses.replace(op, method=method), run.train, run.train_y, run.val, t)
+    own = {k: d.score(o.logits, o.features, t, o.early) for k, o in outputs.items()}
+    fitted = d.score(run.train.logits, run.train.features, t, run.train.early)
+    a, b = fitted.mean() - 3 * fitted.std(), 1 / fitted.std()
+    sirc = {
+        k: -(_log_doubt(o.logits, t) + np.logaddexp(0, -b * (own[k] - a)))
+        for k, o in outputs.items()
+    }
+    scores[f"SIRC: maximum softmax and {method} (Xia & Bouganis 2022)"] = sirc
+    # The threshold at exactly ood.accept of the val images (ood.confidence null).
+    plain = {f"{method}, ood.confidence null": own}
     rows = []
-    for name, s in scores.items():
-        threshold = ood.threshold_for(s["val"], run.params.ood.accept)
+    for name, s in (scores | plain).items():
+        confidence = None if name in plain else op.confidence
+        threshold = ood.threshold_for(s["val"], op.accept, confidence)
         per = {k: s[k] for k in run.far}
         rows.append({"method": name} | figures(s["test"], per, threshold, correct))
     return rows
+
+
+def _log_doubt(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """log(1 - maximum softmax), from the logits: the log of the other classes' share."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    top = z.argmax(axis=1)
+    others = z.copy()
+    others[np.arange(len(z)), top] = -np.inf
+    lse = np.logaddexp.reduce(z, axis=1)
+    return np.logaddexp.reduce(others, axis=1) - lse
 
 
 def targets(row: dict) -> str:
@@ -518,10 +550,16 @@ def ood_table(name: str, result: dict) -> list[str]:
         "",
         *rows_table(result["methods"], sets),
     ]
-    # The threshold is a quantile of the val scores: the test split's rejected share varies
-    # around 1 - ood.accept by about this much between splits (binomial, both samples).
-    spread = np.sqrt(0.05 * 0.95 * (1 / n["val"] + 1 / n["test"]))
-    lines += ["", f"test rejected: 5 % expected, sampling spread ±{100 * spread:.1f} points (1 sd)"]
+    # The threshold is the (k+1)-th lowest of the n val scores: the share of such images below
+    # it is Beta(k+1, n-k), and the test split's rejected share adds its own binomial spread.
+    k = result["val_rejected"]
+    mean = (k + 1) / (n["val"] + 1)
+    spread = np.sqrt(mean * (1 - mean) * (1 / (n["val"] + 2) + 1 / n["test"]))
+    lines += [
+        "",
+        f"test rejected: {100 * mean:.1f} % expected (the thresholds reject {k} of the "
+        f"{n['val']} val images), sampling spread ±{100 * spread:.1f} points (1 sd)",
+    ]
     if result.get("prototypes"):
         lines += ["", f"{name}, prototypes (not in src/; thresholds on val likewise):", ""]
         lines += rows_table(result["prototypes"], sets)

@@ -4,6 +4,7 @@ model-index of the same values."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -100,7 +101,10 @@ def test_a_card_without_ood_sets_and_a_refused_model():
     assert any("is below the accuracy on all of them" in line for line in limits)
     assert "The audit stage's report (reports/audit/summary.json) was not found." in text
     uses = "\n".join(sections["Out-of-scope use"])
-    assert "accepts 90 % of the validation images" in uses and "about 10 %" in uses
+    assert "validation images to accept 90 % of them: so about 10 %" in uses
+    sure = dataclasses.replace(facts, model=MODEL | {"ood": MODEL["ood"] | {"confidence": 0.8}})
+    uses = "\n".join(split_card(model_card.render(SCORES, sure))[1]["Out-of-scope use"])
+    assert "accept at least 90 % of images like them (with 80 % confidence): so up to 10 %" in uses
     assert "| `top_2_accuracy` | 0.9500 | – | – |" in text
     assert "| `accuracy` | 0.8000 | 0.8200 | 0.5000 |" in text
 

@@ -90,6 +90,35 @@ def test_the_threshold_accepts_at_least_the_share_asked_and_no_more_than_needed(
         assert (scores >= higher[0]).mean() < 0.95
 
 
+def test_with_a_confidence_the_threshold_holds_for_new_images_that_often():
+    """Over many validation draws of 225 scores, the threshold rejects more than 5 % of the
+    whole distribution in at most 10 % of them (the bound's chance at 225 scores: 6.4 %);
+    without the confidence, in about half."""
+    from scipy.stats import norm
+
+    def too_strict(confidence: float | None) -> float:
+        rng = np.random.default_rng(0)
+        draws = (rng.normal(size=225) for _ in range(2000))
+        return np.mean([norm.cdf(ood.threshold_for(d, 0.95, confidence)) > 0.05 for d in draws])
+
+    assert 0.04 < too_strict(0.9) <= 0.1
+    assert too_strict(None) > 0.4
+
+
+@pytest.mark.parametrize("n", [45, 225, 600, 5000])
+def test_with_a_confidence_the_most_scores_the_bound_allows_are_rejected(n):
+    from scipy.stats import binom
+
+    k = ood.rejected_count(n, 0.95, 0.9)
+    assert binom.cdf(k, n, 0.05) <= 0.1 < binom.cdf(k + 1, n, 0.05)
+    assert k < ood.rejected_count(n, 0.95)  # fewer than without the confidence
+
+
+def test_with_too_few_scores_for_the_confidence_the_threshold_accepts_them_all():
+    scores = np.random.default_rng(1).normal(size=40)  # 0.95 ** 40 > 0.1: no bound holds
+    assert ood.threshold_for(scores, 0.95, 0.9) == scores.min()
+
+
 @pytest.mark.parametrize("name", list(ood_sets.SETS))
 def test_each_set_is_seeded_and_drawn_at_the_models_input(name):
     a = ood_sets.draw(name, 4, 16, "grayscale", seed=3)

@@ -761,7 +761,7 @@ def test_model_page_shows_the_model_card_and_how_the_model_is_served(
     served = page.split('id="served-as">', 1)[1].split("</p>", 1)[0]
     assert f"temperature {card['calibration']['temperature']:.3g}" in served
     assert card["ood"]["method"] in served and f"{card['ood']['threshold']:.4g}" in served
-    assert "accept 95% of the validation images" in served
+    assert "accept at least 95% of images like them (90% confidence)" in served
 
 
 def test_model_card_is_escaped_and_shown_only_for_the_served_model(

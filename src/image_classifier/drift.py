@@ -86,7 +86,7 @@ def read_model_card(model_card: Path) -> dict:
 
 def design_unknown_rate(model_card: Path) -> float | None:
     """1 - ood.accept of model.json: the share of in-distribution images the detector's
-    threshold was set to reject. None without a model.json or a detector."""
+    threshold was set to reject at most. None without a model.json or a detector."""
     if not model_card.is_file():
         return None
     accept = read_model_card(model_card).get("ood", {}).get("accept")

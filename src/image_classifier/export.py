@@ -21,7 +21,8 @@ already: export writes the trained head into that file instead of converting aga
 On the written model's own output: a temperature is fitted on the validation split
 (evaluation/calibration.py); the out-of-distribution detector (ood.method) keeps
 statistics of a seeded sample of training images' features (saved_models/ood.npz), and its
-threshold accepts ood.accept of the validation images (evaluation/ood.py).
+threshold, set on the validation images, accepts ood.accept of such images with
+ood.confidence (evaluation/ood.py).
 """
 
 from __future__ import annotations
@@ -167,14 +168,16 @@ def fit_detector(
     op: OodParams, train: Outputs, train_labels: np.ndarray, val: Outputs, temperature: float
 ) -> ood.Detector:
     """ood.method's statistics from the training sample (`auto` resolved by whether the
-    model returns early statistics); the threshold that accepts ood.accept of the validation
-    images."""
+    model returns early statistics); the threshold set on the validation images to accept
+    ood.accept of such images, with ood.confidence."""
     n_classes = train.logits.shape[1]
     method = ood.resolve(op.method, train.early.shape[1])
     arrays = ood.fit(method, train.features, train_labels, n_classes, train.early)
     detector = ood.Detector(method, float("-inf"), arrays, op.k)
     val_scores = detector.score(val.logits, val.features, temperature, val.early)
-    return dataclasses.replace(detector, threshold=ood.threshold_for(val_scores, op.accept))
+    return dataclasses.replace(
+        detector, threshold=ood.threshold_for(val_scores, op.accept, op.confidence)
+    )
 
 
 def pick_examples(outputs: Outputs, labels: np.ndarray, per_class: int, seed: int) -> list[int]:
@@ -206,6 +209,7 @@ def served_fields(
             "threshold": detector.threshold,
             "k": detector.k,
             "accept": op.accept,
+            "confidence": op.confidence,
             "file": config.OOD_STATS.name,
         },
     }

@@ -439,8 +439,16 @@ class OodParams(_Section):
     )
     accept: float = param(
         0.95,
-        "Share of the validation images the threshold accepts as known; serving answers "
-        "`known: false` below it.",
+        "Share of in-distribution images the threshold accepts as known (see confidence); "
+        "serving answers `known: false` below it.",
+        gt=0,
+        lt=1,
+    )
+    confidence: float | None = param(
+        0.9,
+        "The chance that the threshold accepts at least ood.accept of all images like the "
+        "validation images, not only of those: it then rejects fewer validation images "
+        "(evaluation/ood.py, threshold_for). null: exactly ood.accept of the validation images.",
         gt=0,
         lt=1,
     )

@@ -158,8 +158,15 @@ def _details(model: Mapping[str, Any], facts: CardFacts) -> list[str]:
 def _use(model: Mapping[str, Any]) -> list[str]:
     ood = model.get("ood", {})
     accept = ood.get("accept")
-    share = f"{100 * float(accept):g} %" if accept is not None else "most"
+    share = f"{100 * float(accept):g} % of them" if accept is not None else "most of them"
     flagged = f"about {100 * (1 - float(accept)):g} %" if accept is not None else "some"
+    confidence = ood.get("confidence")
+    if accept is not None and confidence is not None:
+        share = (
+            f"at least {100 * float(accept):g} % of images like them "
+            f"(with {100 * float(confidence):g} % confidence)"
+        )
+        flagged = f"up to {100 * (1 - float(accept)):g} %"
     classes = ", ".join(f"`{c}`" for c in model.get("classes", []))
     return [
         "## Intended use",
@@ -175,8 +182,8 @@ def _use(model: Mapping[str, Any]) -> list[str]:
         "",
         "- Images of anything but these classes. The out-of-distribution detector compares "
         "the network's features (or logits) of an image with those of the training images, "
-        f"and calls it unknown below a threshold that accepts {share} of the validation "
-        f"images: so {flagged} of ordinary images are flagged too. It catches images far "
+        f"and calls it unknown below a threshold set on the validation images to accept {share}"
+        f": so {flagged} of ordinary images are flagged too. It catches images far "
         "from the training data (noise, blank or flat images, textures, other kinds of "
         "pictures; measured below); it does not reliably catch near misses: an object that "
         "resembles a class (a letter for a digits model, a related breed), a class image "

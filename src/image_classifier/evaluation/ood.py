@@ -128,15 +128,36 @@ def score(
     raise ValueError(f"unknown out-of-distribution method {method!r}; use one of {METHODS}")
 
 
-def threshold_for(in_scores: np.ndarray, accept: float) -> float:
-    """The strictest threshold that still accepts (score >= threshold) at least a share
-    `accept` of these in-distribution scores."""
+def rejected_count(n: int, accept: float, confidence: float | None = None) -> int:
+    """How many of n in-distribution scores threshold_for's threshold rejects (ties aside).
+
+    Without `confidence`, the most that still leaves a share `accept` of them accepted. With
+    it, the threshold accepts at least `accept` of all such images, not only of these, with
+    that probability over the draw of these scores: conformal prediction's
+    training-conditional bound (Vovk, 2012). With k of n scores below the threshold, the
+    share of the distribution below it exceeds 1 - accept exactly when at most k of the n
+    scores fall below the distribution's (1 - accept)-quantile, a Binomial(n, 1 - accept)
+    chance: k is the largest whose chance is at most 1 - confidence, and 0 (accepting all of
+    them) when there are too few scores for any."""
+    # Rounded first: (1 - 0.95) * 20 is 1.0000000000000009 in floating point.
+    share = round(1 - accept, 9)
+    if confidence is None:
+        return min(int(np.floor(round(share * n, 9))), max(n - 1, 0))
+    # Imported here: only export and evaluate set thresholds; serving only scores.
+    from scipy.stats import binom
+
+    chance = binom.cdf(np.arange(n), n, share)
+    return max(int(np.searchsorted(chance, round(1 - confidence, 9), side="right")) - 1, 0)
+
+
+def threshold_for(in_scores: np.ndarray, accept: float, confidence: float | None = None) -> float:
+    """The strictest threshold (score >= threshold is accepted) that accepts a share `accept`
+    of these in-distribution scores or, with `confidence`, of all such images with that
+    probability (rejected_count)."""
     if not len(in_scores):
         return float("-inf")
     ordered = np.sort(np.asarray(in_scores, dtype=np.float64))
-    # Rounded first: (1 - 0.95) * 20 is 1.0000000000000009 in floating point.
-    rejected = int(np.floor(round((1 - accept) * len(ordered), 9)))
-    return float(ordered[min(rejected, len(ordered) - 1)])
+    return float(ordered[rejected_count(len(ordered), accept, confidence)])
 
 
 # Column blocks of the whitening matrix (see Whitened): 128 columns, whose rows above the
