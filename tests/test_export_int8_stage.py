@@ -122,3 +122,24 @@ def test_a_float_export_draws_no_calibration_images(workspace, monkeypatch):
     assert card["quantization"] == "float16"
     interpreter = Interpreter(model_content=config.TFLITE_MODEL.read_bytes())
     assert interpreter.get_input_details()[0]["dtype"] == np.float32
+
+
+def test_a_split_run_without_features_gives_the_same_answers_in_fewer_columns(
+    workspace, monkeypatch
+):
+    """export.run_split(features=False), as export runs the test split: every answer the
+    stage keeps is the whole run's, bit for bit, and no feature column is kept."""
+    monkeypatch.chdir(workspace)
+    export.run(stage_params(min_top1_agreement=0.8))
+    clf = Classifier.from_dir(config.MODELS_DIR)
+    assert clf.detector is not None
+    with open_split("test", 12, "grayscale") as test:
+        whole = export.run_split(clf, test)
+        lean = export.run_split(clf, test, features=False)
+    assert whole.features.shape[1] > 0
+    assert lean.features.shape == lean.early.shape == (len(test.labels), 0)
+    for name in ("probabilities", "logits", "scores", "known"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(whole, name))
+    # model.json's layout is the served row's, though the test split kept no features
+    card = json.loads(config.MODEL_CARD.read_text())
+    assert card["outputs"] == export.output_widths(whole)

@@ -151,11 +151,24 @@ def export_summary(mode: str, tflite: bytes, float_model: bytes, scores: dict, c
     }
 
 
-def run_split(clf: Classifier, split: SplitPixels, indices: np.ndarray | None = None) -> Outputs:
-    """The model's outputs for a split's images (all of them, or `indices`), a batch at a time."""
+def run_split(
+    clf: Classifier,
+    split: SplitPixels,
+    indices: np.ndarray | None = None,
+    features: bool = True,
+) -> Outputs:
+    """The model's outputs for a split's images (all of them, or `indices`), a batch at a
+    time; without `features`, no pooled features or early statistics (no columns), which are
+    then freed a batch at a time: a large split's would grow the stage's memory with it."""
     order = np.arange(len(split)) if indices is None else np.asarray(indices)
     step = inference_batch_size(split.meta.size, split.meta.channels)
-    parts = [clf.run(split.read(order[i : i + step])) for i in range(0, len(order), step)]
+    parts = []
+    for i in range(0, len(order), step):
+        part = clf.run(split.read(order[i : i + step]))
+        if not features:
+            none = np.empty((len(part.scores), 0), dtype=part.features.dtype)
+            part = dataclasses.replace(part, features=none, early=none)
+        parts.append(part)
     if not parts:
         n, none = len(clf.card.classes), np.empty((0, 0))
         empty = np.empty((0, n))
@@ -195,14 +208,37 @@ def pick_examples(outputs: Outputs, labels: np.ndarray, per_class: int, seed: in
 EXAMPLES_PER_CLASS = 3
 
 
+def fit_on_val(clf: Classifier, params: Params) -> tuple[float, ood.Detector, dict, int]:
+    """The temperature and the detector, from the validation split and export's training
+    sample; with the served output's column widths and the validation images' count (the
+    outputs themselves are freed on return)."""
+    size, mode, op = params.image.size, params.image.color_mode, params.ood
+    with open_split("val", size, mode) as val:
+        val_out, val_labels = run_split(clf, val), val.labels
+    with open_split("train", size, mode) as train:
+        picked = seeded_sample(len(train), op.fit_images, params.train.seed)
+        train_out, train_labels = run_split(clf, train, picked), train.labels[picked]
+    temperature = calibration.fit_temperature(val_out.logits, val_labels)
+    try:
+        detector = fit_detector(op, train_out, train_labels, val_out, temperature)
+    except ValueError as exc:  # ood.resolve: a method this model cannot serve
+        raise StageError(f"params.yaml: {exc}") from None
+    return temperature, detector, output_widths(val_out), len(val_labels)
+
+
+def output_widths(outputs: Outputs) -> dict[str, int]:
+    """The served output row's layout: the width of each of its parts."""
+    parts = {"logits": outputs.logits, "features": outputs.features, "early": outputs.early}
+    return {name: int(values.shape[1]) for name, values in parts.items()}
+
+
 def served_fields(
-    outputs: Outputs, temperature: float, val_images: int, detector: ood.Detector, op: OodParams
+    widths: dict, temperature: float, val_images: int, detector: ood.Detector, op: OodParams
 ) -> dict:
-    """model.json's description of the served output: its layout, its temperature and its
-    detector (whose statistics go to saved_models/ood.npz)."""
-    widths = {"logits": outputs.logits, "features": outputs.features, "early": outputs.early}
+    """model.json's description of the served output: its layout (column widths), its
+    temperature and its detector (whose statistics go to saved_models/ood.npz)."""
     return {
-        "outputs": {name: int(values.shape[1]) for name, values in widths.items()},
+        "outputs": widths,
         "calibration": {"temperature": temperature, "fitted_on": "val", "images": val_images},
         "ood": {
             "method": detector.method,
@@ -299,16 +335,7 @@ def run(params: Params) -> dict:
     clf = Classifier(tflite, card_stub, num_threads=os.cpu_count() or 1)
     op, seed = params.ood, params.train.seed
     with phase("litert_val_train_sample"):
-        with open_split("val", size, mode_name) as val:
-            val_out, val_labels = run_split(clf, val), val.labels
-        with open_split("train", size, mode_name) as train:
-            picked = seeded_sample(len(train), op.fit_images, seed)
-            train_out, train_labels = run_split(clf, train, picked), train.labels[picked]
-    temperature = calibration.fit_temperature(val_out.logits, val_labels)
-    try:
-        detector = fit_detector(op, train_out, train_labels, val_out, temperature)
-    except ValueError as exc:  # ood.resolve: a method this model cannot serve
-        raise StageError(f"params.yaml: {exc}") from None
+        temperature, detector, widths, val_images = fit_on_val(clf, params)
     with open_split("test", size, mode_name) as test:
         ep = params.export
         limit = ep.float32_check_images if mode == "none" else ep.check_images
@@ -324,7 +351,7 @@ def run(params: Params) -> dict:
             detector=detector,
         )
         with phase("litert_test_split"):
-            test_out = run_split(served, test)
+            test_out = run_split(served, test, features=False)
         y = test.labels
         raw_probs = calibration.softmax(test_out.logits)
         check = check_export(reference, raw_probs[checked], params.export)
@@ -341,7 +368,7 @@ def run(params: Params) -> dict:
         {"file": f"{config.EXAMPLES_DIR.name}/{n:03d}.png", "label": classes[int(y[i])]}
         for n, i in enumerate(shown)
     ]
-    card.update(served_fields(test_out, temperature, len(val_labels), detector, op))
+    card.update(served_fields(widths, temperature, val_images, detector, op))
     atomic.write_bytes(config.EXAMPLE_IMAGE, pngs[example])
     with atomic.atomic_dir(config.EXAMPLES_DIR) as folder:
         for n, i in enumerate(shown):
