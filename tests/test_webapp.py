@@ -749,7 +749,7 @@ def test_examples_need_the_model(tmp_path, default_params):
 
 
 def test_model_page_shows_the_model_card_and_how_the_model_is_served(
-    model_dir, reports_dir, monkeypatch, default_params
+    model_dir, reports_dir, monkeypatch, default_params, tmp_path
 ):
     client = model_page(model_dir, reports_dir, monkeypatch, default_params)
     page = client.get("/model").get_data(as_text=True)
@@ -762,6 +762,14 @@ def test_model_page_shows_the_model_card_and_how_the_model_is_served(
     assert f"temperature {card['calibration']['temperature']:.3g}" in served
     assert card["ood"]["method"] in served and f"{card['ood']['threshold']:.4g}" in served
     assert "accept at least 95% of images like them (90% confidence)" in served
+    # A model whose threshold is exactly ood.accept of the validation images says so.
+    exact = tmp_path / "exact"
+    shutil.copytree(model_dir, exact)
+    card["ood"]["confidence"] = None
+    (exact / "model.json").write_text(json.dumps(card))
+    page = model_page(exact, reports_dir, monkeypatch, default_params).get("/model")
+    served = page.get_data(as_text=True).split('id="served-as">', 1)[1].split("</p>", 1)[0]
+    assert "set on the validation images to accept 95% of them" in served
 
 
 def test_model_card_is_escaped_and_shown_only_for_the_served_model(

@@ -158,23 +158,28 @@ def run_split(
     features: bool = True,
 ) -> Outputs:
     """The model's outputs for a split's images (all of them, or `indices`), a batch at a
-    time; without `features`, no pooled features or early statistics (no columns), which are
-    then freed a batch at a time: a large split's would grow the stage's memory with it."""
+    time, into arrays of the split's length (no list of parts to join: that would hold the
+    outputs twice); without `features`, no pooled features or early statistics (no
+    columns): a large split's would grow the stage's memory with it."""
     order = np.arange(len(split)) if indices is None else np.asarray(indices)
     step = inference_batch_size(split.meta.size, split.meta.channels)
-    parts = []
-    for i in range(0, len(order), step):
-        part = clf.run(split.read(order[i : i + step]))
+    names = [f.name for f in dataclasses.fields(Outputs)]
+    columns: dict[str, np.ndarray] = {}
+    for start in range(0, len(order), step):
+        part = clf.run(split.read(order[start : start + step]))
         if not features:
             none = np.empty((len(part.scores), 0), dtype=part.features.dtype)
             part = dataclasses.replace(part, features=none, early=none)
-        parts.append(part)
-    if not parts:
+        for name in names:
+            values = getattr(part, name)
+            if name not in columns:
+                columns[name] = np.empty((len(order), *values.shape[1:]), dtype=values.dtype)
+            columns[name][start : start + len(values)] = values
+    if not columns:
         n, none = len(clf.card.classes), np.empty((0, 0))
         empty = np.empty((0, n))
         return Outputs(empty, empty, none, none, np.empty(0), np.empty(0, bool))
-    fields = (f.name for f in dataclasses.fields(Outputs))
-    return Outputs(*(np.concatenate([getattr(part, name) for part in parts]) for name in fields))
+    return Outputs(**columns)
 
 
 def fit_detector(
