@@ -1,8 +1,11 @@
+import io
 import logging
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from image_classifier.data.scan import scan_folder
+from image_classifier.data.scan import check_file, scan_folder
 from image_classifier.errors import DataError
 
 from conftest import pattern, png
@@ -40,3 +43,24 @@ def test_missing_or_flat_folder_is_a_clear_error(tmp_path):
     (tmp_path / "a.png").write_bytes(png(pattern(0, 0)))
     with pytest.raises(DataError, match="no class sub-folders"):
         scan_folder(tmp_path, 10**6, progress=False)
+
+
+def test_each_file_carries_its_own_hash_and_fingerprint(tmp_path):
+    """The scan holds its results in arrays while the pool runs; every ImageFile built from
+    them has exactly what check_file found for its path, fingerprint or none."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            out = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(out, "PNG")
+            (tmp_path / label / f"{i}.png").write_bytes(out.getvalue())
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(tmp_path / "a" / "flat.png")  # no fingerprint
+    (tmp_path / "b" / "cut.png").write_bytes((tmp_path / "b" / "0.png").read_bytes()[:20])
+    result = scan_folder(tmp_path, 10**6, progress=False, perceptual=True)
+    assert [s.path.rsplit("/", 1)[-1] for s in result.skipped] == ["cut.png"]
+    assert len(result.files) == 11
+    for f in result.files:
+        expected = check_file(f.path, 10**6, perceptual=True)
+        assert (f.sha256, f.phash, f.detail) == expected[:3], f.path
+    assert sum(f.phash is None for f in result.files) == 1

@@ -10,13 +10,14 @@ each split's share of each class is its ratio, whatever the groups' sizes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from image_classifier.config import SPLIT_NAMES
-from image_classifier.data.near_duplicates import Fingerprint, near_duplicate_pairs
+from image_classifier.data.near_duplicates import close_pairs, confirmed
 from image_classifier.data.scan import ImageFile
 from image_classifier.errors import DataError
 from image_classifier.params import SplitParams
@@ -67,52 +68,60 @@ def min_class_size(params: SplitParams) -> int:
     return n
 
 
-def _fingerprint(f: ImageFile) -> Fingerprint | None:
-    return None if f.phash is None or f.detail is None else Fingerprint(f.phash, f.detail)
+def _order_key(sha256: str, seed: int) -> bytes:
+    """seeded_key's digest: ordered as its hex, in half the memory."""
+    return hashlib.sha256(f"{seed}:{sha256}".encode()).digest()
 
 
 class Groups:
     """Images that must share a split: identical files (in any class) and near-duplicates.
 
-    Union-find over file indices. A group's key is its smallest seeded content key, so groups
+    Union-find over the indices of the files that have a copy or a near-duplicate (most have
+    neither, and need no entry). A group's key is its smallest seeded content key, so groups
     are ordered by content, never by path; its home class is the class of the file with that
     key."""
 
     def __init__(self, files: Sequence[ImageFile], seed: int, near_bits: int | None) -> None:
         self.files = files
-        self._parent = list(range(len(files)))
-        first: dict[str, int] = {}
-        for i, f in enumerate(files):
-            self._union(i, first.setdefault(f.sha256, i))
-        if near_bits is not None:
-            for i, j in near_duplicate_pairs([_fingerprint(f) for f in files], near_bits):
+        self._parent: dict[int, int] = {}
+        by_content = sorted(range(len(files)), key=lambda i: files[i].sha256)
+        for i, j in itertools.pairwise(by_content):
+            if files[i].sha256 == files[j].sha256:
                 self._union(i, j)
+        del by_content
+        if near_bits is not None:
+            hashes = [None if f.detail is None else f.phash for f in files]
+            details = [None if f.phash is None else f.detail for f in files]
+            for i, j in confirmed(close_pairs(hashes, near_bits), details):
+                self._union(i, j)
+        keys = [_order_key(f.sha256, seed) for f in files]
         members: dict[int, list[int]] = defaultdict(list)
-        for i in range(len(files)):
+        for i in sorted(self._parent):
             members[self._find(i)].append(i)
-        keys = {i: seeded_key(f.sha256, seed) for i, f in enumerate(files)}
-        self.groups = sorted(
-            (sorted(m, key=keys.__getitem__) for m in members.values()),
-            key=lambda m: keys[m[0]],
-        )
+        joined = [sorted(m, key=keys.__getitem__) for m in members.values()]
+        singles = ([i] for i in range(len(files)) if i not in self._parent)
+        self.groups = sorted([*joined, *singles], key=lambda m: keys[m[0]])
 
     def _find(self, i: int) -> int:
-        while self._parent[i] != i:
-            self._parent[i] = self._parent[self._parent[i]]
-            i = self._parent[i]
+        parent = self._parent
+        while parent.get(i, i) != i:
+            parent[i] = parent.get(parent[i], parent[i])
+            i = parent[i]
         return i
 
     def _union(self, i: int, j: int) -> None:
         a, b = self._find(i), self._find(j)
         if a != b:
-            self._parent[max(a, b)] = min(a, b)
+            low, high = min(a, b), max(a, b)
+            self._parent[high] = low
+            self._parent.setdefault(low, low)
 
     def home(self, group: list[int]) -> str:
         return self.files[group[0]].label
 
     def near_duplicates(self) -> list[list[int]]:
         """Groups holding more than one distinct file content (not just byte-identical)."""
-        return [g for g in self.groups if len({self.files[i].sha256 for i in g}) > 1]
+        return [g for g in self.groups if len(g) > 1 and len({self.files[i].sha256 for i in g}) > 1]
 
 
 class Assignment(NamedTuple):
@@ -136,7 +145,7 @@ def class_targets(counts: Counter[str], params: SplitParams) -> dict[str, dict[s
 
 
 def pick_split(
-    room: dict[str, dict[str, int]], need: Counter[str], home: str, u: float
+    room: dict[str, dict[str, int]], need: Mapping[str, int], home: str, u: float
 ) -> str | None:
     """A split with room for every class of a group, drawn with odds proportional to the room
     left in its home class (u uniform in [0, 1)); None when no split has room."""
@@ -161,30 +170,34 @@ def place_stratified(
     split where all its images fit (a seeded draw weighted by room, so groups reach val and
     test too). Single images fill what is left, so each class hits its targets exactly unless
     a group was too large to fit."""
-    files = groups.files
+    files, all_groups = groups.files, groups.groups
     room = class_targets(Counter(f.label for f in files), params)
-    needs = [Counter(files[i].label for i in g) for g in groups.groups]
-    is_pinned = [any(files[i].sha256 in pinned for i in g) for g in groups.groups]
-    order = sorted(
-        range(len(groups.groups)),
-        key=lambda k: (not is_pinned[k], len(groups.groups[k]) == 1, -len(groups.groups[k]), k),
+    is_pinned = [bool(pinned) and any(files[i].sha256 in pinned for i in g) for g in all_groups]
+    # Pinned groups, then groups of several images largest first, then single images, each
+    # in group order; no sort key per group: most groups are single images.
+    several = sorted(
+        (k for k, g in enumerate(all_groups) if len(g) > 1 or is_pinned[k]),
+        key=lambda k: (not is_pinned[k], len(all_groups[k]) == 1, -len(all_groups[k]), k),
     )
-    names = [""] * len(groups.groups)
+    singles = (k for k, g in enumerate(all_groups) if len(g) == 1 and not is_pinned[k])
+    names = [""] * len(all_groups)
     too_large = []
-    for k in order:
-        group, home = groups.groups[k], groups.home(groups.groups[k])
+    for k in itertools.chain(several, singles):
+        group = all_groups[k]
+        home = groups.home(group)
+        need = Counter(files[i].label for i in group) if len(group) > 1 else {home: 1}
         if is_pinned[k]:
             name = "train"
         elif len(group) == 1:
             name = next((s for s in FILL_ORDER if room[home][s] > 0), "train")
         else:
             u = _unit_interval(files[group[0]].sha256, params.seed)
-            picked = pick_split(room, needs[k], home, u)
+            picked = pick_split(room, need, home, u)
             if picked is None:
                 too_large.append(k)
             name = picked or max(SPLIT_NAMES, key=lambda s: room[home][s])
         names[k] = name
-        for label, n in needs[k].items():
+        for label, n in need.items():
             room[label][name] -= n
     return names, sorted(too_large)
 

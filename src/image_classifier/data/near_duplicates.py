@@ -38,6 +38,7 @@ DETAIL = 16
 # Confirmation threshold on the detail correlation: copies below it and distinct pairs above it
 # are both rare (bench/split_ratios.py; docs/benchmarks.md weighs one against the other).
 MIN_DETAIL_CORRELATION = 0.92
+DETAIL_BYTES = DETAIL * DETAIL - LOW * LOW
 _DETAIL_BAND = np.ones((DETAIL, DETAIL), dtype=bool)
 _DETAIL_BAND[:LOW, :LOW] = False
 
@@ -99,9 +100,13 @@ def detail_correlation(a: bytes, b: bytes) -> float:
     return float(x @ y) / norm if norm else 0.0
 
 
-def close_pairs(hashes: Sequence[int | None], max_bits: int) -> list[tuple[int, int]]:
+# Hash comparisons held in memory at once (8 bytes each, and a byte for their distances).
+COMPARE_ELEMENTS = 1 << 16
+
+
+def close_pairs(hashes: Sequence[int | None], max_bits: int) -> np.ndarray:
     """Index pairs (i < j) whose hashes differ in at most max_bits bits (None: no hash), each
-    once, in order.
+    once, in order: a (pairs, 2) array.
 
     Pigeonhole: split the 64 bits into max_bits + 1 bands; two hashes within max_bits agree
     exactly on at least one band, so only images sharing a band value are compared. Near
@@ -109,7 +114,7 @@ def close_pairs(hashes: Sequence[int | None], max_bits: int) -> list[tuple[int, 
     square of their number, so they stay in numpy: only the close pairs reach Python."""
     known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
     if len(known) < 2:
-        return []
+        return np.empty((0, 2), dtype=np.int64)
     values = np.array([hashes[i] for i in known], dtype=np.uint64)
     bands = max_bits + 1
     # Exactly `bands` non-empty bands covering the 64 bits (widths differ by at most one).
@@ -123,41 +128,49 @@ def close_pairs(hashes: Sequence[int | None], max_bits: int) -> list[tuple[int, 
         for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
             members = order[start : start + size]
             block = values[members]
-            ii, jj = np.nonzero(np.bitwise_count(block[:, None] ^ block[None, :]) <= max_bits)
-            upper = ii < jj
-            a, b = known[members[ii[upper]]], known[members[jj[upper]]]
-            found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
-    return [(i, j) for i, j in np.unique(np.concatenate(found), axis=0).tolist()]
+            # Each row against the rows after it only, a few rows at a time: a bucket of
+            # look-alikes holds thousands of images, and its whole square is hundreds of MB.
+            step = max(1, COMPARE_ELEMENTS // size)
+            for at in range(0, size - 1, step):
+                rows = block[at : at + step, None] ^ block[None, at:]
+                ii, jj = np.nonzero(np.bitwise_count(rows) <= max_bits)
+                upper = ii < jj
+                a, b = members[ii[upper] + at], members[jj[upper] + at]
+                a, b = known[a], known[b]
+                found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+    return np.unique(np.concatenate(found), axis=0)
 
 
-# Candidate pairs whose detail bands are correlated at a time (memory: two float64 rows each).
-CONFIRM_BATCH = 65536
+# Candidate pairs whose detail bands are correlated at a time (memory: two int8 rows each).
+CONFIRM_BATCH = 8192
 
 
 def confirmed(
-    pairs: Iterable[tuple[int, int]],
+    pairs: np.ndarray | Iterable[tuple[int, int]],
     details: Sequence[bytes | None],
     min_correlation: float = MIN_DETAIL_CORRELATION,
 ) -> list[tuple[int, int]]:
     """The candidate pairs whose detail bands correlate at least min_correlation, each once,
     in order. Each correlation is detail_correlation's, bit for bit: the sums are of whole
     numbers, exact in float64 in any order."""
-    unique = np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+    unique = np.unique(np.array(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
     width = next((len(d) for d in details if d is not None), 0)
     if not len(unique) or not width:
         return []
-    have = np.array([d is not None for d in details])
-    rows = np.frombuffer(b"".join(d or bytes(width) for d in details), dtype=np.int8)
-    rows = rows.reshape(len(details), width)
+    # Only the images of some candidate pair: on photos, about a third of them.
+    involved = np.unique(unique)
+    have = np.array([details[i] is not None for i in involved.tolist()])
+    rows = b"".join(details[i] or bytes(width) for i in involved.tolist())
+    rows = np.frombuffer(rows, dtype=np.int8).reshape(len(involved), width)
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
     kept = []
     for at in range(0, len(unique), CONFIRM_BATCH):
-        a, b = unique[at : at + CONFIRM_BATCH].T
+        batch = unique[at : at + CONFIRM_BATCH]
+        a, b = np.searchsorted(involved, batch.T)
         dots = np.einsum("ij,ij->i", rows[a], rows[b], dtype=np.float64)
         norm = norms[a] * norms[b]
         corr = np.divide(dots, norm, out=np.zeros_like(dots), where=norm > 0)
-        ok = have[a] & have[b] & (corr >= min_correlation)
-        kept.append(unique[at : at + CONFIRM_BATCH][ok])
+        kept.append(batch[have[a] & have[b] & (corr >= min_correlation)])
     return [(i, j) for i, j in np.concatenate(kept).tolist()]
 
 
