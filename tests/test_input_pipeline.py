@@ -6,6 +6,8 @@ import numpy as np
 
 from image_classifier.params import AugmentParams
 from image_classifier.training.input_pipeline import (
+    ArraySource,
+    Subset,
     inference_batches,
     inference_dataset,
     training_batches,
@@ -40,3 +42,26 @@ def test_inference_batches_are_the_inference_datasets_batches():
         np.testing.assert_array_equal(px, x.numpy())
         np.testing.assert_array_equal(py, y.numpy())
     np.testing.assert_array_equal(np.concatenate([x for x, _ in got]), SOURCE.x)
+
+
+def test_a_subset_reads_its_images_batch_by_batch_as_the_images_themselves():
+    picked = np.array([1, 4, 5, 9, 13, 20])
+    subset = Subset(SOURCE, picked)
+    reads = []
+    original = SOURCE.read
+
+    def counting(indices):
+        reads.append(len(indices))
+        return original(indices)
+
+    SOURCE.read = counting
+    try:
+        got = list(inference_batches(subset, 4))
+    finally:
+        del SOURCE.read
+    assert reads == [4, 2]  # a batch at a time, never the whole sample
+    expected = list(inference_batches(ArraySource(SOURCE.x[picked], SOURCE.labels[picked]), 4))
+    assert len(subset) == 6
+    for (x, y), (ex, ey) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(x, ex)
+        np.testing.assert_array_equal(y, ey)

@@ -1,6 +1,11 @@
 """Where a stage's time goes: `with phase("convert"):` logs the seconds the block took; and
 its memory: `log_peak()` logs the process's own peak resident memory as it ends.
 
+A phase also ends by handing the heap its block freed back to the kernel (glibc's
+malloc_trim): glibc keeps freed memory for reuse, and what a phase frees (a conversion's
+graphs, a sample of pixels) would otherwise count in the stage's memory until it exits
+(docs/benchmarks.md, train's memory).
+
 bench/stage_log.py reads these lines back from `dvc repro`'s log for bench/scale.py's
 per-stage breakdown in docs/benchmarks.md; what a stage spends outside its phases is
 interpreter and library start-up."""
@@ -8,6 +13,7 @@ interpreter and library start-up."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import time
 from collections.abc import Iterator
@@ -27,6 +33,13 @@ def phase(name: str) -> Iterator[None]:
         yield
     finally:
         log.info("%s %s %.2f s", MARK, name, time.perf_counter() - start)
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Return the free heap to the kernel where the C library is glibc (no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def own_peak_mb() -> float | None:

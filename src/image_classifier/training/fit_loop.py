@@ -29,8 +29,8 @@ from image_classifier.params import Params, ParamsError, TrainParams
 from image_classifier.training import distribute, frozen_base, lr_find, served_graph
 from image_classifier.training.callbacks import KeepBest, callbacks, record_best
 from image_classifier.training.input_pipeline import (
-    ArraySource,
     PixelSource,
+    Subset,
     inference_batches,
     inference_dataset,
     training_batches,
@@ -461,12 +461,11 @@ def fit_accuracy(
     batches as the weights moved, and says less (evaluate's diagnosis reads this one).
     `predict` runs the model another way (a frozen base on LiteRT): Keras would build
     TensorFlow's forward pass of the base for this alone, the stage's largest memory."""
-    picked = seeded_sample(len(train), FIT_ACCURACY_IMAGES, params.train.seed)
-    source = ArraySource(train.read(picked), train.labels[picked])
+    source = Subset(train, seeded_sample(len(train), FIT_ACCURACY_IMAGES, params.train.seed))
     if predict is None:
         batch = inference_batch_size(params.image.size, params.image.channels)
         probs = model.predict(inference_dataset(source, batch), verbose=0)
     else:
         probs = predict(source)
     correct = np.argmax(probs, axis=1) == source.labels
-    return {"train_accuracy": float(correct.mean()), "images": len(picked)}
+    return {"train_accuracy": float(correct.mean()), "images": len(source)}

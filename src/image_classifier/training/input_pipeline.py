@@ -47,6 +47,22 @@ class ArraySource:
         return self.x[np.asarray(indices)]
 
 
+class Subset:
+    """Some of a source's images, read from it as the pipelines ask, a batch at a time: a
+    sample of 1,000 224-px images read at once would hold 150 MB."""
+
+    def __init__(self, source: PixelSource, indices: np.ndarray) -> None:
+        self.source = source
+        self.indices = np.asarray(indices)
+        self.labels = source.labels[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        return self.source.read(self.indices[np.asarray(indices)])
+
+
 def _reader(source: PixelSource, shape: tuple[int, ...]):
     labels = tf.constant(source.labels, dtype=tf.int64)
 
