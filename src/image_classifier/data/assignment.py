@@ -46,8 +46,13 @@ class TooLarge:
     paths: tuple[str, ...]  # a sample, sorted
 
 
+def _order_key(sha256: str, seed: int) -> bytes:
+    """A file's seeded content key as a digest: ordered as its hex, in half the memory."""
+    return hashlib.sha256(f"{seed}:{sha256}".encode()).digest()
+
+
 def seeded_key(sha256: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()
+    return _order_key(sha256, seed).hex()
 
 
 def _unit_interval(sha256: str, seed: int) -> float:
@@ -66,11 +71,6 @@ def min_class_size(params: SplitParams) -> int:
     while split_counts(n, params)[0] < 1:
         n += 1
     return n
-
-
-def _order_key(sha256: str, seed: int) -> bytes:
-    """seeded_key's digest: ordered as its hex, in half the memory."""
-    return hashlib.sha256(f"{seed}:{sha256}".encode()).digest()
 
 
 class Groups:
