@@ -17,20 +17,24 @@ params.yaml and data/ are never read), `dvc repro export`, then on the exported 
   --weights reuses such a file.
 The exported model (LiteRT) runs the val split, the test split, export's seeded training
 sample (ood.fit_images) and --per-set images of each far-OOD set (evaluation/ood_sets.py).
-Every method (msp, the maximum-softmax baseline; energy; knn with k 1, 5 and 10; mahalanobis)
-is fitted on that same training sample by export's own fit_detector, its threshold set on val
-at ood.accept and ood.confidence, and scored by evaluation/ood.py. One table per dataset:
-AUROC (test against all far-OOD images pooled), FPR at 95 % TPR, the shares of far-OOD and of
-test images rejected, accuracy on the accepted test images and on all, the share rejected of
-each set, and which of issue 36's targets hold. Then the calibration table: the temperature
-export fitted on val, test ECE (15 bins) and log loss before and after it, and how many top-1
-answers changed.
+Every method (msp, the maximum-softmax baseline; energy; knn with k 1, 5 and 10; mahalanobis;
+mahalanobis_early) is fitted on that same training sample by export's own fit_detector, its
+threshold set on val at ood.accept and ood.confidence, and scored by evaluation/ood.py, alone
+(ood.doubt false); then export's detector as params.yaml sets it (ood.doubt: the method's
+score with the model's confidence), checked against export's own threshold and test scores.
+One table per dataset: AUROC (test against all far-OOD images pooled), FPR at 95 % TPR, the
+shares of far-OOD and of test images rejected, accuracy on the accepted test images and on
+all, the share rejected of each set, and which of issue 36's targets hold. Then the
+calibration table: the temperature export fitted on val, test ECE (15 bins) and log loss
+before and after it, and how many top-1 answers changed.
 --prototypes adds scores that are not in src/, on the same images and thresholds: Mahalanobis
 on the raw features (ood.py's normalises them), on principal components, relative to a global
 Gaussian, ViM, and (MobileNetV2) Mahalanobis on the averaged output of earlier blocks,
-computed by the Keras model, alone and combined with the served features' score; SIRC
-(the maximum softmax with export's score); and export's score with the threshold at exactly
-ood.accept of the val images (ood.confidence null).
+computed by the Keras model, alone and combined with the served features' score, and on the
+served early statistics without their square roots; SIRC
+(the maximum softmax with export's method score) and Fisher's product of the two shares
+ood.doubt takes the lower of; and export's method score alone with the threshold at exactly
+ood.accept of the val images (ood.doubt false, ood.confidence null).
 --quick: a smoke run (about 6 minutes): fewer photos, a shorter pretraining and fewer far-OOD
 images; its photo model is too weak for its figures to mean much.
 """
@@ -201,10 +205,8 @@ def measure(run: Run) -> dict:
     test = run.test
     correct = test.probabilities.argmax(axis=1) == run.test_y
     rows = []
-    for method, k in METHODS:
-        if method == "mahalanobis_early" and not test.early.shape[1]:
-            continue
-        method_op = dataclasses.replace(op, method=method, k=k)
+
+    def row(name: str, method_op) -> tuple[dict, object, np.ndarray]:
         # export's own fit: statistics from the training sample, threshold on val
         detector = fit_detector(method_op, run.train, run.train_y, run.val, temperature)
         inside = detector.score(test.logits, test.features, temperature, test.early)
@@ -212,16 +214,30 @@ def measure(run: Run) -> dict:
             s: detector.score(o.logits, o.features, temperature, o.early)
             for s, o in run.far.items()
         }
-        row = {"method": method if method != "knn" else f"knn k={k}"}
-        row |= figures(inside, per, detector.threshold, correct)
-        if method == card.ood.get("method") and k == card.ood.get("k", 1):
-            # The refit is export's own detector: same threshold, same test scores (to
-            # float32 rounding: XNNPACK's sums may differ with the batch).
-            row["same_as_export"] = bool(
-                np.isclose(detector.threshold, card.ood["threshold"], rtol=1e-5)
-                and np.allclose(inside, test.scores, rtol=1e-4, atol=1e-6)
-            )
-        rows.append(row)
+        return (
+            {"method": name} | figures(inside, per, detector.threshold, correct),
+            detector,
+            inside,
+        )
+
+    for method, k in METHODS:
+        if method == "mahalanobis_early" and not test.early.shape[1]:
+            continue
+        name = method if method != "knn" else f"knn k={k}"
+        rows.append(row(name, dataclasses.replace(op, method=method, k=k, doubt=False))[0])
+    # export's detector, as params.yaml sets it (ood.doubt: the method's score and the
+    # model's confidence)
+    method = card.ood.get("method")
+    name = f"{method} and the confidence (ood.doubt)" if op.doubt else str(method)
+    export_row, detector, inside = row(name, op)
+    # The refit is export's own detector: same threshold, same test scores (to float32
+    # rounding: XNNPACK's sums may differ with the batch).
+    export_row["same_as_export"] = bool(
+        detector.method == method
+        and np.isclose(detector.threshold, card.ood["threshold"], rtol=1e-5)
+        and np.allclose(inside, test.scores, rtol=1e-4, atol=1e-6)
+    )
+    rows.append(export_row)
     raw = calibration.softmax(test.logits)
     calib = {
         "temperature": temperature,
@@ -368,7 +384,7 @@ def layer_scores(run: Run, per_set: int, ood_seed: int) -> dict:
     """Mahalanobis on the activation statistics of MobileNetV2's blocks (PROBE_LAYERS),
     computed by the Keras model (saved_models/model.keras): per channel the spatial mean,
     and the mean and standard deviation (what `mahalanobis_early` scores, served for
-    models.EARLY_LAYERS). Empty for a model without such a base."""
+    models.EARLY_LAYERS), as signed square roots. Empty for a model without such a base."""
     import keras
 
     from image_classifier.data.store import open_split, seeded_sample
@@ -408,9 +424,11 @@ def layer_scores(run: Run, per_set: int, ood_seed: int) -> dict:
         feats[name] = pooled(ood_sets.draw(name, per_set, size, mode, ood_seed))
     classes = len(run.clf.card.classes)
     out = {}
+    # signed square roots, as ood.early_features takes of the served statistics
+    root = lambda x: np.sign(x) * np.sqrt(np.abs(x))  # noqa: E731
     picks = {
-        "mean": lambda v, j: v[j][0],
-        "mean and std": lambda v, j: np.c_[v[j][0], v[j][1]],
+        "mean": lambda v, j: root(v[j][0]),
+        "mean and std": lambda v, j: root(np.c_[v[j][0], v[j][1]]),
     }
     for label, pick in picks.items():
         for j, layer in enumerate(PROBE_LAYERS):
@@ -442,46 +460,44 @@ def prototypes(run: Run, per_set: int, ood_seed: int) -> list[dict]:
         # scores, the lower kept, so one threshold on val still accepts ood.accept.
         z = []
         for method in ("mahalanobis", "mahalanobis_early"):
-            op = dataclasses.replace(run.params.ood, method=method)
+            op = dataclasses.replace(run.params.ood, method=method, doubt=False)
             d = fit_detector(op, run.train, run.train_y, run.val, run.clf.card.temperature)
             s = {k: d.score(o.logits, o.features, 1.0, o.early) for k, o in outputs.items()}
             z.append({k: (v - s["val"].mean()) / s["val"].std() for k, v in s.items()})
         name = "mahalanobis and mahalanobis_early, the lower (each standardised on val)"
         scores[name] = {k: np.minimum(z[0][k], z[1][k]) for k in z[0]}
-        # The early statistics and the model's own confidence, one verdict: each score as the
-        # share of val scores at or below it, the lower kept (a wrong answer tends to have a
-        # low maximum softmax; the early statistics do not see it).
-        op = dataclasses.replace(run.params.ood, method="mahalanobis_early")
-        d = fit_detector(op, run.train, run.train_y, run.val, run.clf.card.temperature)
-        t = run.clf.card.temperature
-        pairs = {
-            k: (d.score(o.logits, o.features, t, o.early), o.probabilities.max(axis=1))
-            for k, o in outputs.items()
-        }
-        ranked = [np.sort(pairs["val"][i]) for i in (0, 1)]
-
-        def share(i: int, v: np.ndarray) -> np.ndarray:
-            return np.searchsorted(ranked[i], v, side="right") / len(ranked[i])
-
-        name = "mahalanobis_early and maximum softmax, the lower share of val below"
-        scores[name] = {k: np.minimum(share(0, e), share(1, m)) for k, (e, m) in pairs.items()}
+        # The served early statistics as they are, without mahalanobis_early's square roots.
+        as_is = _maha_raw(
+            ood.early_statistics(run.train.early), run.train_y, len(run.clf.card.classes)
+        )
+        name = "mahalanobis_early on the statistics as they are (no square roots)"
+        scores[name] = {k: as_is(ood.early_statistics(o.early)) for k, o in outputs.items()}
     # Export's own score, and SIRC (Xia & Bouganis, 2022): the maximum softmax, lowered where
     # export's score is low. Its log, -(log(1 - msp) + softplus(-b (score - a))), with a and b
     # the paper's (mean - 3 sd, 1 / sd of the training sample's scores), keeps apart
     # probabilities that round to 1 in float32.
     t, op = run.clf.card.temperature, run.params.ood
     method = run.clf.card.ood["method"]
-    d = fit_detector(dataclasses.replace(op, method=method), run.train, run.train_y, run.val, t)
+    method_op = dataclasses.replace(op, method=method, doubt=False)
+    d = fit_detector(method_op, run.train, run.train_y, run.val, t)
     own = {k: d.score(o.logits, o.features, t, o.early) for k, o in outputs.items()}
     fitted = d.score(run.train.logits, run.train.features, t, run.train.early)
     a, b = fitted.mean() - 3 * fitted.std(), 1 / fitted.std()
     sirc = {
-        k: -(_log_doubt(o.logits, t) + np.logaddexp(0, -b * (own[k] - a)))
+        k: ood.confidence(o.logits, t) - np.logaddexp(0, -b * (own[k] - a))
         for k, o in outputs.items()
     }
     scores[f"SIRC: maximum softmax and {method} (Xia & Bouganis 2022)"] = sirc
+    # Export's score and the model's confidence by Fisher's product of their shares of val
+    # scores (ood.doubt takes the lower share).
+    pf = {k: ood.share_at_or_below(np.sort(own["val"]), v) for k, v in own.items()}
+    sure = {k: ood.confidence(o.logits, t) for k, o in outputs.items()}
+    pm = {k: ood.share_at_or_below(np.sort(sure["val"]), v) for k, v in sure.items()}
+    scores[f"{method} and the confidence, Fisher's product of shares"] = {
+        k: np.log(np.maximum(pf[k], 1e-12)) + np.log(np.maximum(pm[k], 1e-12)) for k in outputs
+    }
     # The threshold at exactly ood.accept of the val images (ood.confidence null).
-    plain = {f"{method}, ood.confidence null": own}
+    plain = {f"{method}, ood.doubt false, ood.confidence null": own}
     rows = []
     for name, s in (scores | plain).items():
         confidence = None if name in plain else op.confidence
@@ -489,16 +505,6 @@ def prototypes(run: Run, per_set: int, ood_seed: int) -> list[dict]:
         per = {k: s[k] for k in run.far}
         rows.append({"method": name} | figures(s["test"], per, threshold, correct))
     return rows
-
-
-def _log_doubt(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """log(1 - maximum softmax), from the logits: the log of the other classes' share."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    top = z.argmax(axis=1)
-    others = z.copy()
-    others[np.arange(len(z)), top] = -np.inf
-    lse = np.logaddexp.reduce(z, axis=1)
-    return np.logaddexp.reduce(others, axis=1) - lse
 
 
 def targets(row: dict) -> str:

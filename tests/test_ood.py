@@ -236,6 +236,81 @@ def test_the_detector_accepts_the_share_of_validation_images_asked():
         assert far[0] < detector.threshold
 
 
+def test_the_confidence_is_minus_the_log_of_the_other_classes_share():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0], [40.0, 0.0, 0.0], [60.0, 0.0, 0.0]])
+    msp = calibration.softmax(logits, 2.0).max(axis=1)
+    sure = ood.confidence(logits, 2.0)
+    np.testing.assert_allclose(sure[:3], -np.log1p(-msp[:3]), rtol=1e-6)
+    # top probabilities that round to 1 stay in order
+    assert calibration.softmax(logits[2:], 1.0).max(axis=1).tolist() == [1.0, 1.0]
+    assert ood.confidence(logits[2:], 1.0).tolist() == pytest.approx(
+        [40 - np.log(2), 60 - np.log(2)]
+    )
+
+
+def test_a_share_counts_the_reference_scores_at_or_below_a_value():
+    reference = np.array([1.0, 2.0, 2.0, 5.0])
+    shares = ood.share_at_or_below(reference, np.array([0.5, 1.0, 2.0, 4.0, 9.0]))
+    assert shares.tolist() == [0, 1 / 5, 3 / 5, 3 / 5, 4 / 5]
+
+
+def sure_and_unsure(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two clusters of features, logits that say the cluster with a margin of 1 to 8."""
+    features, labels = two_clusters(n, seed)
+    margin = np.random.default_rng(seed).uniform(1, 8, n)
+    logits = np.zeros((n, 2))
+    logits[np.arange(n), labels] = margin
+    return features, labels, logits
+
+
+def test_with_doubt_the_score_is_the_lower_share_of_the_two():
+    features, labels, logits = sure_and_unsure(600, seed=2)
+    val_features, _, val_logits = sure_and_unsure(200, seed=3)
+    train, val = outputs(logits, features), outputs(val_logits, val_features)
+    plain = export.fit_detector(
+        OodParams(method="mahalanobis", doubt=False), train, labels, val, 1.0
+    )
+    both = export.fit_detector(OodParams(method="mahalanobis"), train, labels, val, 1.0)
+    assert both.doubt and not plain.doubt
+    own = plain.score(val_logits, val_features, 1.0)
+    sure = ood.confidence(val_logits, 1.0)
+    expected = np.minimum(
+        ood.share_at_or_below(np.sort(own), own), ood.share_at_or_below(np.sort(sure), sure)
+    )
+    np.testing.assert_array_equal(both.score(val_logits, val_features, 1.0), expected)
+    assert (expected >= both.threshold).mean() >= 0.95
+
+
+def test_doubt_rejects_a_typical_image_the_model_cannot_decide_and_keeps_a_sure_one():
+    features, labels, logits = sure_and_unsure(600, seed=2)
+    val_features, _, val_logits = sure_and_unsure(200, seed=3)
+    train, val = outputs(logits, features), outputs(val_logits, val_features)
+    centre = np.array([[4.0, 0, 0, 0, 0], [4.0, 0, 0, 0, 0]])  # class 0's mean, twice
+    torn, sure = [0.1, 0.0], [8.0, 0.0]
+    asked = np.array([torn, sure])
+    for doubt, known in ((False, [True, True]), (True, [False, True])):
+        op = OodParams(method="mahalanobis", doubt=doubt)
+        detector = export.fit_detector(op, train, labels, val, 1.0)
+        assert (detector.score(asked, centre, 1.0) >= detector.threshold).tolist() == known
+    # an image far from both clusters stays unknown however sure the model is
+    far = detector.score(np.array([[99.0, 0.0]]), np.full((1, 5), 40.0), 1.0)
+    assert far[0] < detector.threshold
+
+
+def test_mahalanobis_early_models_the_square_roots_of_the_statistics():
+    rng = np.random.default_rng(5)
+    early = np.c_[rng.uniform(1, 3, (50, 2)), rng.uniform(10, 12, (50, 2))]
+    np.testing.assert_array_equal(ood.early_features(early), np.sqrt(ood.early_statistics(early)))
+    fitted = ood.fit("mahalanobis_early", np.zeros((50, 1)), np.arange(50) % 2, 2, early)
+    w, means = fitted["whiten"], fitted["means"]
+    f = ood.early_features(early[:3]) @ w
+    expected = -(((f[:, None, :] - means[None]) ** 2).sum(axis=2)).min(axis=1)
+    scored = ood.score(
+        "mahalanobis_early", fitted, np.zeros((3, 2)), np.zeros((3, 1)), early=early[:3]
+    )
+    np.testing.assert_allclose(scored, expected, rtol=1e-9)
+
+
 def test_examples_are_right_and_known_per_class():
     logits = np.array([[3, 0], [3, 0], [0, 3], [3, 0], [0, 3], [0, 3]], dtype=float)
     out = outputs(logits, np.zeros((6, 1)))
@@ -268,4 +343,14 @@ def test_damaged_detector_statistics_stop_the_load_with_the_file_named(model_dir
     copy = shutil.copytree(model_dir, tmp_path / "model")
     (copy / "ood.npz").write_bytes(b"not a zip")
     with pytest.raises(ModelLoadError, match=r"ood\.npz"):
+        Classifier.from_dir(copy)
+
+
+def test_a_detector_with_doubt_but_no_validation_scores_stops_the_load(model_dir, tmp_path):
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    assert json.loads((copy / "model.json").read_text())["ood"]["doubt"] is True
+    with np.load(copy / "ood.npz") as saved:
+        kept = {name: saved[name] for name in saved.files if not name.startswith("val_")}
+    np.savez(copy / "ood.npz", **kept)
+    with pytest.raises(ModelLoadError, match=r"ood\.npz.*validation scores are missing"):
         Classifier.from_dir(copy)

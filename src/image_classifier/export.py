@@ -193,6 +193,11 @@ def fit_detector(
     arrays = ood.fit(method, train.features, train_labels, n_classes, train.early)
     detector = ood.Detector(method, float("-inf"), arrays, op.k)
     val_scores = detector.score(val.logits, val.features, temperature, val.early)
+    if op.doubt:
+        sure = ood.confidence(val.logits, temperature)
+        arrays = arrays | ood.doubt_arrays(val_scores, sure)
+        detector = ood.Detector(method, float("-inf"), arrays, op.k, doubt=True)
+        val_scores = detector.score(val.logits, val.features, temperature, val.early)
     return dataclasses.replace(
         detector, threshold=ood.threshold_for(val_scores, op.accept, op.confidence)
     )
@@ -249,6 +254,7 @@ def served_fields(
             "method": detector.method,
             "threshold": detector.threshold,
             "k": detector.k,
+            "doubt": detector.doubt,
             "accept": op.accept,
             "confidence": op.confidence,
             "file": config.OOD_STATS.name,

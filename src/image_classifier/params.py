@@ -452,6 +452,13 @@ class OodParams(_Section):
         gt=0,
         lt=1,
     )
+    doubt: bool = param(
+        True,
+        "Also reject the answers the model is least sure of: an image is known only when both "
+        "its ood.method score and its confidence in its top class rank among the validation "
+        "images' (evaluation/ood.py). Rejects most wrong answers on ordinary images. false: "
+        "the method's score alone.",
+    )
     k: int = param(1, "`knn`: the neighbour whose similarity is the score.", ge=1)
     fit_images: int = param(
         2000, "Training images (a seeded sample) whose features the detector keeps.", ge=1

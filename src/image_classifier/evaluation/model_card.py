@@ -148,7 +148,8 @@ def _details(model: Mapping[str, Any], facts: CardFacts) -> list[str]:
         f"- **Quantization:** {model.get('quantization', 'none')}",
         f"- **Output:** a probability for each of the {len(model.get('classes', []))} classes "
         "below, temperature-scaled (see Calibration), and an out-of-distribution score with "
-        f"its verdict, `known` (the `{ood.get('method', 'none')}` detector)",
+        f"its verdict, `known` (the `{ood.get('method', 'none')}` detector"
+        f"{', with the confidence' if ood.get('doubt') else ''})",
         "- **Files:** `saved_models/model.tflite`, `saved_models/model.json` (classes, input, "
         "temperature, detector threshold), `saved_models/ood.npz` (the detector's statistics)",
         "",
@@ -176,7 +177,13 @@ def _use(model: Mapping[str, Any]) -> list[str]:
         "as they were. The probabilities are calibrated on the validation split, so "
         "among answers given with probability p about a share p is right, on images like "
         "those. An image the detector calls unknown gets `known: false` with the closest "
-        "classes, not an answer.",
+        "classes, not an answer"
+        + (
+            "; so does an image whose answer the model is as unsure of as its least sure "
+            "answers on the validation images (`ood.doubt`)."
+            if ood.get("doubt")
+            else "."
+        ),
         "",
         "## Out-of-scope use",
         "",
@@ -273,7 +280,15 @@ def _ood(scores: Mapping[str, Any], facts: CardFacts) -> list[str]:
         if k in scores
     ]
     out += [
-        f"Method: `{ood.get('method', '?')}` (evaluation/ood.py). An image scoring below "
+        f"Method: `{ood.get('method', '?')}` (evaluation/ood.py)"
+        + (
+            ", with the model's confidence (`ood.doubt`): an image's score is the lower of "
+            "its two shares of validation images, those whose method score and those whose "
+            "confidence are at most its own"
+            if ood.get("doubt")
+            else ""
+        )
+        + ". An image scoring below "
         "`ood_threshold` is called unknown. On the test split, which the detector never saw, "
         "`test_rejected` is the share of images it rejects, `accuracy_known` the accuracy on "
         "those it accepts, beside `accuracy` on all of them:",

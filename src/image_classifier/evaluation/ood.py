@@ -10,17 +10,27 @@ early activations' statistics (served_graph.serving_model).
   class mean, under one shared covariance (Lee et al., 2018; normalised first as in
   Mahalanobis++, Mueller & Hein, 2025: feature norms vary far more than one Gaussian per
   class allows);
-- `mahalanobis_early`: the same on early activations' statistics (per channel, the mean
-  and standard deviation over the image), not normalised: how much edge and texture
-  an image has is what tells a photo from blank, flat, noisy or smooth images, and a
-  frozen base's last features, made for the base's own classes, blur it (Lee et al. 2018
-  score several layers; docs/benchmarks.md measures the layers);
+- `mahalanobis_early`: the same on early activations' statistics (per channel, the square
+  roots of the mean and standard deviation over the image), not normalised: how much edge
+  and texture an image has is what tells a photo from blank, flat, noisy or smooth images,
+  and a frozen base's last features, made for the base's own classes, blur it (Lee et al.
+  2018 score several layers; docs/benchmarks.md measures the layers). The statistics are
+  mostly positive and right-skewed; their signed square roots (Perronnin et al. 2010's
+  power normalisation) are closer to the Gaussians the distance assumes;
 - `knn`: the cosine similarity of the L2-normalised features to their k-th nearest training
   feature (Sun et al., 2022).
 
 `auto` is `mahalanobis_early` for a model with early statistics, `mahalanobis` otherwise.
 A method's statistics are fitted once, by export, on training images, and saved beside the
 model (saved_models/ood.npz); the acceptance threshold is set on the validation split.
+
+With doubt (ood.doubt), the verdict also weighs the model's confidence in its answer
+(`confidence`): an image's score is then the lower of two shares of the validation images,
+those whose method score is at most the image's and those whose confidence is at most its
+own (each a conformal p-value; the lower of the two rejects what either test rejects). The
+method's score says whether an image is like the training images, not whether the answer
+is right: a wrong answer on an ordinary image is what the confidence sees (Xia & Bouganis,
+2022, measure both together).
 Pure numpy: the serving runtime imports this module.
 """
 
@@ -57,6 +67,38 @@ def early_statistics(early: np.ndarray) -> np.ndarray:
     return np.concatenate([mean, np.sqrt(np.maximum(e[:, c:] - mean * mean, 0.0))], axis=1)
 
 
+def early_features(early: np.ndarray) -> np.ndarray:
+    """What `mahalanobis_early` models: early_statistics' signed square roots (a swish
+    activation's mean may be below 0)."""
+    s = early_statistics(early)
+    return np.sign(s) * np.sqrt(np.abs(s))
+
+
+def confidence(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """(n,) -log(1 - maximum softmax): the model's confidence in its top answer, from the
+    logits, so that probabilities which round to 1 in float32 stay apart."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    top = z.argmax(axis=1)
+    others = z.copy()
+    others[np.arange(len(z)), top] = -np.inf
+    return np.logaddexp.reduce(z, axis=1) - np.logaddexp.reduce(others, axis=1)
+
+
+def share_at_or_below(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per value, the share of the sorted `reference` scores at or below it, over n + 1: a
+    reference score itself gets its rank over n + 1, and a value below all of them 0."""
+    return np.searchsorted(reference, values, side="right") / (len(reference) + 1)
+
+
+def doubt_arrays(val_scores: np.ndarray, val_confidence: np.ndarray) -> dict:
+    """The validation images' method scores and confidences, sorted: what a Detector with
+    doubt ranks an image against."""
+    return {
+        "val_scores": np.sort(np.asarray(val_scores, dtype=np.float64)),
+        "val_confidence": np.sort(np.asarray(val_confidence, dtype=np.float64)),
+    }
+
+
 def _normalised(features: np.ndarray) -> np.ndarray:
     f = np.asarray(features, dtype=np.float32)
     # np.linalg.norm(f, axis=1) as it computes it for real numbers, in fewer steps: each
@@ -84,7 +126,7 @@ def fit(
         if method == "mahalanobis":
             f = _normalised(features).astype(np.float64)
         else:
-            f = early_statistics(early)
+            f = early_features(early)
         means = np.zeros((n_classes, f.shape[1]))
         for c in range(n_classes):
             if np.any(labels == c):
@@ -223,7 +265,7 @@ class Whitened:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Features (normalise) or the served early means and means of squares."""
-        f = _normalised(features) if self.normalise else early_statistics(features)
+        f = _normalised(features) if self.normalise else early_features(features)
         g = self._whitened(f.astype(np.float64))
         d2 = (g * g).sum(axis=1, keepdims=True) - _product(g, self.twice_means_t)
         d2 += self.means_sq
@@ -233,12 +275,14 @@ class Whitened:
 @dataclass(frozen=True)
 class Detector:
     """A fitted method, its statistics and its threshold: what serving needs to say
-    'none of these'."""
+    'none of these'. With `doubt`, arrays also hold doubt_arrays' and the score is the lower
+    share (the module's docstring)."""
 
     method: str
     threshold: float
     arrays: dict
     k: int = 1
+    doubt: bool = False
 
     def __post_init__(self) -> None:
         # Prepared once, not on every request (a frozen dataclass: set past its __setattr__).
@@ -254,6 +298,23 @@ class Detector:
         temperature: float,
         early: np.ndarray | None = None,
     ) -> np.ndarray:
+        own = self.method_score(logits, features, temperature, early)
+        if not self.doubt:
+            return own
+        sure = confidence(logits, temperature)
+        return np.minimum(
+            share_at_or_below(self.arrays["val_scores"], own),
+            share_at_or_below(self.arrays["val_confidence"], sure),
+        )
+
+    def method_score(
+        self,
+        logits: np.ndarray,
+        features: np.ndarray,
+        temperature: float,
+        early: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The method's own score, without doubt."""
         if self._whitened is not None:
             return self._whitened.score(features if self._whitened.normalise else early)
         return score(self.method, self.arrays, logits, features, temperature, self.k, early)

@@ -47,7 +47,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     # softmax(logits / temperature): fitted on the validation split by export.
     temperature: float = 1.0
-    # {"method", "threshold", "k"} of the out-of-distribution detector; empty: none.
+    # {"method", "threshold", "k", "doubt"} of the out-of-distribution detector; empty: none.
     ood: dict[str, Any] = field(default_factory=dict)
     # Values an image of early statistics at the end of each output row (0: none).
     early_width: int = 0
@@ -94,8 +94,17 @@ def load_detector(card: ModelCard, path: Path) -> ood.Detector | None:
             arrays = {name: saved[name] for name in saved.files}
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot read the detector statistics: {exc}") from None
+    doubt = bool(card.ood.get("doubt", False))
+    if doubt and not {"val_scores", "val_confidence"} <= arrays.keys():
+        raise ModelLoadError(
+            f"{path}: model.json says doubt, but the validation scores are missing"
+        )
     return ood.Detector(
-        str(card.ood["method"]), float(card.ood["threshold"]), arrays, int(card.ood.get("k", 1))
+        str(card.ood["method"]),
+        float(card.ood["threshold"]),
+        arrays,
+        int(card.ood.get("k", 1)),
+        doubt,
     )
 
 
@@ -191,7 +200,7 @@ def describe(card: ModelCard) -> dict[str, Any]:
         "input": {"size": card.image_size, "color_mode": card.color_mode},
         "metrics": card.metrics,
         "temperature": card.temperature,
-        "ood": {k: card.ood[k] for k in ("method", "threshold") if k in card.ood},
+        "ood": {k: card.ood[k] for k in ("method", "threshold", "doubt") if k in card.ood},
         "created": card.created,
         "params_hash": card.params_hash,
     }
