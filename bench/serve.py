@@ -38,10 +38,11 @@ temporary worktree, started as its own Procfile says from there with its src/ on
 own export of the same Keras model: with --make, REV's code exports --make's model.keras from
 the same images; otherwise REV's export stage runs on --model-dir's model.keras in a copy of
 the project holding --model-dir (its data/prepared, its params.yaml without the keys REV
-does not know), unless --baseline-model-dir names REV's export. Ours and REV's, with the
-first database, are measured --rounds times each, one after the other, alternating which
-goes first; the script prints every round, the medians and new / old, and for each
-measurement the load average before it and the CPU seconds other processes took during it.
+does not know or whose values it rejects), unless --baseline-model-dir names REV's export.
+Ours and REV's, with the first database, are measured --rounds times each, one after the
+other, alternating which goes first; the script prints every round, the medians and new /
+old, and for each measurement the load average before it and the CPU seconds other
+processes took during it.
 --wait-load L waits before each measurement until the 1-minute load average is below L.
 Every request goes to 127.0.0.1 only and the loops are bounded in count and time.
 """
@@ -202,10 +203,11 @@ atomic.write_json(out / "model.json", export.model_card(classes, params, tflite,
 """
 
 # params.yaml for the baseline's export stage: the keys that revision's Params knows (a later
-# section such as `ood` fails its parsing), as YAML on stdout; each key left out on stderr.
+# section such as `ood` fails its parsing) with values it accepts (a later `train.epochs:
+# auto` is left to its default), as YAML on stdout; each key left out on stderr.
 PARAMS_FILTER = """
 import dataclasses, sys, yaml
-from image_classifier.params import Params, parse_params
+from image_classifier.params import Params, ParamsError, parse_params
 
 def known(raw, default, prefix=""):
     out = {}
@@ -218,8 +220,22 @@ def known(raw, default, prefix=""):
             out[key] = value
     return out
 
+def drop(raw, dotted):
+    *sections, key = dotted.split(".")
+    for section in sections:
+        raw = raw.get(section, {})
+    return raw.pop(key, None) is not None
+
 kept = known(yaml.safe_load(sys.stdin.read()) or {}, dataclasses.asdict(Params()))
-parse_params(kept)
+while True:
+    try:
+        parse_params(kept)
+        break
+    except ParamsError as exc:
+        key = str(exc).split(":")[0]
+        if not drop(kept, key):
+            raise
+        print(key, file=sys.stderr)
 sys.stdout.write(yaml.safe_dump(kept, sort_keys=False))
 """
 
@@ -979,7 +995,7 @@ def report_baseline(r: dict) -> None:
         )
     if b["params_left_out"]:
         print(
-            f"params.yaml keys {b['rev']} does not know, left out of its export: "
+            f"params.yaml keys {b['rev']} does not know or accept, left out of its export: "
             f"{', '.join(b['params_left_out'])}"
         )
 
