@@ -53,6 +53,21 @@ def test_mahalanobis_is_the_distance_to_the_nearest_class_under_the_fitted_covar
     )
 
 
+@pytest.mark.parametrize("same", [False, True])
+def test_mahalanobis_fits_a_training_sample_of_one_image_a_class(same):
+    """The smallest split holds one training image a class: no spread within a class."""
+    rng = np.random.default_rng(3)
+    features = np.ones((5, 8)) if same else rng.normal(size=(5, 8))
+    for method, early in (("mahalanobis", None), ("mahalanobis_early", np.abs(features))):
+        arrays = ood.fit(method, features, np.arange(5), 5, early)
+        scores = ood.score(method, arrays, np.zeros((5, 5)), features, early=early)
+        np.testing.assert_allclose(scores, 0, atol=1e-9)  # each image is its class's mean
+        if not same:
+            far_early = None if early is None else early[:1] * 9
+            far = ood.score(method, arrays, np.zeros((1, 5)), -features[:1], early=far_early)
+            assert far[0] < -1
+
+
 def test_knn_scores_the_kth_nearest_cosine_similarity():
     rng = np.random.default_rng(1)
     bank, probe = rng.normal(size=(50, 8)), rng.normal(size=(4, 8))

@@ -132,9 +132,17 @@ def fit(
             if np.any(labels == c):
                 means[c] = f[labels == c].mean(axis=0)
         centred = f - means[labels]
-        precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-        # P = W W^T: distances are then plain Euclidean ones between whitened vectors.
-        w = np.linalg.cholesky((precision + precision.T) / 2)
+        if not centred.any():
+            # Every class's images are the same (one image a class, as the smallest split
+            # allows): no spread within a class to estimate, so the images' spread around
+            # their mean stands in for it; with none either, plain Euclidean distance.
+            centred = f - f.mean(axis=0)
+        if centred.any():
+            precision = LedoitWolf(assume_centered=True).fit(centred).precision_
+            # P = W W^T: distances are then plain Euclidean ones between whitened vectors.
+            w = np.linalg.cholesky((precision + precision.T) / 2)
+        else:
+            w = np.eye(f.shape[1])
         # float64, as scored (see score).
         return {"whiten": w, "means": means @ w}
     if method in ("energy", "msp"):
