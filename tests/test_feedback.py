@@ -275,8 +275,18 @@ def test_review_needs_the_token_and_does_not_exist_without_one(model_dir, tmp_pa
         wrong = client.get(path, headers=auth("s3cret-review-tokeN"))
         assert wrong.status_code == 401 and "WWW-Authenticate" in wrong.headers
         assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}x"}).status_code == 401
+        # Digest's "password" parameter is no token (Werkzeug exposes it as one).
+        digest = {"Authorization": f'Digest username="review", password="{TOKEN}"'}
+        assert client.get(path, headers=digest).status_code == 401
     assert client.post("/review/1", data={"decision": "accept"}).status_code == 401
     assert client.post("/api/v1/feedback/1/review", json={"decision": "accept"}).status_code == 401
+    deep = client.post(
+        "/api/v1/feedback/1/review",
+        data=b"[" * 5000 + b"]" * 5000,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert deep.status_code == 400 and "nested too deeply" in deep.json["error"]["message"]
     tokenless = make_app(model_dir, tmp_path, monkeypatch, str(tmp_path / "a.sqlite"), token=None)
     client = tokenless.test_client()
     for path in ["/review", "/api/v1/feedback", "/api/v1/feedback/1/image"]:

@@ -158,3 +158,26 @@ def test_serving_decodes_large_jpegs_reduced(monkeypatch, model_dir, source, dec
     pixels = clf.preprocess(png(photo, "JPEG"))
     assert pixels.shape == (224, 224, 3)
     assert seen == [decoded]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float_image_with_a_non_finite_pixel_is_an_image_error(bad):
+    pixels = np.full((8, 8), 3.0, dtype=np.float32)
+    pixels[2, 5] = bad
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "F").save(buf, "TIFF")
+    with pytest.raises(ImageError, match="NaN or infinite"):
+        load_image(buf.getvalue(), 8, "grayscale")
+
+
+def test_rescaling_a_band_of_rows_at_a_time_gives_the_whole_images_result(monkeypatch):
+    from image_classifier import preprocessing
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 65536, (50, 9)).astype("<u2").tobytes()
+    wide = rng.random((50, 9)).astype(np.float32) * 700 - 50
+    for img in (Image.frombytes("I;16", (9, 50), raw), Image.fromarray(wide, "F")):
+        whole = np.asarray(preprocessing._to_8bit(img))
+        monkeypatch.setattr(preprocessing, "RESCALE_ROWS", 7)
+        np.testing.assert_array_equal(np.asarray(preprocessing._to_8bit(img)), whole)
+        monkeypatch.undo()

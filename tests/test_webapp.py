@@ -325,6 +325,8 @@ def test_cross_site_browser_posts_are_refused(client, path):
     assert post(**{"Sec-Fetch-Site": "cross-site"}).status_code == 403
     assert post(Origin="https://evil.example").status_code == 403
     assert post(Origin="null").status_code == 403  # an older browser, from a sandboxed frame
+    for unreadable in ("http://[::1", "http://[abc]", "https://]"):  # urlsplit refuses these
+        assert post(Origin=unreadable).status_code == 403
     # The page's own posts, and programs (which send neither header), go through; over plain
     # HTTP browsers send no Sec-Fetch-Site, only Origin (a real one under our Referrer-Policy).
     assert post(**{"Sec-Fetch-Site": "same-origin"}, Origin="http://localhost").status_code == 200
@@ -797,3 +799,26 @@ def test_model_card_is_escaped_and_shown_only_for_the_served_model(
     (shipped / "model_card.md").write_text("# Card for model 0ld-model\n", encoding="utf-8")
     html = model_page(model_dir, shipped, monkeypatch, default_params).get("/model")
     assert 'id="model-card"' not in html.get_data(as_text=True)
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_500(client):
+    deep = b"[" * 5000 + b"]" * 5000  # Python's json recursion gives up near a thousand
+    url = "/v1/models/image-classifier:predict"
+    r = client.post(url, data=deep, content_type="application/json")
+    assert r.status_code == 400 and "nested too deeply" in r.json["error"]["message"]
+
+
+def test_a_float_image_with_a_nan_pixel_is_refused_not_guessed_as_black(client):
+    pixels = np.full((30, 40), 100.0, dtype=np.float32)
+    pixels[0, 0] = np.nan
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "F").save(buf, "TIFF")
+    r = post_images(client, ("nan.tif", buf.getvalue()))
+    assert r.status_code == 422 and "NaN or infinite" in r.json["error"]["message"]
+
+
+def test_too_many_form_parts_says_so_not_that_the_upload_is_too_large(client):
+    fields = {f"f{i}": "x" for i in range(1001)}  # Werkzeug's limit: 1,000 parts
+    r = client.post("/api/v1/predict", data=fields, content_type="multipart/form-data")
+    assert r.status_code == 413
+    assert r.json["error"]["message"] == "too many parts in the form: the limit is 1000"

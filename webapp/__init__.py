@@ -113,8 +113,12 @@ def _register_errors(app: Flask) -> None:
     def http_error(err: HTTPException):
         message = err.description or err.name
         if err.code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024
-            message = f"upload too large: the limit is {limit:g} MB per request"
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            if (request.content_length or limit + 1) <= limit:
+                # Within the size limit, Werkzeug's other 413 is its count of form parts.
+                message = f"too many parts in the form: the limit is {request.max_form_parts}"
+            else:
+                message = f"upload too large: the limit is {limit / 1024 / 1024:g} MB per request"
         return client_error(ClientError(err.code or 500, message))
 
     @app.errorhandler(Exception)

@@ -12,7 +12,7 @@ import math
 from flask import Blueprint, current_app, jsonify, request
 
 from image_classifier.litert.classifier import describe
-from webapp.errors import ClientError
+from webapp.errors import ClientError, json_body
 from webapp.observability import record
 from webapp.service import ModelState, Result, Upload
 from webapp.storage import Storage
@@ -123,7 +123,7 @@ def kserve_predict(target: str):
         raise ClientError(404, "expected POST /v1/models/<name>:predict")
     _model_name(name)
     st = state()
-    body = request.get_json(silent=True)
+    body = json_body()
     uploads: list[Upload] = b64_instances(body, st.settings.max_files)
     results = st.classify(uploads)
     record(results)

@@ -24,7 +24,7 @@ from flask import (
 
 from image_classifier.monitoring.feedback_store import MAX_ID, STATUSES
 from image_classifier.preprocessing import ImageError, encode_png, load_image
-from webapp.errors import ClientError
+from webapp.errors import ClientError, json_body
 from webapp.feedback_routes import feedback_store
 
 bp = Blueprint("review", __name__)
@@ -40,7 +40,10 @@ def _given_token() -> str | None:
     auth = request.authorization
     if auth is None:
         return None
-    return auth.token if auth.type == "bearer" else auth.password
+    if auth.type == "bearer":
+        return auth.token
+    # Not Digest's "password" parameter, which Werkzeug also exposes as .password.
+    return auth.password if auth.type == "basic" else None
 
 
 @bp.before_request
@@ -138,7 +141,7 @@ def item_image(item_id: int):
 
 @bp.post("/api/v1/feedback/<int:item_id>/review")
 def review_api(item_id: int):
-    body = request.get_json(silent=True)
+    body = json_body()
     decision = body.get("decision") if isinstance(body, dict) else None
     _decide(item_id, DECISIONS.get(decision, decision) if isinstance(decision, str) else "")
     return jsonify(id=item_id, status=DECISIONS.get(decision, decision))

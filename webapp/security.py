@@ -48,8 +48,11 @@ def check_same_site() -> None:
         return
     origin = request.headers.get("Origin")  # older browsers
     if origin is not None:
-        parts = urlsplit(origin)
-        if origin == "null" or (parts.scheme, parts.netloc) != (request.scheme, request.host):
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[::1": no browser sends it, so no page of ours did
+            parts = None
+        if parts is None or (parts.scheme, parts.netloc) != (request.scheme, request.host):
             raise ClientError(403, f"cross-site requests are refused (Origin {origin[:100]})")
 
 

@@ -102,13 +102,27 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+# Rows _to_8bit rescales at a time: float64 copies of a whole image at the pixel limit would
+# take about a GB.
+RESCALE_ROWS = 256
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and float images: Pillow's convert() clips them to 255, so rescale by hand."""
-    arr = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+    """16-bit and float images: Pillow's convert() clips them to 255, so rescale by hand.
+    A float image with a NaN or infinite pixel is refused: its scale would be NaN, and every
+    pixel black."""
+    arr = np.asarray(img)
+    if img.mode == "F" and not np.isfinite(arr).all():
+        raise ImageError("the image has NaN or infinite pixel values")
+    peak = float(arr.max(initial=0))
+    top = 65535.0 if img.mode.startswith("I;16") or peak > 255 else 255.0
     if img.mode == "F":
-        top = max(float(arr.max(initial=0)), 1.0)
-    return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8), "L")
+        top = max(peak, 1.0)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, len(arr), RESCALE_ROWS):
+        band = arr[start : start + RESCALE_ROWS].astype(np.float64)
+        out[start : start + RESCALE_ROWS] = np.clip(band / top * 255.0, 0, 255).round()
+    return Image.fromarray(out, "L")
 
 
 def _normalise_mode(img: Image.Image, color_mode: str) -> Image.Image:
