@@ -165,13 +165,15 @@ def test_fit_accuracy_on_litert_equals_keras(weights_file):
     _, head = frozen_base.split_at_pooling(model)
     run = frozen_base.LiteRTFeatures(model)
     expected = model.predict(TRAIN.x.astype(np.float32), verbose=0)
-    got = frozen_base.probabilities(inference_batches(TRAIN, 8), run, head)
+    got = frozen_base.probabilities(inference_batches(TRAIN, 8), len(TRAIN), run, head)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     on_litert = fit_loop.fit_accuracy(
         model,
         TRAIN,
         params,
-        lambda source: frozen_base.probabilities(inference_batches(source, 8), run, head),
+        lambda source: frozen_base.probabilities(
+            inference_batches(source, 8), len(source), run, head
+        ),
     )
     assert on_litert == fit_loop.fit_accuracy(model, TRAIN, params)
     assert on_litert["images"] == len(TRAIN)
@@ -225,3 +227,32 @@ def test_fit_head_trains_and_calls_back_as_keras_fit():
             np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
     for a, b in zip(heads[0].get_weights(), heads[1].get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_in_slices_gives_what_evaluate_on_the_arrays_gives():
+    """fit_head validates on slices of the validation arrays, not on the arrays (which
+    evaluate() would copy whole into TensorFlow): the same numbers, bit for bit, over
+    several batches and a shorter last one."""
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(70, 5)).astype(np.float32), rng.integers(0, 3, 70)
+    keras.utils.set_random_seed(3)
+    head = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    fit_loop.compile_model(head, 0.05, "adam", 1)
+    assert [len(b[0]) for b in frozen_base.slices(x, y)] == [32, 32, 6]
+    on_arrays = head.evaluate(x, y, verbose=0, return_dict=True)
+    assert head.evaluate(frozen_base.slices(x, y), verbose=0, return_dict=True) == on_arrays
+
+
+def test_features_of_fills_one_array_in_batch_order_and_checks_the_count():
+    class Doubling:
+        dim = 3
+
+        def __call__(self, x):
+            return np.repeat(2 * x[:, :1], 3, axis=1).astype(np.float32)
+
+    batches = [(np.full((2, 1), i, np.float32), np.array([i, i])) for i in range(3)]
+    features, labels = frozen_base.features_of(iter(batches), 6, Doubling())
+    np.testing.assert_array_equal(features[:, 0], [0, 0, 2, 2, 4, 4])
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="held 6 images, not 7"):
+        frozen_base.features_of(iter(batches), 7, Doubling())

@@ -358,7 +358,7 @@ def fit_head_on_litert(
     compile_model(head, rate, tp.optimizer, budget.steps_per_execution)
     batch = inference_batch_size(params.image.size, params.image.channels)
     with timing.phase("val_features"):
-        val_features = frozen_base.features_of(inference_batches(val, batch), run)
+        val_features = frozen_base.features_of(inference_batches(val, batch), len(val), run)
     if kept.features is not None:
         kept.features.open(run.dim)
         kept.features.set_val(val_features[0])
@@ -379,7 +379,7 @@ def fit_head_on_litert(
     model.optimizer.build(model.trainable_variables)
 
     def predict(source: PixelSource) -> np.ndarray:
-        return frozen_base.probabilities(inference_batches(source, batch), run, head)
+        return frozen_base.probabilities(inference_batches(source, batch), len(source), run, head)
 
     return epochs, predict
 
