@@ -369,3 +369,29 @@ def test_a_detector_with_doubt_but_no_validation_scores_stops_the_load(model_dir
     np.savez(copy / "ood.npz", **kept)
     with pytest.raises(ModelLoadError, match=r"ood\.npz.*validation scores are missing"):
         Classifier.from_dir(copy)
+
+
+@pytest.mark.parametrize("method", ["mahalanobis", "mahalanobis_early"])
+def test_a_large_batch_is_scored_in_parts_each_image_as_it_is_alone(method, monkeypatch):
+    """Detector.score takes a split SCORE_ROWS images at a time (memory); an image's score,
+    doubt included, is the one it gets alone, bit for bit, wherever the parts cut."""
+    rng = np.random.default_rng(5)
+    n, labels = 23, rng.integers(0, 3, 200)
+    logits, features = rng.normal(size=(n, 3)), rng.normal(size=(n, 7)).astype(np.float32)
+    early = np.abs(rng.normal(size=(n, 8))).astype(np.float32)
+    train_f = rng.normal(size=(200, 7)).astype(np.float32)
+    train_e = np.abs(rng.normal(size=(200, 8))).astype(np.float32)
+    arrays = ood.fit(method, train_f, labels, 3, train_e)
+    plain = ood.Detector(method, 0.0, arrays)
+    arrays |= ood.doubt_arrays(
+        plain.score(logits, features, 1.0, early), ood.confidence(logits, 1.0)
+    )
+    detector = ood.Detector(method, 0.0, arrays, doubt=True)
+    alone = [
+        detector.score(logits[i : i + 1], features[i : i + 1], 1.5, early[i : i + 1])
+        for i in range(n)
+    ]
+    monkeypatch.setattr(ood, "SCORE_ROWS", 5)
+    np.testing.assert_array_equal(
+        detector.score(logits, features, 1.5, early), np.concatenate(alone)
+    )

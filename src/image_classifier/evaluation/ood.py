@@ -280,6 +280,10 @@ class Whitened:
         return -d2.min(axis=1)
 
 
+# Images Detector.score scores at a time (see there).
+SCORE_ROWS = 1024
+
+
 @dataclass(frozen=True)
 class Detector:
     """A fitted method, its statistics and its threshold: what serving needs to say
@@ -300,6 +304,25 @@ class Detector:
         object.__setattr__(self, "_whitened", prepared)
 
     def score(
+        self,
+        logits: np.ndarray,
+        features: np.ndarray,
+        temperature: float,
+        early: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n,) scores, SCORE_ROWS images at a time: scoring makes several float64 copies
+        of its inputs, which for a whole split (export's validation images) would grow the
+        stage's memory with the data. Each image's score does not depend on the others'."""
+        if len(logits) <= SCORE_ROWS:
+            return self._score(logits, features, temperature, early)
+        parts = []
+        for i in range(0, len(logits), SCORE_ROWS):
+            rows = slice(i, i + SCORE_ROWS)
+            some = [None if a is None else a[rows] for a in (features, early)]
+            parts.append(self._score(logits[rows], some[0], temperature, some[1]))
+        return np.concatenate(parts)
+
+    def _score(
         self,
         logits: np.ndarray,
         features: np.ndarray,
