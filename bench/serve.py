@@ -42,7 +42,10 @@ does not know or whose values it rejects), unless --baseline-model-dir names REV
 Ours and REV's, with the first database, are measured --rounds times each, one after the
 other, alternating which goes first; the script prints every round, the medians and new /
 old, and for each measurement the load average before it and the CPU seconds other
-processes took during it.
+processes took during it. Then each side's model file alone, timed in this process as above
+on the same pixels right after ours (the network's own share of the difference), and ours
+with what a worker does to the call's output (Classifier.run: the calibrated softmax and the
+out-of-distribution verdict).
 --wait-load L waits before each measurement until the 1-minute load average is below L.
 Every request goes to 127.0.0.1 only and the loops are bounded in count and time.
 """
@@ -646,12 +649,17 @@ def measure(proc: subprocess.Popen, port: int, body: bytes, args) -> dict:
     }
 
 
-def model_alone(model_dir: Path, image: bytes, threads: int, repeats: int = 300) -> dict:
+def model_alone(
+    model_dir: Path, image: bytes, threads: int, repeats: int = 300, served: bool = True
+) -> dict:
     """The served model's own cost for this upload, in this process, before any server runs:
     the median wall and CPU milliseconds of one LiteRT call on its pixels (Runner, `threads`
     threads, one image a call, as a worker runs it), and of decoding and resizing the upload
-    (preprocessing.decode_pixels, the app's function)."""
+    (preprocessing.decode_pixels, the app's function). With `served`, also the CPU of
+    Classifier.run, the call with what a worker does to its output (the calibrated softmax
+    and the out-of-distribution verdict): for this checkout's own export only."""
     sys.path.insert(0, str(ROOT / "src"))
+    from image_classifier.litert.classifier import Classifier
     from image_classifier.litert.runner import Runner
     from image_classifier.preprocessing import decode_pixels
 
@@ -673,11 +681,15 @@ def model_alone(model_dir: Path, image: bytes, threads: int, repeats: int = 300)
 
     invoke_ms, invoke_cpu_ms = timed(lambda: runner(pixels))
     decode_ms, _ = timed(lambda: decode_pixels(image, size, mode))
-    return {
+    figures = {
         "invoke_ms": round(invoke_ms, 3),
         "invoke_cpu_ms": round(invoke_cpu_ms, 3),
         "decode_ms": round(decode_ms, 3),
     }
+    if served:
+        clf = Classifier.from_dir(model_dir, threads, max_batch=1)
+        figures["run_cpu_ms"] = round(timed(lambda: clf.run(pixels))[1], 3)
+    return figures
 
 
 def explain(proc: subprocess.Popen, port: int, image: bytes, n: int) -> dict:
@@ -854,6 +866,8 @@ def main() -> None:
             "databases": {},
             "model_alone": model_alone(model_dir, image, args.threads),
         }
+        # Right after ours, on the same pixels: the two networks' cost, apart from serving.
+        old_alone = model_alone(old_dir, image, args.threads, served=False) if baseline else None
         postgres_url = args.database_url or ""
         if "postgresql" in kinds and not postgres_url:
             sys.path.insert(0, str(ROOT / "tests"))
@@ -916,6 +930,10 @@ def main() -> None:
                         "old": round((old_dir / "model.tflite").stat().st_size / 1024),
                     },
                     "params_left_out": baseline.params_left_out,
+                    "model_alone": {
+                        "new": results["model_alone"],
+                        "old": old_alone,
+                    },
                     "rounds": rounds,
                 }
             else:
@@ -993,6 +1011,14 @@ def report_baseline(r: dict) -> None:
             f"{side}: imports {o['webapp']} and {o['image_classifier']}; answers with "
             f"{', '.join(rounds[0][side]['answer_fields'])}"
         )
+    new, old = b["model_alone"]["new"], b["model_alone"]["old"]
+    print(
+        f"each side's model file alone, in this process (invoke CPU, median): new "
+        f"{new['invoke_cpu_ms']} ms, old {old['invoke_cpu_ms']} ms, new/old "
+        f"{new['invoke_cpu_ms'] / old['invoke_cpu_ms']:.3f}; new with what a worker does to the "
+        f"output (softmax, the verdict; Classifier.run) {new['run_cpu_ms']} ms, "
+        f"{1000 * (new['run_cpu_ms'] - new['invoke_cpu_ms']):.0f} us after the call"
+    )
     if b["params_left_out"]:
         print(
             f"params.yaml keys {b['rev']} does not know or accept, left out of its export: "
